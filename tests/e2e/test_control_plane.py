@@ -1,0 +1,139 @@
+"""The local control plane is a whole one: apiserver, RBAC and controller-manager."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from kubernetes import client, config
+from kubernetes.client import ApiException
+
+from keywright import devcluster
+
+
+def eventually(check: Callable[[], bool], timeout: float = 30.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(0.25)
+    return check()
+
+
+def test_garbage_collector_removes_a_secret_whose_owner_is_deleted(
+    api: client.ApiClient, namespace: str
+) -> None:
+    core = client.CoreV1Api(api)
+    owner = core.create_namespaced_config_map(namespace, client.V1ConfigMap(
+        metadata=client.V1ObjectMeta(name="owner"), data={"a": "b"}))
+    core.create_namespaced_secret(namespace, client.V1Secret(
+        metadata=client.V1ObjectMeta(name="owned", owner_references=[client.V1OwnerReference(
+            api_version="v1", kind="ConfigMap", name="owner", uid=str(owner.metadata.uid),
+            controller=True)]),
+        string_data={"k": "v"}))
+    core.create_namespaced_secret(namespace, client.V1Secret(
+        metadata=client.V1ObjectMeta(name="bystander"), string_data={"k": "v"}))
+
+    core.delete_namespaced_config_map("owner", namespace)
+
+    def owned_gone() -> bool:
+        names = {s.metadata.name for s in core.list_namespaced_secret(namespace).items}
+        return "owned" not in names
+    assert eventually(owned_gone)
+    assert core.read_namespaced_secret("bystander", namespace).metadata.name == "bystander"
+
+
+def test_a_token_user_is_refused_what_rbac_does_not_grant(
+    control_plane: devcluster.ControlPlane, api: client.ApiClient, namespace: str
+) -> None:
+    rbac = client.RbacAuthorizationV1Api(api)
+    rbac.create_namespaced_role(namespace, client.V1Role(
+        metadata=client.V1ObjectMeta(name="configmap-reader"),
+        rules=[client.V1PolicyRule(api_groups=[""], resources=["configmaps"],
+                                   verbs=["get", "list"])]))
+    rbac.create_namespaced_role_binding(namespace, client.V1RoleBinding(
+        metadata=client.V1ObjectMeta(name="reader"),
+        role_ref=client.V1RoleRef(api_group="rbac.authorization.k8s.io", kind="Role",
+                                  name="configmap-reader"),
+        subjects=[client.RbacV1Subject(kind="User", name="reader",
+                                       api_group="rbac.authorization.k8s.io")]))
+    kubeconfig = control_plane.add_token_user("reader")
+
+    with config.new_client_from_config(config_file=str(kubeconfig)) as limited:
+        core = client.CoreV1Api(limited)
+        allowed = core.list_namespaced_config_map(namespace).items
+        assert "kube-root-ca.crt" in [c.metadata.name for c in allowed]
+        with pytest.raises(ApiException) as denied:
+            core.list_namespaced_secret(namespace)
+        assert denied.value.status == 403
+        message = json.loads(str(denied.value.body))["message"]
+        assert 'User "reader" cannot list resource "secrets"' in message
+        with pytest.raises(ApiException) as elsewhere:
+            core.list_namespaced_config_map("default")
+        assert elsewhere.value.status == 403
+
+
+def test_prepare_reuses_the_cached_binaries(control_plane: devcluster.ControlPlane) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "keywright.cli", "cluster", "prepare"],
+        capture_output=True, text=True, timeout=60, check=True)
+    assert "using cached kube-apiserver and kube-controller-manager" in result.stdout
+    assert "building" not in result.stdout
+
+
+def test_keywright_dev_serves_kubectl_and_leaves_nothing_after_ctrl_c(
+    control_plane: devcluster.ControlPlane,
+) -> None:
+    dev = subprocess.Popen(
+        [sys.executable, "-u", "-m", "keywright.cli", "dev"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    assert dev.stdout is not None
+    output = []
+    kubeconfig = None
+    deadline = time.monotonic() + 120
+    while kubeconfig is None and time.monotonic() < deadline:
+        line = dev.stdout.readline()
+        if not line:
+            break
+        output.append(line)
+        match = re.search(r"export KUBECONFIG=(\S+)", line)
+        if match:
+            kubeconfig = Path(match.group(1))
+    assert kubeconfig is not None, "".join(output)
+    workdir = kubeconfig.parent
+    ours = _processes_mentioning(str(workdir))
+    assert len(ours) == 3, ours  # etcd, kube-apiserver, kube-controller-manager
+
+    got = subprocess.run(["kubectl", "--kubeconfig", str(kubeconfig), "get", "namespaces",
+                          "-o", "name"], capture_output=True, text=True, timeout=30)
+    assert "namespace/kube-system" in got.stdout, got.stderr
+
+    dev.send_signal(signal.SIGINT)
+    rest, _ = dev.communicate(timeout=60)
+    assert dev.returncode == 0, "".join(output) + rest
+    assert "stopped; nothing left running" in rest
+    assert [pid for pid in ours if devcluster.alive(pid)] == []
+    assert _processes_mentioning(str(workdir)) == []
+    assert not workdir.exists()
+
+
+def _processes_mentioning(text: str) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if text in cmdline and devcluster.alive(int(entry.name)):
+            found.append(int(entry.name))
+    return found
