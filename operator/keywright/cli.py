@@ -8,14 +8,19 @@ Must not: hold logic that a test would have to drive through a subprocess to rea
 from __future__ import annotations
 
 import argparse
+import importlib
+import logging
+import os
+import re
 import signal
 import sys
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import FrameType
 
-from keywright import debian, devcluster, kubebuild
+import kopf
+
+from keywright import crd, debian, devcluster, devmode, kube, kubebuild, pepper, reconcile, tokens
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -24,7 +29,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         result: int = args.run(args)
         return result
-    except (devcluster.ControlPlaneError, kubebuild.BuildError, debian.DebianError) as exc:
+    except (devcluster.ControlPlaneError, kubebuild.BuildError, debian.DebianError,
+            pepper.PepperUnavailable, kube.KubeError) as exc:
         print(f"keywright: {exc}", file=sys.stderr)
         return 1
 
@@ -44,10 +50,32 @@ def _parser() -> argparse.ArgumentParser:
         "prepare", help="install Debian packages and build or reuse the cached binaries")
     prepare.set_defaults(run=_prepare)
 
-    for name, text in (("operator", "the controller"), ("verifier", "the verification service")):
-        sub = commands.add_parser(name, help=text)
-        sub.set_defaults(run=_not_yet(name))
+    crd_command = commands.add_parser("crd", help="print the ApiKey CRD generated from the models")
+    crd_command.add_argument("--write", type=Path, metavar="DIR", help="write it into DIR")
+    crd_command.set_defaults(run=_crd)
+
+    op = commands.add_parser("operator", help="the controller (Kopf), on the current kubeconfig")
+    op.add_argument("--kubeconfig", help="kubeconfig file (default: $KUBECONFIG, in-cluster)")
+    op.add_argument("--namespace", default=os.environ.get("KEYWRIGHT_NAMESPACE",
+                                                          "keywright-system"),
+                    help="the operator's namespace, home of the pepper Secret")
+    op.add_argument("--watch-namespace", action="append", default=[], metavar="NS",
+                    help="watch only this namespace (repeatable; default: all)")
+    op.add_argument("--default-prefix", default="kw", type=_prefix,
+                    help="key prefix when an ApiKey sets none (default: kw)")
+    op.add_argument("--log-level", default="INFO",
+                    choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    op.set_defaults(run=_operator)
+
+    sub = commands.add_parser("verifier", help="the verification service")
+    sub.set_defaults(run=_not_yet("verifier"))
     return parser
+
+
+def _prefix(text: str) -> str:
+    if not re.fullmatch(tokens.PREFIX_PATTERN, text):
+        raise argparse.ArgumentTypeError(f"{text!r} does not match {tokens.PREFIX_PATTERN}")
+    return text
 
 
 def _say(line: str) -> None:
@@ -60,28 +88,31 @@ def _prepare(args: argparse.Namespace) -> int:
 
 
 def _dev(args: argparse.Namespace) -> int:
-    bin_dir = kubebuild.ensure_binaries(_say)
     signal.signal(signal.SIGTERM, _interrupt)
-    plane = devcluster.ControlPlane(bin_dir, workdir=args.workdir, say=_say)
-    try:
-        _say("starting etcd, kube-apiserver and kube-controller-manager ...")
-        plane.start()
-        _say(f"local control plane ready at {plane.server} (data in {plane.workdir})")
-        _say("")
-        _say(f"  export KUBECONFIG={plane.kubeconfig}")
-        _say("  kubectl get namespaces")
-        _say("  kubectl get serviceaccounts -A")
-        _say("")
-        _say("Press Ctrl-C to stop and clean up.")
-        while True:
-            plane.check_running()
-            time.sleep(1)
-    except KeyboardInterrupt:
-        _say("stopping ...")
-        return 0
-    finally:
-        plane.stop()
-        _say("stopped; nothing left running")
+    return devmode.run(args.workdir, _say)
+
+
+def _crd(args: argparse.Namespace) -> int:
+    if args.write:
+        _say(f"wrote {crd.write(args.write)}")
+    else:
+        sys.stdout.write(crd.render())
+    return 0
+
+
+def _operator(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=args.log_level,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.kubeconfig:
+        os.environ["KUBECONFIG"] = args.kubeconfig  # Kopf's own login reads it too
+    api = kube.Kube.connect(args.kubeconfig)
+    peppers = pepper.load_or_create(api, args.namespace)
+    reconciler = reconcile.Reconciler(api, reconcile.Settings(
+        namespace=args.namespace, default_prefix=args.default_prefix), peppers)
+    importlib.import_module("keywright.handlers")  # registers the Kopf handlers
+    kopf.run(standalone=True, clusterwide=not args.watch_namespace,
+             namespaces=args.watch_namespace or (), memo=kopf.Memo(reconciler=reconciler))
+    return 0
 
 
 def _interrupt(signum: int, frame: FrameType | None) -> None:

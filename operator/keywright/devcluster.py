@@ -23,7 +23,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -181,7 +181,7 @@ class ControlPlane:
     def stop(self) -> None:
         """Stop the processes this object started, newest first; nothing else."""
         for proc in reversed(list(self._processes.values())):
-            _terminate(proc.popen)
+            terminate(proc.popen)
         self._processes.clear()
         if not self.keep_workdir and self._given_workdir is None and self.workdir != Path():
             shutil.rmtree(self.workdir, ignore_errors=True)
@@ -207,7 +207,7 @@ class ControlPlane:
         self.users[name] = TokenUser(name, secrets.token_urlsafe(32), tuple(groups))
         if "kube-apiserver" in self._processes:
             self._write_token_file()
-            _terminate(self._processes.pop("kube-apiserver").popen)
+            terminate(self._processes.pop("kube-apiserver").popen)
             self._spawn(self._apiserver())
             self._wait(time.monotonic() + 60, "kube-apiserver", self._apiserver_ready)
             self._write_kubeconfig(name)
@@ -306,15 +306,7 @@ class ControlPlane:
         return _Process(name, argv, self.workdir / "logs" / f"{name}.log")
 
     def _spawn(self, proc: _Process) -> None:
-        with proc.log.open("ab") as log:
-            proc.popen = subprocess.Popen(
-                proc.argv,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,  # Ctrl-C in a terminal reaches us, not them
-                preexec_fn=_die_with_parent,
-            )
+        proc.popen = spawn(proc.argv, proc.log)
         self._processes[proc.name] = proc
 
     def _wait(self, deadline: float, name: str, ready: Callable[[], bool]) -> None:
@@ -371,7 +363,23 @@ class ControlPlane:
             return 0
 
 
-def _terminate(popen: subprocess.Popen[bytes] | None, grace: float = 10.0) -> None:
+def spawn(argv: Sequence[str], log: Path,
+          env: Mapping[str, str] | None = None) -> subprocess.Popen[bytes]:
+    """Start a child that writes to `log` and dies with us, even if we are SIGKILLed."""
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            list(argv),
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=None if env is None else dict(env),
+            start_new_session=True,  # Ctrl-C in a terminal reaches us, not them
+            preexec_fn=die_with_parent,
+        )
+
+
+def terminate(popen: subprocess.Popen[bytes] | None, grace: float = 10.0) -> None:
+    """SIGTERM, then SIGKILL after `grace` seconds; reaps the child."""
     if popen is None or popen.poll() is not None:
         return
     popen.send_signal(signal.SIGTERM)
@@ -382,7 +390,7 @@ def _terminate(popen: subprocess.Popen[bytes] | None, grace: float = 10.0) -> No
         popen.wait()
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     """In the child before exec: have the kernel SIGKILL it when its parent dies."""
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)

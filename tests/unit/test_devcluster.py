@@ -115,7 +115,7 @@ def test_children_are_killed_when_the_process_that_started_them_is_killed() -> N
         [sys.executable, "-c",
          "import subprocess, time\n"
          "from keywright import devcluster\n"
-         "p = subprocess.Popen(['sleep', '600'], preexec_fn=devcluster._die_with_parent)\n"
+         "p = subprocess.Popen(['sleep', '600'], preexec_fn=devcluster.die_with_parent)\n"
          "print(p.pid, flush=True)\n"
          "time.sleep(600)\n"],
         stdout=subprocess.PIPE, text=True,

@@ -1,0 +1,45 @@
+"""Durations as the contract writes them: `<n>s|m|h|d`, and `Never` for expiration.
+
+Owns: parsing and formatting durations, the presets. Pure.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+
+NEVER = "Never"
+PATTERN = r"^[0-9]+[smhd]$"
+POSITIVE_PATTERN = r"^[1-9][0-9]*[smhd]$"
+EXPIRATION_PATTERN = r"^(Never|[1-9][0-9]*[smhd])$"
+PRESETS = ("1h", "1d", "7d", "30d", "90d", "180d", "360d")
+# Far enough for any key, near enough that adding it to a date never overflows.
+LONGEST = timedelta(days=100 * 366)
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+_SHAPE = re.compile(r"([0-9]+)([smhd])")
+
+
+class DurationError(ValueError):
+    """Not a duration of the contract's grammar, or too long."""
+
+
+def parse(text: str) -> timedelta:
+    """`90d` -> 90 days. Raises DurationError for anything else, with the reason."""
+    match = _SHAPE.fullmatch(text)
+    if match is None:
+        raise DurationError(f"{text!r} is not a duration: write <n>s, <n>m, <n>h or <n>d")
+    seconds = int(match.group(1)) * _UNITS[match.group(2)]
+    if seconds > LONGEST.total_seconds():
+        raise DurationError(f"{text!r} is longer than the longest allowed duration (36600d)")
+    return timedelta(seconds=seconds)
+
+
+def parse_expiration(text: str) -> timedelta | None:
+    """`Never` -> None; otherwise a positive duration."""
+    if text == NEVER:
+        return None
+    value = parse(text)
+    if not value:
+        raise DurationError(f"{text!r}: an expiration must be longer than 0; or use Never")
+    return value

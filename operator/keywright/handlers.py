@@ -1,0 +1,80 @@
+"""Kopf wiring: which events reach the reconciler. Thin on purpose.
+
+Owns: Kopf settings (progress and diff-base kept in status, a server-side label selector
+so only Keywright's Secrets are watched, no Kopf events below WARNING) and the handlers.
+Must not: decide or call the Kubernetes API itself; handlers are sync, so Kopf runs them
+in its thread pool and the blocking client never stalls the event loop.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+import kopf
+
+from keywright import lifecycle, models, pepper, reconcile
+
+SELECTOR = f"{lifecycle.MANAGED_BY}={lifecycle.MANAGER}"
+
+
+def _reconciler(memo: Any) -> reconcile.Reconciler:
+    found: reconcile.Reconciler = memo.reconciler
+    return found
+
+
+@kopf.on.startup()
+def configure(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
+    settings.persistence.progress_storage = kopf.StatusProgressStorage(
+        field="status.kopf.progress")
+    settings.persistence.diffbase_storage = kopf.StatusDiffBaseStorage(
+        field="status.kopf.lastHandledConfiguration")
+    settings.watching.label_selectors["v1", "secrets"] = SELECTOR
+    settings.posting.level = logging.WARNING
+    settings.execution.max_workers = 16
+    _reconciler(memo).start()
+
+
+@kopf.on.login()
+def login(memo: Any, **_: Any) -> kopf.ConnectionInfo:
+    """Kopf logs in with exactly the credentials the operator's own client uses."""
+    found = _reconciler(memo).api.credentials()
+    return kopf.ConnectionInfo(
+        server=found.server, ca_path=found.ca_path, token=found.token, scheme=found.scheme,
+        certificate_path=found.cert_path, private_key_path=found.key_path,
+        insecure=found.insecure,
+    )
+
+
+@kopf.on.cleanup()
+def shutdown(memo: Any, **_: Any) -> None:
+    _reconciler(memo).stop()
+
+
+@kopf.on.resume(models.GROUP, models.VERSION, models.PLURAL)
+@kopf.on.create(models.GROUP, models.VERSION, models.PLURAL)
+@kopf.on.update(models.GROUP, models.VERSION, models.PLURAL)
+def apikey_changed(namespace: str | None, name: str, memo: Any, **_: Any) -> None:
+    assert namespace is not None  # ApiKey is namespaced
+    _reconciler(memo).reconcile(namespace, name)
+
+
+@kopf.on.event(models.GROUP, models.VERSION, models.PLURAL)
+def apikey_event(type: str, namespace: str | None, name: str, memo: Any, **_: Any) -> None:
+    if type == "DELETED" and namespace is not None:
+        _reconciler(memo).forget(namespace, name)
+
+
+@kopf.on.event("v1", "secrets", labels={lifecycle.MANAGED_BY: lifecycle.MANAGER})
+def secret_event(type: str, namespace: str | None, name: str, labels: Mapping[str, str],
+                 memo: Any, **_: Any) -> None:
+    found = _reconciler(memo)
+    if namespace is None:
+        return
+    if namespace == found.settings.namespace and name == pepper.NAME:
+        found.peppers = pepper.load_or_create(found.api, namespace)
+        return
+    owner = labels.get(lifecycle.APIKEY_LABEL)
+    if owner:
+        found.reconcile(namespace, owner)

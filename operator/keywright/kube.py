@@ -1,0 +1,203 @@
+"""The only module that talks to the Kubernetes API (import-linter keeps it so).
+
+Owns: loading credentials (kubeconfig or in-cluster), and the few calls Keywright makes:
+read an ApiKey, patch its status, read/create/replace a Secret, post an Event. Objects
+travel as the API's own JSON dicts (camelCase), so nothing is lost in translation.
+Must not: log request or response bodies (they can hold a key), or decide anything.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import os
+import socket
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from kubernetes import client, config
+
+from keywright import models
+
+FIELD_MANAGER = "keywright"
+APIKEYS = f"/apis/{models.GROUP}/{models.VERSION}/namespaces/{{ns}}/{models.PLURAL}/{{name}}"
+SECRETS = "/api/v1/namespaces/{ns}/secrets"
+EVENTS = "/api/v1/namespaces/{ns}/events"
+
+
+class KubeError(RuntimeError):
+    """The API answered with an error; `status` is the HTTP code."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(f"Kubernetes API error {status}: {message}")
+        self.status = status
+
+
+class Conflict(KubeError):
+    """409: the object exists already, or changed since it was read."""
+
+
+@dataclass(frozen=True)
+class Credentials:
+    server: str
+    ca_path: str | None
+    token: str | None = field(repr=False)
+    scheme: str | None
+    cert_path: str | None
+    key_path: str | None
+    insecure: bool
+
+
+class Kube:
+    def __init__(self, api: client.ApiClient, component: str = "keywright-operator") -> None:
+        self.api = api
+        self.component = component
+        self.instance = socket.gethostname()
+
+    @classmethod
+    def connect(cls, kubeconfig: str | None = None, context: str | None = None,
+                component: str = "keywright-operator") -> Kube:
+        """In-cluster credentials when running in a Pod without a kubeconfig, else kubeconfig."""
+        configuration = client.Configuration()
+        if kubeconfig is None and context is None and "KUBERNETES_SERVICE_HOST" in os.environ \
+                and "KUBECONFIG" not in os.environ:
+            config.load_incluster_config(client_configuration=configuration)
+        else:
+            config.load_kube_config(config_file=kubeconfig, context=context,
+                                    client_configuration=configuration)
+        configuration.connection_pool_maxsize = 32
+        return cls(client.ApiClient(configuration), component)
+
+    def credentials(self) -> Credentials:
+        """What Kopf needs to log in as the same identity, read from our configuration."""
+        c = self.api.configuration
+        header = c.get_api_key_with_prefix("BearerToken") or ""
+        scheme, _, token = header.partition(" ")
+        return Credentials(server=c.host, ca_path=c.ssl_ca_cert, token=token or None,
+                           scheme=scheme or None, cert_path=c.cert_file, key_path=c.key_file,
+                           insecure=not c.verify_ssl)
+
+    def close(self) -> None:
+        self.api.close()
+
+    # -- ApiKeys --------------------------------------------------------------------
+
+    def get_apikey(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return self._get(APIKEYS.format(ns=namespace, name=name))
+
+    def patch_apikey_status(self, namespace: str, name: str, patch: Mapping[str, Any]) -> None:
+        self._call("PATCH", APIKEYS.format(ns=namespace, name=name) + "/status",
+                   body={"status": dict(patch)}, query={"fieldManager": FIELD_MANAGER},
+                   content_type="application/merge-patch+json")
+
+    # -- Secrets --------------------------------------------------------------------
+
+    def get_secret(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return self._get(f"{SECRETS.format(ns=namespace)}/{name}")
+
+    def create_secret(self, namespace: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        return self._call("POST", SECRETS.format(ns=namespace), body=dict(body),
+                          query={"fieldManager": FIELD_MANAGER})
+
+    def replace_secret(self, namespace: str, name: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        """PUT; the body's metadata.resourceVersion makes it fail (409) on a concurrent write."""
+        return self._call("PUT", f"{SECRETS.format(ns=namespace)}/{name}", body=dict(body),
+                          query={"fieldManager": FIELD_MANAGER})
+
+    @staticmethod
+    def secret_data(data: Mapping[str, bytes]) -> dict[str, str]:
+        return {key: base64.b64encode(value).decode("ascii") for key, value in data.items()}
+
+    @staticmethod
+    def decode_data(secret: Mapping[str, Any]) -> dict[str, bytes]:
+        return {key: base64.b64decode(value) for key, value in (secret.get("data") or {}).items()}
+
+    # -- set-up (dev mode, tests) -------------------------------------------------------
+
+    def ensure_namespace(self, name: str) -> None:
+        with contextlib.suppress(Conflict):
+            self._call("POST", "/api/v1/namespaces", body={"metadata": {"name": name}})
+
+    def apply_crd(self, definition: Mapping[str, Any], timeout: float = 30.0) -> None:
+        """Create or update a CustomResourceDefinition and wait until it is Established."""
+        path = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
+        name = definition["metadata"]["name"]
+        current = self._get(f"{path}/{name}")
+        if current is None:
+            self._call("POST", path, body=dict(definition))
+        else:
+            body = {**definition, "metadata": {
+                **definition["metadata"],
+                "resourceVersion": current["metadata"]["resourceVersion"]}}
+            self._call("PUT", f"{path}/{name}", body=body)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            found = self._get(f"{path}/{name}") or {}
+            if any(c.get("type") == "Established" and c.get("status") == "True"
+                   for c in (found.get("status") or {}).get("conditions") or []):
+                return
+            time.sleep(0.2)
+        raise KubeError(504, f"CustomResourceDefinition {name} not Established in {timeout}s")
+
+    def create_apikey(self, namespace: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        path = APIKEYS.format(ns=namespace, name="").rstrip("/")
+        return self._call("POST", path, body=dict(body))
+
+    # -- Events ---------------------------------------------------------------------
+
+    def post_event(self, involved: Mapping[str, Any], type_: str, reason: str,
+                   message: str) -> None:
+        meta = involved["metadata"]
+        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        self._call("POST", EVENTS.format(ns=meta["namespace"]), body={
+            "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
+            "involvedObject": {
+                "apiVersion": involved["apiVersion"], "kind": involved["kind"],
+                "name": meta["name"], "namespace": meta["namespace"], "uid": meta["uid"],
+                "resourceVersion": meta.get("resourceVersion"),
+            },
+            "type": type_, "reason": reason, "message": message[:1024],
+            "source": {"component": self.component},
+            "reportingComponent": f"{models.GROUP}/{self.component}",
+            "reportingInstance": self.instance,
+            "firstTimestamp": now, "lastTimestamp": now, "count": 1,
+        })
+
+    # -- plumbing -------------------------------------------------------------------
+
+    def _get(self, path: str) -> dict[str, Any] | None:
+        try:
+            return self._call("GET", path)
+        except KubeError as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    def _call(self, method: str, path: str, *, body: Any = None,
+              query: Mapping[str, str] | None = None,
+              content_type: str = "application/json") -> dict[str, Any]:
+        headers = {"Accept": "application/json"}
+        if body is not None:
+            headers["Content-Type"] = content_type
+        request = self.api.param_serialize(
+            method=method, resource_path=path, query_params=list((query or {}).items()),
+            header_params=headers, body=body, auth_settings=["BearerToken"],
+        )
+        response = self.api.call_api(*request, _request_timeout=30)
+        payload = response.read()
+        if not 200 <= response.status <= 299:
+            raise _error(response.status, payload)
+        result: dict[str, Any] = json.loads(payload)
+        return result
+
+
+def _error(status: int, payload: bytes) -> KubeError:
+    try:
+        message = str(json.loads(payload).get("message", ""))
+    except ValueError:
+        message = f"HTTP {status}"
+    return Conflict(status, message) if status == 409 else KubeError(status, message)

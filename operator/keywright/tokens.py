@@ -1,0 +1,71 @@
+"""The key format: `<prefix>_<body><check>`.
+
+Owns: generating keys from `secrets` randomness, base62, the CRC32 check, and telling a
+well-formed key from garbage before anything is hashed. Pure but for the randomness.
+Must not: log, print or keep a key; the caller decides where a key goes.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import zlib
+
+ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+BODY_LENGTH = 43  # 62**43 > 2**256: 32 random bytes always fit
+CHECK_LENGTH = 6  # 62**6 > 2**32: any CRC32 fits
+PREFIX_PATTERN = r"^[a-z][a-z0-9]{1,15}$"
+SCANNER_REGEX = r"\b[a-z][a-z0-9]{1,15}_[0-9A-Za-z]{49}\b"
+LAST_CHARACTERS = 4
+
+_SHAPE = re.compile(r"([a-z][a-z0-9]{1,15})_([0-9A-Za-z]{43})([0-9A-Za-z]{6})")
+_PREFIX = re.compile(PREFIX_PATTERN)
+
+
+def base62(number: int, width: int) -> str:
+    """`number` in base62, most significant digit first, left-padded with '0' to `width`."""
+    if number < 0:
+        raise ValueError("base62 takes non-negative numbers")
+    digits = []
+    while number:
+        number, digit = divmod(number, 62)
+        digits.append(ALPHABET[digit])
+    text = "".join(reversed(digits)).rjust(width, "0")
+    if len(text) > width:
+        raise ValueError(f"{len(text)} base62 digits do not fit in {width}")
+    return text
+
+
+def check(prefix_and_body: str) -> str:
+    """The 6-character base62 CRC32 of the ASCII bytes of `<prefix>_<body>`."""
+    return base62(zlib.crc32(prefix_and_body.encode("ascii")), CHECK_LENGTH)
+
+
+def generate(prefix: str) -> str:
+    """A new key: 256 bits from `secrets`, in the contract's format."""
+    if not _PREFIX.fullmatch(prefix):
+        raise ValueError(f"prefix {prefix!r} does not match {PREFIX_PATTERN}")
+    body = base62(int.from_bytes(secrets.token_bytes(32), "big"), BODY_LENGTH)
+    head = f"{prefix}_{body}"
+    return head + check(head)
+
+
+def well_formed(token: str) -> bool:
+    """Shape and checksum are right. Cheap; says nothing about whether the key exists."""
+    match = _SHAPE.fullmatch(token)
+    if match is None:
+        return False
+    return secrets.compare_digest(check(f"{match.group(1)}_{match.group(2)}"), match.group(3))
+
+
+def prefix_of(token: str) -> str:
+    return token.partition("_")[0]
+
+
+def last_characters(token: str) -> str:
+    return token[-LAST_CHARACTERS:]
+
+
+def preview(prefix: str, last: str) -> str:
+    """What people may see of a key: `kw_...x9Qa`."""
+    return f"{prefix}_...{last}"
