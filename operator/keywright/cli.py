@@ -89,6 +89,7 @@ def _prepare(args: argparse.Namespace) -> int:
 
 def _dev(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # even if started with it ignored
     return devmode.run(args.workdir, _say)
 
 

@@ -18,6 +18,7 @@ LONGEST = timedelta(days=100 * 366)
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 _SHAPE = re.compile(r"([0-9]+)([smhd])")
+_DIGITS = 12  # more digits are past LONGEST in any unit; int() of them is never attempted
 
 
 class DurationError(ValueError):
@@ -29,10 +30,11 @@ def parse(text: str) -> timedelta:
     match = _SHAPE.fullmatch(text)
     if match is None:
         raise DurationError(f"{text!r} is not a duration: write <n>s, <n>m, <n>h or <n>d")
-    seconds = int(match.group(1)) * _UNITS[match.group(2)]
-    if seconds > LONGEST.total_seconds():
-        raise DurationError(f"{text!r} is longer than the longest allowed duration (36600d)")
-    return timedelta(seconds=seconds)
+    digits = match.group(1)
+    if len(digits) > _DIGITS or int(digits) * _UNITS[match.group(2)] > LONGEST.total_seconds():
+        shown = text if len(text) <= 20 else text[:17] + "..."
+        raise DurationError(f"{shown!r} is longer than the longest allowed duration (36600d)")
+    return timedelta(seconds=int(digits) * _UNITS[match.group(2)])
 
 
 def parse_expiration(text: str) -> timedelta | None:

@@ -75,4 +75,5 @@ def matches(token: str, hashed: str, peppers: Peppers) -> bool:
     version = version_of(hashed)
     if version is None or version not in peppers.versions:
         return False
-    return hmac.compare_digest(digest(token, peppers, version), hashed)
+    return hmac.compare_digest(digest(token, peppers, version).encode(),
+                               hashed.encode("utf-8", "replace"))

@@ -70,10 +70,10 @@ class Rotation(_Model):
     """When the key is replaced and what happens to the previous one."""
 
     every: Annotated[str | None, Field(
-        None, pattern=durations.POSITIVE_PATTERN,
+        None, max_length=20, pattern=durations.POSITIVE_PATTERN,
         description="Rotate on this schedule, counted from the last rotation: <n>s|m|h|d.")]
     gracePeriod: Annotated[str, Field(
-        "0s", pattern=durations.PATTERN,
+        "0s", max_length=20, pattern=durations.PATTERN,
         description="How long the previous key stays valid after a rotation. "
                     "Default 0s: invalid at once.")]
     restartTargets: Annotated[list[RestartTarget], Field(
@@ -83,7 +83,7 @@ class Rotation(_Model):
 
 class RateLimit(_Model):
     requests: Annotated[int, Field(ge=1, description="Requests allowed per period.")]
-    period: Annotated[str, Field(pattern=durations.POSITIVE_PATTERN,
+    period: Annotated[str, Field(max_length=20, pattern=durations.POSITIVE_PATTERN,
                                  description="The period: <n>s|m|h|d.")]
 
 
@@ -98,7 +98,7 @@ class ApiKeySpec(_Model):
         description="Granted scopes, <Area>.<Level> with Level Read or Write; "
                     "Area.Write satisfies Area.Read. Example: Reviews.Read.")]
     expiration: Annotated[str, Field(
-        pattern=durations.EXPIRATION_PATTERN,
+        max_length=20, pattern=durations.EXPIRATION_PATTERN,
         json_schema_extra=_x(x_kubernetes_validations=[{
             "rule": "self == oldSelf",
             "message": "expiration is immutable: it is chosen once, at creation"}]),

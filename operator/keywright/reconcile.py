@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from keywright import hashing, kube, lifecycle, models, scheduler, tokens
+from keywright import faults, hashing, kube, lifecycle, models, scheduler, tokens
 
 log = logging.getLogger(__name__)
 RETRY_AFTER_FAILURE = timedelta(seconds=5)
@@ -64,12 +64,14 @@ class Reconciler:
                 if plan.issue is None:
                     break
                 written = self._issue(raw, plan.issue)
+                faults.crash_point("after-secret-write")
                 observed = self._observe(raw, secret=written, fetch=written is None)
                 plan = lifecycle.decide(observed, self.clock())
             else:
                 raise RuntimeError(f"issuing the key of {namespace}/{name} did not settle")
             if plan.status:
                 self.api.patch_apikey_status(namespace, name, plan.status)
+                faults.crash_point("after-status-patch")
             for event in plan.events:
                 log.log(logging.WARNING if event.type == lifecycle.WARNING else logging.INFO,
                         "%s/%s: %s: %s", namespace, name, event.reason, event.message)
@@ -116,6 +118,7 @@ class Reconciler:
         body = _secret_body(raw, issue, token, hashing.digest(token, self.peppers),
                             lifecycle.timestamp(self.clock()))
         del token  # the plaintext now lives only in `body`, which goes to the API server
+        faults.crash_point("before-secret-write")
         try:
             if issue.replace:
                 current = self.api.get_secret(meta["namespace"], issue.secret_name)

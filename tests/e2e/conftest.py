@@ -9,6 +9,7 @@ import pytest
 from kubernetes import client, config
 
 from keywright import devcluster, kubebuild
+from tests.e2e import helpers
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -37,9 +38,44 @@ def api(control_plane: devcluster.ControlPlane) -> Iterator[client.ApiClient]:
 
 
 @pytest.fixture
-def namespace(api: client.ApiClient) -> Iterator[str]:
+def namespace(api: client.ApiClient) -> str:
+    """A fresh namespace. Kept until the session ends, so the last test can scan every
+    key the session issued for leaks."""
     name = f"t-{uuid.uuid4().hex[:10]}"
     core = client.CoreV1Api(api)
     core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
-    yield name
-    core.delete_namespace(name)
+    return name
+
+
+@pytest.fixture(scope="session")
+def crd(control_plane: devcluster.ControlPlane) -> None:
+    """The committed CRD, installed the way a user would (1.20 drops the CEL rule)."""
+    helpers.kubectl(control_plane.kubeconfig, "apply", "--validate=false", "-f",
+                    str(helpers.REPO / "crds"))
+    helpers.kubectl(control_plane.kubeconfig, "wait", "--for=condition=established",
+                    "crd/apikeys.keywright.dev", "--timeout=30s")
+    helpers.kubectl(control_plane.kubeconfig, "create", "namespace",
+                    helpers.OPERATOR_NAMESPACE)
+
+
+@pytest.fixture(scope="session")
+def operator(control_plane: devcluster.ControlPlane, crd: None,
+             tmp_path_factory: pytest.TempPathFactory) -> Iterator[helpers.Operator]:
+    """One operator for the session, at DEBUG; tests that crash it start it again."""
+    running = helpers.Operator(control_plane.kubeconfig, tmp_path_factory.mktemp("operator"))
+    running.start()
+    yield running
+    running.stop()
+
+
+@pytest.fixture
+def running_operator(operator: helpers.Operator) -> helpers.Operator:
+    """The session operator, restarted first if an earlier test left it stopped."""
+    if operator.popen is None or operator.popen.poll() is not None:
+        operator.start()
+    return operator
+
+
+@pytest.fixture(scope="session")
+def cluster(api: client.ApiClient, control_plane: devcluster.ControlPlane) -> helpers.Cluster:
+    return helpers.Cluster(api, control_plane.kubeconfig)

@@ -1,0 +1,151 @@
+"""What e2e tests share: running the operator as a process, kubectl, polling."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar, cast
+
+from kubernetes import client
+
+from keywright import devcluster, models
+
+T = TypeVar("T")
+REPO = Path(__file__).resolve().parents[2]
+OPERATOR_NAMESPACE = "keywright-system"
+
+
+def eventually(check: Callable[[], T | None], timeout: float = 30.0,
+               interval: float = 0.1, what: str = "condition") -> T:
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} not reached within {timeout}s")
+        time.sleep(interval)
+
+
+def kubectl(kubeconfig: Path, *args: str, stdin: str | None = None,
+            check: bool = True) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(["kubectl", "--kubeconfig", str(kubeconfig), *args],
+                            input=stdin, capture_output=True, text=True, timeout=60)
+    if check and result.returncode != 0:
+        raise AssertionError(f"kubectl {' '.join(args)} failed: {result.stderr}")
+    return result
+
+
+class Operator:
+    """`keywright operator` as a child process, at DEBUG, logging to files we keep."""
+
+    def __init__(self, kubeconfig: Path, logdir: Path) -> None:
+        self.kubeconfig = kubeconfig
+        self.logdir = logdir
+        self.popen: subprocess.Popen[bytes] | None = None
+        self.runs = 0
+
+    @property
+    def log(self) -> Path:
+        return self.logdir / f"operator-{self.runs}.log"
+
+    def start(self, crash_at: str | None = None) -> None:
+        assert self.popen is None or self.popen.poll() is not None, "already running"
+        self.runs += 1
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        env.pop("KEYWRIGHT_CRASH_AT", None)
+        if crash_at:
+            env["KEYWRIGHT_CRASH_AT"] = crash_at
+        self.popen = devcluster.spawn(
+            [sys.executable, "-m", "keywright.cli", "operator", "--kubeconfig",
+             str(self.kubeconfig), "--namespace", OPERATOR_NAMESPACE, "--log-level", "DEBUG"],
+            self.log, env=env)
+        eventually(lambda: "Activity 'login' succeeded" in self.log.read_text(),
+                   timeout=30, what="operator start")
+
+    def kill(self) -> None:
+        """SIGKILL: no cleanup, as a crash or an evicted Pod."""
+        if self.popen is not None and self.popen.poll() is None:
+            self.popen.send_signal(signal.SIGKILL)
+            self.popen.wait()
+
+    def stop(self) -> None:
+        devcluster.terminate(self.popen)
+
+    def wait_exit(self, timeout: float = 30) -> int:
+        assert self.popen is not None
+        return self.popen.wait(timeout)
+
+    def all_logs(self) -> str:
+        return "".join(p.read_text(errors="replace")
+                       for p in sorted(self.logdir.glob("operator-*.log")))
+
+
+class Cluster:
+    """Reads the way a user would check: the ApiKey, its Secret, its events."""
+
+    def __init__(self, api: client.ApiClient, kubeconfig: Path) -> None:
+        self.api = api
+        self.kubeconfig = kubeconfig
+        self.core = client.CoreV1Api(api)
+        self.custom = client.CustomObjectsApi(api)
+
+    def apply(self, manifest: dict[str, Any]) -> None:
+        kubectl(self.kubeconfig, "apply", "-f", "-", stdin=json.dumps(manifest))
+
+    def apikey(self, namespace: str, name: str) -> dict[str, Any]:
+        return cast(dict[str, Any], self.custom.get_namespaced_custom_object(
+            models.GROUP, models.VERSION, namespace, models.PLURAL, name))
+
+    def status(self, namespace: str, name: str) -> dict[str, Any]:
+        found: dict[str, Any] = self.apikey(namespace, name).get("status") or {}
+        return found
+
+    def wait_phase(self, namespace: str, name: str, phase: str,
+                   timeout: float = 30) -> dict[str, Any]:
+        def reached() -> dict[str, Any] | None:
+            status = self.status(namespace, name)
+            return status if status.get("phase") == phase else None
+        return eventually(reached, timeout=timeout, what=f"{namespace}/{name} phase {phase}")
+
+    def secret(self, namespace: str, name: str) -> client.V1Secret | None:
+        try:
+            return self.core.read_namespaced_secret(name, namespace)
+        except client.ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    def plaintext(self, namespace: str, name: str, key: str = "api-key") -> str:
+        secret = self.secret(namespace, name)
+        assert secret is not None
+        assert secret.data is not None
+        return base64.b64decode(secret.data[key]).decode("ascii")
+
+    def pepper(self) -> dict[str, bytes]:
+        secret = self.secret(OPERATOR_NAMESPACE, "keywright-pepper")
+        assert secret is not None
+        assert secret.data is not None
+        return {k: base64.b64decode(v) for k, v in secret.data.items()}
+
+    def events(self, namespace: str, name: str) -> list[tuple[str, str, str]]:
+        found = self.core.list_namespaced_event(
+            namespace, field_selector=f"involvedObject.name={name}")
+        ordered = sorted(found.items, key=lambda e: str(e.metadata.creation_timestamp))
+        return [(str(e.type), str(e.reason), str(e.message)) for e in ordered]
+
+    def reasons(self, namespace: str, name: str) -> list[str]:
+        return [reason for _, reason, _ in self.events(namespace, name)]
+
+
+def apikey(name: str, namespace: str, **spec: Any) -> dict[str, Any]:
+    return {"apiVersion": f"{models.GROUP}/{models.VERSION}", "kind": models.KIND,
+            "metadata": {"name": name, "namespace": namespace},
+            "spec": {"expiration": "30d", **spec}}
