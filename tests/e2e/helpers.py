@@ -43,6 +43,14 @@ def kubectl(kubeconfig: Path, *args: str, stdin: str | None = None,
     return result
 
 
+class Plaintext(str):
+    """A key read back from its Secret. Its repr shows only the last characters, so a
+    failing assertion never prints a key into the test output."""
+
+    def __repr__(self) -> str:
+        return f"<key ...{self[-4:]}>"
+
+
 class Operator:
     """`keywright operator` as a child process, at DEBUG, logging to files we keep."""
 
@@ -123,11 +131,11 @@ class Cluster:
                 return None
             raise
 
-    def plaintext(self, namespace: str, name: str, key: str = "api-key") -> str:
+    def plaintext(self, namespace: str, name: str, key: str = "api-key") -> Plaintext:
         secret = self.secret(namespace, name)
         assert secret is not None
         assert secret.data is not None
-        return base64.b64decode(secret.data[key]).decode("ascii")
+        return Plaintext(base64.b64decode(secret.data[key]).decode("ascii"))
 
     def pepper(self) -> dict[str, bytes]:
         secret = self.secret(OPERATOR_NAMESPACE, "keywright-pepper")
@@ -138,7 +146,7 @@ class Cluster:
     def events(self, namespace: str, name: str) -> list[tuple[str, str, str]]:
         found = self.core.list_namespaced_event(
             namespace, field_selector=f"involvedObject.name={name}")
-        ordered = sorted(found.items, key=lambda e: str(e.metadata.creation_timestamp))
+        ordered = sorted(found.items, key=lambda e: int(e.metadata.resource_version or 0))
         return [(str(e.type), str(e.reason), str(e.message)) for e in ordered]
 
     def reasons(self, namespace: str, name: str) -> list[str]:

@@ -212,3 +212,20 @@ def test_the_operator_writes_status_only_and_keeps_kopf_state_there(
                     if "f:spec" in (m.get("fieldsV1") or {})}
     assert spec_writers
     assert all(w.startswith("kubectl") for w in spec_writers), spec_writers
+
+
+def test_keys_that_expired_while_the_operator_was_down_are_marked_at_start(
+    operator: Operator, cluster: Cluster, namespace: str
+) -> None:
+    if operator.popen is None or operator.popen.poll() is not None:
+        operator.start()
+    cluster.apply(apikey("sleeper", namespace, expiration="4s"))
+    active = cluster.wait_phase(namespace, "sleeper", "Active", timeout=10)
+    operator.stop()
+    due = parse(active["expiresAt"])
+    while datetime.now(UTC) < due + timedelta(seconds=1):
+        time.sleep(0.2)
+    assert cluster.status(namespace, "sleeper")["phase"] == "Active"  # nobody marked it yet
+    operator.start()
+    cluster.wait_phase(namespace, "sleeper", "Expired", timeout=10)
+    assert cluster.reasons(namespace, "sleeper") == ["Issued", "Expired"]

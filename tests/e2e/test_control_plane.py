@@ -89,7 +89,7 @@ def test_prepare_reuses_the_cached_binaries(control_plane: devcluster.ControlPla
     assert "building" not in result.stdout
 
 
-def test_keywright_dev_serves_kubectl_and_leaves_nothing_after_ctrl_c(
+def test_keywright_dev_runs_the_operator_on_the_sample_and_leaves_nothing_after_ctrl_c(
     control_plane: devcluster.ControlPlane,
 ) -> None:
     dev = subprocess.Popen(
@@ -110,11 +110,15 @@ def test_keywright_dev_serves_kubectl_and_leaves_nothing_after_ctrl_c(
     assert kubeconfig is not None, "".join(output)
     workdir = kubeconfig.parent
     ours = _processes_mentioning(str(workdir))
-    assert len(ours) == 3, ours  # etcd, kube-apiserver, kube-controller-manager
+    assert len(ours) == 4, ours  # etcd, kube-apiserver, kube-controller-manager, operator
 
-    got = subprocess.run(["kubectl", "--kubeconfig", str(kubeconfig), "get", "namespaces",
-                          "-o", "name"], capture_output=True, text=True, timeout=30)
-    assert "namespace/kube-system" in got.stdout, got.stderr
+    def sample_phase() -> str:
+        got = subprocess.run(["kubectl", "--kubeconfig", str(kubeconfig), "-n", "default",
+                              "get", "apikey", "sample-billing-sync", "-o",
+                              "jsonpath={.status.phase}"],
+                             capture_output=True, text=True, timeout=30)
+        return got.stdout
+    assert eventually(lambda: sample_phase() == "Active", timeout=30), sample_phase()
 
     dev.send_signal(signal.SIGINT)
     rest, _ = dev.communicate(timeout=60)

@@ -1,0 +1,59 @@
+"""Runs last (file order): no plaintext key and no pepper anywhere they must not be.
+
+The session's operator ran at DEBUG for every e2e test before this one, across crashes
+and restarts. Every key those tests issued still exists (namespaces are kept until the
+session ends), so each is searched for, with the pepper, in: the operator's whole log,
+every event in the cluster, every ApiKey (spec, status, annotations), and the labels and
+annotations of every Secret Keywright manages.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+
+from kubernetes import client
+
+from keywright import models
+from tests.e2e.helpers import Cluster, Operator, apikey, kubectl
+
+
+def needles_of(secret_value: bytes) -> list[bytes]:
+    return [secret_value, base64.b64encode(secret_value), secret_value.hex().encode(),
+            repr(secret_value)[2:-1].encode()]
+
+
+def test_no_plaintext_or_pepper_in_logs_events_status_or_annotations(
+    running_operator: Operator, cluster: Cluster, namespace: str
+) -> None:
+    # A little more of everything at DEBUG, so this test stands on its own too.
+    cluster.apply(apikey("hygiene", namespace, active=False))
+    cluster.wait_phase(namespace, "hygiene", "Inactive", timeout=10)
+    kubectl(cluster.kubeconfig, "-n", namespace, "delete", "secret", "hygiene")
+    cluster.apply(apikey("hygiene", namespace, active=True))
+    cluster.wait_phase(namespace, "hygiene", "Active", timeout=10)
+
+    selector = "app.kubernetes.io/managed-by=keywright"
+    managed = cluster.core.list_secret_for_all_namespaces(label_selector=selector).items
+    keys = [base64.b64decode(value) for s in managed if s.metadata.name != "keywright-pepper"
+            for value in (s.data or {}).values()]
+    peppers = [value for name, value in cluster.pepper().items() if name != "active"]
+    assert len(keys) >= 20, "expected the keys of the earlier e2e tests to be searched too"
+    assert peppers
+
+    logs = running_operator.all_logs().encode()
+    assert b"DEBUG" in logs and b"Issued key" in logs  # the log searched is the real one
+    events = json.dumps(client.ApiClient().sanitize_for_serialization(
+        cluster.core.list_event_for_all_namespaces().items)).encode()
+    apikeys = json.dumps(cluster.custom.list_cluster_custom_object(
+        models.GROUP, models.VERSION, models.PLURAL)).encode()
+    metadata = json.dumps([{"labels": s.metadata.labels, "annotations": s.metadata.annotations}
+                           for s in managed]).encode()
+
+    places = {"operator log": logs, "events": events, "ApiKeys": apikeys,
+              "Secret labels and annotations": metadata}
+    leaks = sorted({(kind, place) for kind, values in (("a plaintext key", keys),
+                                                       ("the pepper", peppers))
+                    for value in values for needle in needles_of(value)
+                    for place, text in places.items() if needle in text})
+    assert leaks == [], f"found {leaks}"  # names where, never the secret itself
