@@ -63,6 +63,8 @@ def _parser() -> argparse.ArgumentParser:
                     help="watch only this namespace (repeatable; default: all)")
     op.add_argument("--default-prefix", default="kw", type=_prefix,
                     help="key prefix when an ApiKey sets none (default: kw)")
+    op.add_argument("--workers", type=int, default=8,
+                    help="threads running reconciles (default: 8)")
     op.add_argument("--log-level", default="INFO",
                     choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     op.set_defaults(run=_operator)
@@ -109,7 +111,8 @@ def _operator(args: argparse.Namespace) -> int:
     api = kube.Kube.connect(args.kubeconfig)
     peppers = pepper.load_or_create(api, args.namespace)
     reconciler = reconcile.Reconciler(api, reconcile.Settings(
-        namespace=args.namespace, default_prefix=args.default_prefix), peppers)
+        namespace=args.namespace, default_prefix=args.default_prefix, workers=args.workers),
+        peppers)
     importlib.import_module("keywright.handlers")  # registers the Kopf handlers
     kopf.run(standalone=True, clusterwide=not args.watch_namespace,
              namespaces=args.watch_namespace or (), memo=kopf.Memo(reconciler=reconciler))

@@ -108,6 +108,7 @@ class ControlPlane:
         ports: Ports | None = None,
         say: Say = print,
         keep_workdir: bool = False,
+        audit: bool = False,
     ) -> None:
         self.bin_dir = bin_dir
         self._given_workdir = workdir
@@ -115,6 +116,7 @@ class ControlPlane:
         self.ports = ports
         self.say = say
         self.keep_workdir = keep_workdir
+        self.audit = audit
         self.users: dict[str, TokenUser] = {
             ADMIN: TokenUser(ADMIN, secrets.token_urlsafe(32), ("system:masters",))
         }
@@ -134,6 +136,11 @@ class ControlPlane:
     @property
     def ca_file(self) -> Path:
         return self.workdir / "pki" / "apiserver.crt"
+
+    @property
+    def audit_log(self) -> Path:
+        """With audit=True: one JSON line per write request (metadata only, no bodies)."""
+        return self.workdir / "logs" / "audit.log"
 
     @property
     def pids(self) -> dict[str, int]:
@@ -232,6 +239,12 @@ class ControlPlane:
             serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo,
         ))
         self._write_token_file()
+        (self.workdir / "pki" / "audit-policy.yaml").write_text(yaml.safe_dump({
+            "apiVersion": "audit.k8s.io/v1", "kind": "Policy",
+            "omitStages": ["RequestReceived"],
+            "rules": [{"level": "None", "verbs": ["get", "list", "watch"]},
+                      {"level": "Metadata"}],
+        }))
 
     def _write_token_file(self) -> None:
         lines = []
@@ -287,6 +300,8 @@ class ControlPlane:
             f"--service-account-signing-key-file={pki / 'sa.key'}",
             "--service-cluster-ip-range=10.0.0.0/24",
             "--endpoint-reconciler-type=none",
+            *([f"--audit-policy-file={pki / 'audit-policy.yaml'}",
+               f"--audit-log-path={self.audit_log}"] if self.audit else []),
         ])
 
     def _controller_manager(self) -> _Process:

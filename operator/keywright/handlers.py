@@ -2,8 +2,9 @@
 
 Owns: Kopf settings (progress and diff-base kept in status, a server-side label selector
 so only Keywright's Secrets are watched, no Kopf events below WARNING) and the handlers.
-Must not: decide or call the Kubernetes API itself; handlers are sync, so Kopf runs them
-in its thread pool and the blocking client never stalls the event loop.
+Must not: decide, or call the Kubernetes API: the handlers only hand keys to the
+reconciler's queue (non-blocking), so they are async and never stall the event loop, and
+a burst of events costs a queue entry each, not a suspended handler each.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any
 
 import kopf
 
-from keywright import lifecycle, models, pepper, reconcile
+from keywright import hashing, kube, lifecycle, models, pepper, reconcile
 
 SELECTOR = f"{lifecycle.MANAGED_BY}={lifecycle.MANAGER}"
 
@@ -32,7 +33,7 @@ def configure(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
         field="status.kopf.lastHandledConfiguration")
     settings.watching.label_selectors["v1", "secrets"] = SELECTOR
     settings.posting.level = logging.WARNING
-    settings.execution.max_workers = 16
+    settings.queueing.idle_timeout = 0.5  # per-object workers exit soon: memory, not CPU
     _reconciler(memo).start()
 
 
@@ -55,26 +56,31 @@ def shutdown(memo: Any, **_: Any) -> None:
 @kopf.on.resume(models.GROUP, models.VERSION, models.PLURAL)
 @kopf.on.create(models.GROUP, models.VERSION, models.PLURAL)
 @kopf.on.update(models.GROUP, models.VERSION, models.PLURAL)
-def apikey_changed(namespace: str | None, name: str, memo: Any, **_: Any) -> None:
+async def apikey_changed(namespace: str | None, name: str, body: kopf.Body, memo: Any,
+                         **_: Any) -> None:
     assert namespace is not None  # ApiKey is namespaced
-    _reconciler(memo).reconcile(namespace, name)
+    _reconciler(memo).submit(namespace, name, body=dict(body))
 
 
 @kopf.on.event(models.GROUP, models.VERSION, models.PLURAL)
-def apikey_event(type: str, namespace: str | None, name: str, memo: Any, **_: Any) -> None:
+async def apikey_event(type: str, namespace: str | None, name: str, memo: Any,
+                       **_: Any) -> None:
     if type == "DELETED" and namespace is not None:
         _reconciler(memo).forget(namespace, name)
 
 
 @kopf.on.event("v1", "secrets", labels={lifecycle.MANAGED_BY: lifecycle.MANAGER})
-def secret_event(type: str, namespace: str | None, name: str, labels: Mapping[str, str],
-                 memo: Any, **_: Any) -> None:
+async def secret_event(type: str, namespace: str | None, name: str,
+                       labels: Mapping[str, str], body: kopf.Body, memo: Any,
+                       **_: Any) -> None:
     found = _reconciler(memo)
     if namespace is None:
         return
     if namespace == found.settings.namespace and name == pepper.NAME:
-        found.peppers = pepper.load_or_create(found.api, namespace)
+        if type != "DELETED":  # a deleted pepper is not recreated while we hold it
+            data = kube.Kube.decode_data(body)
+            found.peppers = hashing.Peppers.from_data(data)
         return
     owner = labels.get(lifecycle.APIKEY_LABEL)
     if owner:
-        found.reconcile(namespace, owner)
+        found.secret_changed(namespace, owner, None if type == "DELETED" else dict(body))

@@ -69,7 +69,7 @@ class Kube:
         else:
             config.load_kube_config(config_file=kubeconfig, context=context,
                                     client_configuration=configuration)
-        configuration.connection_pool_maxsize = 32
+        configuration.connection_pool_maxsize = 8
         return cls(client.ApiClient(configuration), component)
 
     def credentials(self) -> Credentials:

@@ -1,8 +1,10 @@
-"""One ApiKey through observe -> decide (lifecycle) -> act (kube), under a per-key lock.
+"""One ApiKey through observe -> decide (lifecycle) -> act (kube), one key at a time.
 
-Owns: reading the ApiKey and its Secret, the only place a plaintext key exists (between
-`tokens.generate` and the Secret write), status patches, events, and the scheduler that
-wakes keys at their due instants.
+Owns: the work queue every trigger feeds (Kopf events, Secret events, the scheduler),
+retries with backoff, reading the ApiKey and its Secret, the only place a plaintext key
+exists (between `tokens.generate` and the Secret write), status patches and events.
+Kopf handlers only enqueue, so a burst of thousands of keys holds a key each in the
+queue instead of a suspended handler each in memory.
 Must not: decide anything itself (lifecycle does), or keep, log or return a plaintext.
 """
 
@@ -16,10 +18,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from keywright import faults, hashing, kube, lifecycle, models, scheduler, tokens
+from keywright import faults, hashing, kube, lifecycle, models, scheduler, tokens, workqueue
 
 log = logging.getLogger(__name__)
-RETRY_AFTER_FAILURE = timedelta(seconds=5)
+FIRST_RETRY = timedelta(seconds=1)
+LAST_RETRY = timedelta(minutes=5)
 Key = tuple[str, str]
 
 
@@ -27,6 +30,7 @@ Key = tuple[str, str]
 class Settings:
     namespace: str = "keywright-system"  # where the pepper lives
     default_prefix: str = "kw"
+    workers: int = 8  # threads running handlers; each reconcile mostly waits on the API
 
 
 class Reconciler:
@@ -36,59 +40,106 @@ class Reconciler:
         self.settings = settings
         self.peppers = peppers
         self.clock = clock
-        self.scheduler: scheduler.Scheduler[Key] = scheduler.Scheduler(self._due, clock)
-        self._locks: dict[Key, threading.Lock] = {}
-        self._locks_guard = threading.Lock()
+        self.scheduler: scheduler.Scheduler[Key] = scheduler.Scheduler(self.queue_add, clock)
+        self.queue: workqueue.WorkQueue[Key] = workqueue.WorkQueue(
+            self._work, settings.workers, name="reconcile")
+        self._guard = threading.Lock()
+        self._bodies: dict[Key, dict[str, Any]] = {}
+        self._failures: dict[Key, int] = {}
+        # What the last reconcile of each key left behind: the Secret it expects
+        # (data key, hash annotation, revision annotation). Lets a Secret event that only
+        # echoes our own write be skipped without two GETs.
+        self._expected: dict[Key, tuple[str, str | None, int | None]] = {}
 
     def start(self) -> None:
+        self.queue.start()
         self.scheduler.start()
 
     def stop(self) -> None:
         self.scheduler.stop()
+        self.queue.stop()
+
+    def submit(self, namespace: str, name: str, body: dict[str, Any] | None = None) -> None:
+        """Queue a reconcile of one ApiKey; never blocks (safe in the event loop)."""
+        key = (namespace, name)
+        if body is not None:
+            with self._guard:
+                self._bodies[key] = body
+        self.queue.add(key)
+
+    def queue_add(self, key: Key) -> None:
+        self.queue.add(key)
 
     def forget(self, namespace: str, name: str) -> None:
-        self.scheduler.set((namespace, name), None)
-        with self._locks_guard:
-            self._locks.pop((namespace, name), None)
-
-    def reconcile(self, namespace: str, name: str) -> None:
         key = (namespace, name)
-        with self._lock(key):
-            raw = self.api.get_apikey(namespace, name)
-            if raw is None:
-                self.scheduler.set(key, None)
+        self.scheduler.set(key, None)
+        with self._guard:
+            self._expected.pop(key, None)
+            self._bodies.pop(key, None)
+            self._failures.pop(key, None)
+
+    def secret_changed(self, namespace: str, apikey: str, secret: dict[str, Any] | None) -> None:
+        """A Secret of ours changed (None: deleted): reconcile its ApiKey unless the
+        Secret is exactly what that ApiKey's last reconcile left behind."""
+        expected = self._expected.get((namespace, apikey))
+        if secret is not None and expected is not None:
+            view = lifecycle.view_secret(secret, expected[0])
+            if view.has_key and not view.data_changed_by_others and \
+                    (view.hash, view.revision) == expected[1:]:
                 return
-            observed = self._observe(raw, secret=None, fetch=True)
-            plan = lifecycle.decide(observed, self.clock())
-            for _attempt in range(3):
-                if plan.issue is None:
-                    break
-                written = self._issue(raw, plan.issue)
-                faults.crash_point("after-secret-write")
-                observed = self._observe(raw, secret=written, fetch=written is None)
-                plan = lifecycle.decide(observed, self.clock())
-            else:
-                raise RuntimeError(f"issuing the key of {namespace}/{name} did not settle")
-            if plan.status:
-                self.api.patch_apikey_status(namespace, name, plan.status)
-                faults.crash_point("after-status-patch")
-            for event in plan.events:
-                log.log(logging.WARNING if event.type == lifecycle.WARNING else logging.INFO,
-                        "%s/%s: %s: %s", namespace, name, event.reason, event.message)
-                self.api.post_event(raw, event.type, event.reason, event.message)
-            self.scheduler.set(key, plan.next_due)
+        self.submit(namespace, apikey)
 
-    def _due(self, key: Key) -> None:
+    def _work(self, key: Key) -> None:
+        with self._guard:
+            body = self._bodies.pop(key, None)
         try:
-            self.reconcile(*key)
-        except Exception:
-            log.exception("%s/%s: scheduled reconcile failed; retrying in %ss", *key,
-                          RETRY_AFTER_FAILURE.seconds)
-            self.scheduler.set(key, self.clock() + RETRY_AFTER_FAILURE)
+            self.reconcile(*key, body=body)
+        except Exception as exc:
+            with self._guard:
+                failures = self._failures[key] = self._failures.get(key, 0) + 1
+            delay = min(FIRST_RETRY * 2 ** (failures - 1), LAST_RETRY)
+            log.error("%s/%s: reconcile failed (%s); retrying in %ss", *key, exc,
+                      delay.total_seconds())
+            self.scheduler.set(key, self.clock() + delay)
+        else:
+            with self._guard:
+                self._failures.pop(key, None)
 
-    def _lock(self, key: Key) -> threading.Lock:
-        with self._locks_guard:
-            return self._locks.setdefault(key, threading.Lock())
+    def reconcile(self, namespace: str, name: str, body: dict[str, Any] | None = None) -> None:
+        """Bring one ApiKey in line; the queue guarantees one call per key at a time.
+
+        `body`, when Kopf had a fresh one, saves a GET; it is used only for a key this
+        process has not written to yet, since no status patch of ours can be missing
+        from it."""
+        key = (namespace, name)
+        fresh = body is not None and key not in self._expected
+        raw = body if fresh else self.api.get_apikey(namespace, name)
+        if raw is None:
+            self.scheduler.set(key, None)
+            return
+        observed = self._observe(raw, secret=None, fetch=True)
+        plan = lifecycle.decide(observed, self.clock())
+        for _attempt in range(3):
+            if plan.issue is None:
+                break
+            written = self._issue(raw, plan.issue)
+            faults.crash_point("after-secret-write")
+            observed = self._observe(raw, secret=written, fetch=written is None)
+            plan = lifecycle.decide(observed, self.clock())
+        else:
+            raise RuntimeError(f"issuing the key of {namespace}/{name} did not settle")
+        if plan.status:
+            self.api.patch_apikey_status(namespace, name, plan.status)
+            faults.crash_point("after-status-patch")
+        for event in plan.events:
+            log.log(logging.WARNING if event.type == lifecycle.WARNING else logging.INFO,
+                    "%s/%s: %s: %s", namespace, name, event.reason, event.message)
+            self.api.post_event(raw, event.type, event.reason, event.message)
+        self.scheduler.set(key, plan.next_due)
+        status = {**observed.status.model_dump(), **plan.status}
+        data_key = observed.spec.secret.key \
+            if isinstance(observed.spec, models.ApiKeySpec) else "api-key"
+        self._expected[key] = (data_key, status.get("hash"), status.get("revision"))
 
     def _observe(self, raw: dict[str, Any], secret: dict[str, Any] | None,
                  fetch: bool) -> lifecycle.Observed:

@@ -143,11 +143,25 @@ class Cluster:
         assert secret.data is not None
         return {k: base64.b64decode(v) for k, v in secret.data.items()}
 
-    def events(self, namespace: str, name: str) -> list[tuple[str, str, str]]:
-        found = self.core.list_namespaced_event(
-            namespace, field_selector=f"involvedObject.name={name}")
-        ordered = sorted(found.items, key=lambda e: int(e.metadata.resource_version or 0))
-        return [(str(e.type), str(e.reason), str(e.message)) for e in ordered]
+    def events(self, namespace: str, name: str, quiet: float = 1.0,
+               timeout: float = 10.0) -> list[tuple[str, str, str]]:
+        """The object's events, oldest first, once none has arrived for `quiet` seconds
+        (the operator posts events just after the status patch a test waits for)."""
+        def listed() -> list[tuple[str, str, str]]:
+            found = self.core.list_namespaced_event(
+                namespace, field_selector=f"involvedObject.name={name}")
+            ordered = sorted(found.items, key=lambda e: int(e.metadata.resource_version or 0))
+            return [(str(e.type), str(e.reason), str(e.message)) for e in ordered]
+        deadline = time.monotonic() + timeout
+        last, since = listed(), time.monotonic()
+        while time.monotonic() < deadline:
+            time.sleep(0.1)
+            now = listed()
+            if now != last:
+                last, since = now, time.monotonic()
+            elif time.monotonic() - since >= quiet:
+                break
+        return last
 
     def reasons(self, namespace: str, name: str) -> list[str]:
         return [reason for _, reason, _ in self.events(namespace, name)]

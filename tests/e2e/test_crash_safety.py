@@ -13,10 +13,10 @@ import time
 import pytest
 
 from keywright import hashing
-from tests.e2e.helpers import Cluster, Operator, apikey, eventually
+from tests.e2e.helpers import Cluster, Operator, Plaintext, apikey, eventually
 
 
-def assert_consistent(cluster: Cluster, namespace: str, name: str) -> str:
+def assert_consistent(cluster: Cluster, namespace: str, name: str) -> Plaintext:
     status = cluster.wait_phase(namespace, name, "Active", timeout=30)
     secret = cluster.secret(namespace, name)
     assert secret is not None, f"{name}: hash in status without its Secret"
@@ -58,7 +58,7 @@ def test_repeated_sigkills_while_issuing_many_keys_leave_every_key_consistent(
     operator: Operator, cluster: Cluster, namespace: str
 ) -> None:
     rng = random.Random(20261123)
-    names = [f"storm-{i}" for i in range(30)]
+    names = [f"storm-{i}" for i in range(100)]
     written: dict[str, str] = {}
     partial = []  # how many keys had Secrets after each kill that landed mid-batch
     operator.stop()
@@ -66,7 +66,7 @@ def test_repeated_sigkills_while_issuing_many_keys_leave_every_key_consistent(
         cluster.apply(apikey(name, namespace))
     for _ in range(6):
         operator.start()
-        time.sleep(rng.uniform(0.0, 0.5))
+        time.sleep(rng.uniform(0.0, 0.3))
         operator.kill()
         for name in names:  # what reached a Secret must survive every later crash
             if cluster.secret(namespace, name) is not None:
