@@ -10,20 +10,17 @@ process it did not start, or start anything before the ports and binaries are ch
 
 from __future__ import annotations
 
-import ctypes
 import json
 import os
 import secrets
 import shutil
-import signal
-import socket
 import ssl
 import subprocess
 import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,12 +28,13 @@ import yaml
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from keywright import processes
+
 HOST = "127.0.0.1"
 WORKDIR_PREFIX = "keywright-cp-"
 ADMIN = "admin"
 CONTROLLERS = "*,-nodeipam,-nodelifecycle,-attachdetach,-persistentvolume-binder,-ttl," \
     "-bootstrapsigner,-tokencleaner"
-PR_SET_PDEATHSIG = 1
 
 Say = Callable[[str], None]
 
@@ -53,7 +51,7 @@ class Ports:
 
     @classmethod
     def free(cls) -> Ports:
-        return cls(free_port(), free_port(), free_port())
+        return cls(processes.free_port(), processes.free_port(), processes.free_port())
 
 
 @dataclass
@@ -69,25 +67,6 @@ class _Process:
     argv: list[str]
     log: Path
     popen: subprocess.Popen[bytes] | None = field(default=None, repr=False)
-
-
-def free_port() -> int:
-    """A loopback port nothing listens on right now (the kernel's choice)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def check_port_free(port: int, what: str) -> None:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        try:
-            sock.bind((HOST, port))
-        except OSError as exc:
-            raise ControlPlaneError(
-                f"{what} port {port} on {HOST} is already in use ({exc.strerror}); "
-                "stop whatever listens there or choose other ports"
-            ) from None
 
 
 def default_workdir() -> Path:
@@ -155,9 +134,12 @@ class ControlPlane:
 
     def start(self, timeout: float = 90.0) -> None:
         ports = self.ports or Ports.free()
-        check_port_free(ports.etcd_client, "etcd client")
-        check_port_free(ports.etcd_peer, "etcd peer")
-        check_port_free(ports.apiserver, "kube-apiserver")
+        try:
+            processes.check_port_free(ports.etcd_client, "etcd client")
+            processes.check_port_free(ports.etcd_peer, "etcd peer")
+            processes.check_port_free(ports.apiserver, "kube-apiserver")
+        except processes.PortBusy as exc:
+            raise ControlPlaneError(str(exc)) from None
         missing = [b for b in ("kube-apiserver", "kube-controller-manager")
                    if not os.access(self.bin_dir / b, os.X_OK)]
         if missing:
@@ -188,7 +170,7 @@ class ControlPlane:
     def stop(self) -> None:
         """Stop the processes this object started, newest first; nothing else."""
         for proc in reversed(list(self._processes.values())):
-            terminate(proc.popen)
+            processes.terminate(proc.popen)
         self._processes.clear()
         if not self.keep_workdir and self._given_workdir is None and self.workdir != Path():
             shutil.rmtree(self.workdir, ignore_errors=True)
@@ -214,7 +196,7 @@ class ControlPlane:
         self.users[name] = TokenUser(name, secrets.token_urlsafe(32), tuple(groups))
         if "kube-apiserver" in self._processes:
             self._write_token_file()
-            terminate(self._processes.pop("kube-apiserver").popen)
+            processes.terminate(self._processes.pop("kube-apiserver").popen)
             self._spawn(self._apiserver())
             self._wait(time.monotonic() + 60, "kube-apiserver", self._apiserver_ready)
             self._write_kubeconfig(name)
@@ -321,7 +303,7 @@ class ControlPlane:
         return _Process(name, argv, self.workdir / "logs" / f"{name}.log")
 
     def _spawn(self, proc: _Process) -> None:
-        proc.popen = spawn(proc.argv, proc.log)
+        proc.popen = processes.spawn(proc.argv, proc.log)
         self._processes[proc.name] = proc
 
     def _wait(self, deadline: float, name: str, ready: Callable[[], bool]) -> None:
@@ -376,48 +358,6 @@ class ControlPlane:
             return exc.code
         except (OSError, ssl.SSLError):
             return 0
-
-
-def spawn(argv: Sequence[str], log: Path,
-          env: Mapping[str, str] | None = None) -> subprocess.Popen[bytes]:
-    """Start a child that writes to `log` and dies with us, even if we are SIGKILLed."""
-    with log.open("ab") as out:
-        return subprocess.Popen(
-            list(argv),
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env=None if env is None else dict(env),
-            start_new_session=True,  # Ctrl-C in a terminal reaches us, not them
-            preexec_fn=die_with_parent,
-        )
-
-
-def terminate(popen: subprocess.Popen[bytes] | None, grace: float = 10.0) -> None:
-    """SIGTERM, then SIGKILL after `grace` seconds; reaps the child."""
-    if popen is None or popen.poll() is not None:
-        return
-    popen.send_signal(signal.SIGTERM)
-    try:
-        popen.wait(grace)
-    except subprocess.TimeoutExpired:
-        popen.kill()
-        popen.wait()
-
-
-def die_with_parent() -> None:
-    """In the child before exec: have the kernel SIGKILL it when its parent dies."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-
-
-def alive(pid: int) -> bool:
-    """Whether `pid` is a running process (a zombie awaiting its reaper is not)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rpartition(")")[2].split()[0] != "Z"
 
 
 def _tail(path: Path, lines: int = 20) -> str:

@@ -3,7 +3,7 @@
 Owns: starting the control plane, installing the CRD, running the operator as a child
 process, applying the samples, telling the user how to reach it all, and stopping exactly
 what it started on Ctrl-C.
-Must not: leave a process behind; it uses devcluster.spawn, whose children die with it.
+Must not: leave a process behind; it uses processes.spawn, whose children die with it.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from pathlib import Path
 
 import yaml
 
-from keywright import crd, devcluster, kube, kubebuild
+from keywright import crd, devcluster, kube, kubebuild, processes
 
 OPERATOR_NAMESPACE = "keywright-system"
 SAMPLES = Path(__file__).resolve().parents[2] / "deploy" / "samples"
@@ -34,7 +34,7 @@ def run(workdir: Path | None, say: Say) -> int:
         api.apply_crd(crd.definition())
         api.ensure_namespace(OPERATOR_NAMESPACE)
         log = plane.workdir / "logs" / "operator.log"
-        operator = devcluster.spawn(
+        operator = processes.spawn(
             [sys.executable, "-m", "keywright.cli", "operator", "--kubeconfig",
              str(plane.kubeconfig), "--namespace", OPERATOR_NAMESPACE], log)
         applied = _apply_samples(api)
@@ -59,7 +59,7 @@ def run(workdir: Path | None, say: Say) -> int:
         say("stopping ...")
         return 0
     finally:
-        devcluster.terminate(operator)
+        processes.terminate(operator)
         plane.stop()
         say("stopped; nothing left running")
 

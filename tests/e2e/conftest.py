@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 from kubernetes import client, config
 
-from keywright import devcluster, kubebuild
+from keywright import devcluster, kubebuild, processes
 from tests.e2e import helpers
 
 
@@ -27,7 +27,7 @@ def control_plane() -> Iterator[devcluster.ControlPlane]:
         yield plane
     finally:
         plane.stop()
-        left = {name: pid for name, pid in started.items() if devcluster.alive(pid)}
+        left = {name: pid for name, pid in started.items() if processes.alive(pid)}
         assert not left, f"control-plane processes still running after stop: {left}"
 
 

@@ -15,7 +15,7 @@ from typing import Any, TypeVar, cast
 
 from kubernetes import client
 
-from keywright import devcluster, models
+from keywright import models, processes
 
 T = TypeVar("T")
 REPO = Path(__file__).resolve().parents[2]
@@ -71,7 +71,7 @@ class Operator:
         env.pop("KEYWRIGHT_CRASH_AT", None)
         if crash_at:
             env["KEYWRIGHT_CRASH_AT"] = crash_at
-        self.popen = devcluster.spawn(
+        self.popen = processes.spawn(
             [sys.executable, "-m", "keywright.cli", "operator", "--kubeconfig",
              str(self.kubeconfig), "--namespace", OPERATOR_NAMESPACE, "--log-level", "DEBUG"],
             self.log, env=env)
@@ -85,7 +85,7 @@ class Operator:
             self.popen.wait()
 
     def stop(self) -> None:
-        devcluster.terminate(self.popen)
+        processes.terminate(self.popen)
 
     def wait_exit(self, timeout: float = 30) -> int:
         assert self.popen is not None

@@ -16,7 +16,7 @@ import pytest
 from kubernetes import client, config
 from kubernetes.client import ApiException
 
-from keywright import devcluster
+from keywright import devcluster, processes
 
 
 def eventually(check: Callable[[], bool], timeout: float = 30.0) -> bool:
@@ -94,7 +94,15 @@ def test_keywright_dev_runs_the_operator_on_the_sample_and_leaves_nothing_after_
 ) -> None:
     dev = subprocess.Popen(
         [sys.executable, "-u", "-m", "keywright.cli", "dev"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        preexec_fn=processes.die_with_parent)
+    try:
+        _check_dev(dev)
+    finally:
+        processes.terminate(dev)  # a failed check must not leave a control plane behind
+
+
+def _check_dev(dev: subprocess.Popen[str]) -> None:
     assert dev.stdout is not None
     output = []
     kubeconfig = None
@@ -124,7 +132,7 @@ def test_keywright_dev_runs_the_operator_on_the_sample_and_leaves_nothing_after_
     rest, _ = dev.communicate(timeout=60)
     assert dev.returncode == 0, "".join(output) + rest
     assert "stopped; nothing left running" in rest
-    assert [pid for pid in ours if devcluster.alive(pid)] == []
+    assert [pid for pid in ours if processes.alive(pid)] == []
     assert _processes_mentioning(str(workdir)) == []
     assert not workdir.exists()
 
@@ -138,6 +146,6 @@ def _processes_mentioning(text: str) -> list[int]:
             cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
         except OSError:
             continue
-        if text in cmdline and devcluster.alive(int(entry.name)):
+        if text in cmdline and processes.alive(int(entry.name)):
             found.append(int(entry.name))
     return found

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from keywright import devcluster
+from keywright import devcluster, processes
 
 
 @pytest.fixture
@@ -36,8 +36,8 @@ def full_bin_dir(tmp_path: Path) -> Path:
 def test_a_busy_port_is_refused_with_its_role_and_number(
     which: str, busy_port: int, full_bin_dir: Path, tmp_path: Path
 ) -> None:
-    ports = {"etcd_client": devcluster.free_port(), "etcd_peer": devcluster.free_port(),
-             "apiserver": devcluster.free_port(), which: busy_port}
+    ports = {"etcd_client": processes.free_port(), "etcd_peer": processes.free_port(),
+             "apiserver": processes.free_port(), which: busy_port}
     workdir = tmp_path / "work"
     plane = devcluster.ControlPlane(full_bin_dir, workdir=workdir, ports=devcluster.Ports(**ports))
     with pytest.raises(devcluster.ControlPlaneError) as caught:
@@ -114,18 +114,18 @@ def test_children_are_killed_when_the_process_that_started_them_is_killed() -> N
     starter = subprocess.Popen(
         [sys.executable, "-c",
          "import subprocess, time\n"
-         "from keywright import devcluster\n"
-         "p = subprocess.Popen(['sleep', '600'], preexec_fn=devcluster.die_with_parent)\n"
+         "from keywright import processes\n"
+         "p = subprocess.Popen(['sleep', '600'], preexec_fn=processes.die_with_parent)\n"
          "print(p.pid, flush=True)\n"
          "time.sleep(600)\n"],
         stdout=subprocess.PIPE, text=True,
     )
     assert starter.stdout is not None
     child = int(starter.stdout.readline())
-    assert devcluster.alive(child)
+    assert processes.alive(child)
     starter.send_signal(signal.SIGKILL)
     starter.wait()
     deadline = time.monotonic() + 5
-    while devcluster.alive(child) and time.monotonic() < deadline:
+    while processes.alive(child) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert not devcluster.alive(child)
+    assert not processes.alive(child)
