@@ -25,7 +25,7 @@ from pathlib import Path
 
 from kubernetes import client, config, watch
 
-from keywright import crd, devcluster, kubebuild, models
+from keywright import crd, devcluster, kube, kubebuild, models, processes
 
 OPERATOR_USER = "keywright-operator"
 NAMESPACE = "bench"
@@ -48,15 +48,12 @@ def main() -> int:
         api = config.new_client_from_config(config_file=str(plane.kubeconfig))
         api.configuration.connection_pool_maxsize = args.concurrency * 2
         core, custom = client.CoreV1Api(api), client.CustomObjectsApi(api)
-        ext = client.ApiextensionsV1Api(api)
-        ext.create_custom_resource_definition(crd.definition())
-        _wait(lambda: any(c.type == "Established" and c.status == "True" for c in (
-            ext.read_custom_resource_definition(crd.definition()["metadata"]["name"])
-            .status.conditions or [])), "CRD established")
+        admin = kube.Kube.connect(str(plane.kubeconfig))
+        admin.apply_crd(crd.definition())
         for name in ("keywright-system", NAMESPACE):
-            core.create_namespace({"metadata": {"name": name}})
+            admin.ensure_namespace(name)
         log = plane.workdir / "logs" / "operator.log"
-        operator = devcluster.spawn(
+        operator = processes.spawn(
             [sys.executable, "-m", "keywright.cli", "operator", "--kubeconfig",
              str(plane.user_kubeconfig(OPERATOR_USER)), "--log-level", "INFO",
              "--workers", str(args.workers)], log)
@@ -125,7 +122,7 @@ def main() -> int:
               f"({', '.join(f'{k} {v / keys:.2f}' for k, v in sorted(writes.items()))})")
         return 0
     finally:
-        devcluster.terminate(operator)
+        processes.terminate(operator)
         plane.stop()
 
 
