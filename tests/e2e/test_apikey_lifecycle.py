@@ -29,7 +29,11 @@ def test_apply_issues_one_key_into_an_owned_secret_and_keeps_only_its_hash(
 
     assert tokens.well_formed(key)
     assert key.startswith("kw_")
-    peppers = hashing.Peppers.from_data(cluster.pepper())
+    pepper = cluster.pepper()  # created by the operator on its first start
+    assert sorted(pepper) == ["active", "v1"]
+    assert pepper["active"] == b"v1"
+    assert len(pepper["v1"]) == 32
+    peppers = hashing.Peppers.from_data(pepper)
     assert hashing.matches(key, status["hash"], peppers)
     assert status["hash"] == secret.metadata.annotations["keywright.dev/hash"]
     assert secret.metadata.annotations["keywright.dev/revision"] == "1"
