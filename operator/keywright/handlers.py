@@ -15,9 +15,9 @@ from typing import Any
 
 import kopf
 
-from keywright import hashing, kube, lifecycle, models, pepper, reconcile
+from keywright import hashing, kube, models, pepper, reconcile, secretview
 
-SELECTOR = f"{lifecycle.MANAGED_BY}={lifecycle.MANAGER}"
+SELECTOR = f"{secretview.MANAGED_BY}={secretview.MANAGER}"
 
 
 def _reconciler(memo: Any) -> reconcile.Reconciler:
@@ -69,7 +69,7 @@ async def apikey_event(type: str, namespace: str | None, name: str, memo: Any,
         _reconciler(memo).forget(namespace, name)
 
 
-@kopf.on.event("v1", "secrets", labels={lifecycle.MANAGED_BY: lifecycle.MANAGER})
+@kopf.on.event("v1", "secrets", labels={secretview.MANAGED_BY: secretview.MANAGER})
 async def secret_event(type: str, namespace: str | None, name: str,
                        labels: Mapping[str, str], body: kopf.Body, memo: Any,
                        **_: Any) -> None:
@@ -81,6 +81,6 @@ async def secret_event(type: str, namespace: str | None, name: str,
             data = kube.Kube.decode_data(body)
             found.peppers = hashing.Peppers.from_data(data)
         return
-    owner = labels.get(lifecycle.APIKEY_LABEL)
+    owner = labels.get(secretview.APIKEY_LABEL)
     if owner:
         found.secret_changed(namespace, owner, None if type == "DELETED" else dict(body))

@@ -27,6 +27,8 @@ FIELD_MANAGER = "keywright"
 APIKEYS = f"/apis/{models.GROUP}/{models.VERSION}/namespaces/{{ns}}/{models.PLURAL}/{{name}}"
 SECRETS = "/api/v1/namespaces/{ns}/secrets"
 EVENTS = "/api/v1/namespaces/{ns}/events"
+WORKLOADS = {"Deployment": "deployments", "StatefulSet": "statefulsets",
+             "DaemonSet": "daemonsets"}
 
 
 class KubeError(RuntimeError):
@@ -115,6 +117,23 @@ class Kube:
     @staticmethod
     def decode_data(secret: Mapping[str, Any]) -> dict[str, bytes]:
         return {key: base64.b64decode(value) for key, value in (secret.get("data") or {}).items()}
+
+    # -- workloads ------------------------------------------------------------------
+
+    def annotate_pod_template(self, namespace: str, kind: str, name: str, annotation: str,
+                              value: str) -> bool:
+        """Set a pod-template annotation (which rolls the workload if the value changes).
+        False if the workload does not exist."""
+        path = f"/apis/apps/v1/namespaces/{namespace}/{WORKLOADS[kind]}/{name}"
+        patch = {"spec": {"template": {"metadata": {"annotations": {annotation: value}}}}}
+        try:
+            self._call("PATCH", path, body=patch, query={"fieldManager": FIELD_MANAGER},
+                       content_type="application/merge-patch+json")
+        except KubeError as exc:
+            if exc.status == 404:
+                return False
+            raise
+        return True
 
     # -- set-up (dev mode, tests) -------------------------------------------------------
 

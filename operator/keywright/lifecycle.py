@@ -1,50 +1,29 @@
 """Given an ApiKey, what exists and the time, decide what to do. Pure: `now` is a parameter.
 
-Owns: phases, conditions, which events a change deserves, when a key must be issued, how a
-Secret written before a crash is adopted, and the next instant the key needs attention.
+Owns: phases, conditions, which events a change deserves, when a key is issued or
+rotated, how a Secret written before a crash is adopted, retirement of previous keys,
+restarts of workloads, and the next instant the key needs attention.
 Must not: do I/O, generate keys, or see a plaintext: the Secret is known only by its
-metadata (`SecretView`).
+metadata (`secretview.SecretView`).
 
-Issuing is two steps so that a crash between them is harmless: the Secret is written
-first, carrying the hash and revision as annotations; the status is then derived from
-those annotations ("adopted"). A restart after the first step adopts the same Secret, so
-there is never a hash without its Secret, nor a second plaintext for one revision.
+Writing a key is two steps so that a crash between them is harmless: the Secret is
+written first, carrying hash, revision and what the status needs as annotations; the
+status is then derived from those annotations ("adopted"). A restart after the first step
+adopts the same Secret, so there is never a hash without its Secret, nor a second
+plaintext for one revision, and the key being replaced moves to `previous` in the same
+status write that brings in its successor.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
-from keywright import conditions, durations, models, tokens
-
-MANAGER = "keywright"
-MANAGED_BY = "app.kubernetes.io/managed-by"
-APIKEY_LABEL = "keywright.dev/apikey"
-HASH_ANNOTATION = "keywright.dev/hash"
-REVISION_ANNOTATION = "keywright.dev/revision"
-LAST_CHARACTERS_ANNOTATION = "keywright.dev/last-characters"
-ISSUED_AT_ANNOTATION = "keywright.dev/issued-at"
+from keywright import conditions, durations, models, rotation, secretview, times, tokens
 
 NORMAL, WARNING = "Normal", "Warning"
-
-
-@dataclass(frozen=True)
-class SecretView:
-    """What the operator knows of a Secret without reading the plaintext it holds."""
-
-    exists: bool
-    owner_uid: str | None = None
-    hash: str | None = None
-    revision: int | None = None
-    last_characters: str | None = None
-    issued_at: str | None = None
-    has_key: bool = False
-    data_changed_by_others: bool = False
-
-
-MISSING = SecretView(exists=False)
+SecretView = secretview.SecretView
 
 
 @dataclass(frozen=True)
@@ -58,11 +37,12 @@ class Observed:
     status: models.ApiKeyStatus
     secret: SecretView
     default_prefix: str
+    rotate_request: str | None = None  # the keywright.dev/rotate annotation
 
 
 @dataclass(frozen=True)
 class Issue:
-    """Write a new key into the Secret (create it, or replace our own unusable one)."""
+    """Write a new key into the Secret: create it, or replace the data of our own."""
 
     secret_name: str
     data_key: str
@@ -71,6 +51,7 @@ class Issue:
     labels: dict[str, str]
     annotations: dict[str, str]
     replace: bool
+    request: str | None = None  # recorded on the Secret: the rotate request it answers
 
 
 @dataclass(frozen=True)
@@ -85,15 +66,8 @@ class Plan:
     issue: Issue | None = None
     status: dict[str, Any] = field(default_factory=dict)
     events: tuple[Event, ...] = ()
+    restarts: tuple[models.RestartTarget, ...] = ()  # done before `status` is written
     next_due: datetime | None = None
-
-
-def timestamp(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def parse_time(text: str) -> datetime:
-    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
 
 
 def secret_name(o: Observed) -> str:
@@ -103,42 +77,18 @@ def secret_name(o: Observed) -> str:
     return (spec.secret.name if spec else None) or o.name
 
 
-def view_secret(raw: dict[str, Any] | None, data_key: str) -> SecretView:
-    """A SecretView of a Secret as the API returns it (camelCase dict), or MISSING."""
-    if raw is None:
-        return MISSING
-    meta = raw.get("metadata") or {}
-    notes = meta.get("annotations") or {}
-    owner = next((ref.get("uid") for ref in meta.get("ownerReferences") or []
-                  if ref.get("controller")), None)
-    revision = notes.get(REVISION_ANNOTATION, "")
-    foreign = any(
-        entry.get("manager") != MANAGER
-        and f"f:{data_key}" in ((entry.get("fieldsV1") or {}).get("f:data") or {})
-        for entry in meta.get("managedFields") or []
-    )
-    return SecretView(
-        exists=True,
-        owner_uid=owner,
-        hash=notes.get(HASH_ANNOTATION),
-        revision=int(revision) if revision.isdigit() else None,
-        last_characters=notes.get(LAST_CHARACTERS_ANNOTATION),
-        issued_at=notes.get(ISSUED_AT_ANNOTATION),
-        has_key=bool((raw.get("data") or {}).get(data_key)),
-        data_changed_by_others=foreign,
-    )
-
-
 def decide(o: Observed, now: datetime) -> Plan:
+    request = rotation.pending_request(o.rotate_request, o.status)
     if isinstance(o.spec, models.SpecError):
-        return _failed(o, now, "InvalidSpec", str(o.spec))
+        return _failed(o, now, "InvalidSpec", str(o.spec), request)
     spec = o.spec
     s = o.secret
     name = secret_name(o)
     if s.exists and s.owner_uid != o.uid:
         return _failed(o, now, "SecretConflict",
                        f"Secret {name} exists and is not owned by this ApiKey; "
-                       "Keywright never overwrites it. Delete it or set spec.secret.name")
+                       "Keywright never overwrites it. Delete it or set spec.secret.name",
+                       request)
     expires = _expires_at(o, spec)
     current = o.status.revision or 0
     if s.exists and s.hash and s.revision and s.revision > current and s.last_characters:
@@ -146,21 +96,30 @@ def decide(o: Observed, now: datetime) -> Plan:
     if not o.status.hash:
         if expires is not None and now >= expires:
             return _never_issued_expired(o, now, expires)
-        return Plan(issue=Issue(
-            secret_name=name,
-            data_key=spec.secret.key,
-            prefix=spec.prefix or o.default_prefix,
-            revision=current + 1,
-            labels={**spec.secret.labels, MANAGED_BY: MANAGER, APIKEY_LABEL: o.name},
-            annotations=dict(spec.secret.annotations),
-            replace=s.exists,
-        ))
-    return _steady(o, spec, now, expires, events=())
+        return Plan(issue=_issue(o, spec, name, revision=current + 1,
+                                 request=o.rotate_request))
+    expired = expires is not None and now >= expires
+    if not expired and spec.active:
+        due = rotation.next_rotation(spec, o.status, expires)
+        if request or (due is not None and now >= due):
+            return Plan(issue=_issue(o, spec, name, revision=current + 1,
+                                     request=request or o.status.lastRotateRequest))
+    return _steady(o, spec, now, expires, events=(), refused=request)
+
+
+def _issue(o: Observed, spec: models.ApiKeySpec, name: str, revision: int,
+           request: str | None) -> Issue:
+    return Issue(
+        secret_name=name, data_key=spec.secret.key, prefix=spec.prefix or o.default_prefix,
+        revision=revision,
+        labels={**spec.secret.labels, secretview.MANAGED_BY: secretview.MANAGER,
+                secretview.APIKEY_LABEL: o.name},
+        annotations=dict(spec.secret.annotations), replace=o.secret.exists, request=request)
 
 
 def _expires_at(o: Observed, spec: models.ApiKeySpec) -> datetime | None:
     if o.status.createdAt:  # fixed at creation: a later spec edit never moves it
-        return parse_time(o.status.expiresAt) if o.status.expiresAt else None
+        return times.parse(o.status.expiresAt) if o.status.expiresAt else None
     lifetime = durations.parse_expiration(spec.expiration)
     return o.created + lifetime if lifetime is not None else None
 
@@ -171,21 +130,36 @@ def _adopt(o: Observed, spec: models.ApiKeySpec, now: datetime,
     assert s.revision is not None
     assert s.last_characters is not None
     prefix = spec.prefix or o.default_prefix
-    issued = dict(
+    preview = tokens.preview(prefix, s.last_characters)
+    issued_at = times.parse(s.issued_at) if s.issued_at else now
+    adopted: dict[str, Any] = dict(
         revision=s.revision, hash=s.hash, prefix=prefix, lastCharacters=s.last_characters,
-        keyPreview=tokens.preview(prefix, s.last_characters), secretName=secret_name(o),
-        createdAt=o.status.createdAt or timestamp(o.created),
-        expiresAt=timestamp(expires) if expires else None,
+        keyPreview=preview, secretName=secret_name(o),
+        createdAt=o.status.createdAt or times.timestamp(o.created),
+        expiresAt=times.timestamp(expires) if expires else None,
+        lastRotateRequest=s.rotate_request or o.status.lastRotateRequest,
     )
-    adopted = o.status.model_copy(update=issued)
-    event = Event(NORMAL, "Issued", f"Issued key {issued['keyPreview']} (revision "
-                  f"{s.revision}) into Secret {issued['secretName']}")
-    return _steady(o, spec, now, expires, events=(event,), base=adopted,
-                   extra={k: v for k, v in issued.items() if v is not None})
+    previous = list(o.status.previous)
+    if o.status.hash:  # a rotation: the replaced key leaves now, or after its grace
+        grace = durations.parse(spec.rotation.gracePeriod)
+        previous = rotation.previous_after_rotation(o.status, issued_at, grace)
+        adopted.update(rotatedAt=times.timestamp(issued_at),
+                       previous=[p.model_dump() for p in previous])
+        kept_old = previous and previous[-1].revision == o.status.revision
+        after = f"valid until {previous[-1].retiresAt}" if kept_old else "invalid from now on"
+        event = Event(NORMAL, "Rotated", f"Rotated to key {preview} (revision {s.revision}); "
+                      f"previous key {o.status.keyPreview} is {after}")
+    else:
+        event = Event(NORMAL, "Issued", f"Issued key {preview} (revision {s.revision}) "
+                      f"into Secret {adopted['secretName']}")
+    base = o.status.model_copy(update={**adopted, "previous": previous})
+    return _steady(o, spec, now, expires, events=(event,), refused=None, base=base,
+                   extra={k: v for k, v in adopted.items() if v is not None})
 
 
 def _steady(o: Observed, spec: models.ApiKeySpec, now: datetime, expires: datetime | None,
-            events: tuple[Event, ...], base: models.ApiKeyStatus | None = None,
+            events: tuple[Event, ...], refused: str | None,
+            base: models.ApiKeyStatus | None = None,
             extra: dict[str, Any] | None = None) -> Plan:
     status = base or o.status
     preview = status.keyPreview or ""
@@ -200,54 +174,65 @@ def _steady(o: Observed, spec: models.ApiKeySpec, now: datetime, expires: dateti
         until = f"until {status.expiresAt}" if expires else "and never expires"
         phase, ready = "Active", conditions.true("Ready", "Active",
                                                  f"key {preview} is valid {until}")
+    more = list(events)
+    patch: dict[str, Any] = dict(extra or {})
+    last_refused = (status.lastRotateRequest if status.lastRotateRequest
+                    and status.lastRotateRequest != o.secret.rotate_request else None)
+    if refused:  # only an Inactive or Expired key gets here with a pending request
+        patch["lastRotateRequest"] = last_refused = refused
+        more.append(Event(WARNING, "RotationRefused",
+                          f"rotation request {ROTATE}={refused} refused: the key is "
+                          f"{phase}; it is not queued, request again once the key is Active"))
+    if last_refused and phase != "Active":
+        ready = ready.model_copy(update={
+            "message": f"{ready.message}; rotation request {last_refused!r} was refused"})
     expiry = (conditions.true("Expired", "Expired", f"expired at {status.expiresAt}")
               if expired else conditions.false(
                   "Expired", "NotExpired",
                   f"expires at {status.expiresAt}" if expires else "expiration is Never"))
-    synced = _secret_condition(o, status)
+    synced = secretview.condition(o.secret, status, status.secretName or secret_name(o))
     new_conditions = conditions.merge(status.conditions, [ready, synced, expiry], now,
                                       o.generation)
-    more = list(events) + _transition_events(o.status, phase, synced, expires, status)
-    if o.generation != o.status.observedGeneration and o.status.createdAt:
-        wanted = durations.parse_expiration(spec.expiration)
-        moved = (o.created + wanted) if wanted is not None else None
-        if moved != expires:
-            more.append(Event(WARNING, "ExpirationImmutable",
-                              f"spec.expiration is now {spec.expiration}, but expiration is "
-                              f"fixed at creation: expiresAt stays "
-                              f"{status.expiresAt or 'absent (Never)'}"))
-    patch: dict[str, Any] = {**(extra or {}), "phase": phase,
-                             "observedGeneration": o.generation,
-                             "conditions": [c.model_dump(exclude_none=True)
-                                            for c in new_conditions]}
-    return Plan(status=_changed(o.status, patch), events=tuple(more),
-                next_due=expires if expires is not None and not expired else None)
+    more += _transition_events(o.status, phase, synced, status)
+    more += _expiration_warning(o, spec, expires, status)
+    kept, retired = rotation.retire(status.previous, now)
+    if retired:
+        patch["previous"] = [p.model_dump() for p in kept]
+        more += [Event(NORMAL, "Retired", f"Previous key {status.prefix}_..."
+                       f"{p.lastCharacters} (revision {p.revision}) retired at {p.retiresAt}")
+                 for p in retired]
+    next_rotation = rotation.next_rotation(spec, status, expires)
+    restarts: tuple[models.RestartTarget, ...] = ()
+    if (o.status.revision or 1) > (o.status.restartedRevision or 1) and base is None:
+        restarts = tuple(spec.rotation.restartTargets)
+        patch["restartedRevision"] = o.status.revision
+    patch.update({
+        "phase": phase, "observedGeneration": o.generation,
+        "nextRotationAt": times.timestamp(next_rotation) if next_rotation else None,
+        "conditions": [c.model_dump(exclude_none=True) for c in new_conditions]})
+    due = [t for t in (None if expired else expires, rotation.next_retirement(kept),
+                       next_rotation if phase == "Active" else None) if t is not None]
+    return Plan(status=_changed(o.status, patch), events=tuple(more), restarts=restarts,
+                next_due=min(due, default=None))
 
 
-def _secret_condition(o: Observed, status: models.ApiKeyStatus) -> models.Condition:
-    s = o.secret
-    name = status.secretName or secret_name(o)
-    if not s.exists:
-        return conditions.false("SecretSynced", "SecretMissing",
-                                f"Secret {name} is gone; the key is unchanged: request a "
-                                "rotation to write a new one")
-    problems = []
-    if s.hash != status.hash or s.revision != status.revision:
-        problems.append("its hash or revision annotation does not match status")
-    if not s.has_key:
-        problems.append("its data key is missing or empty")
-    if s.data_changed_by_others:
-        problems.append("its data was written by someone other than Keywright")
-    if problems:
-        return conditions.false("SecretSynced", "SecretModified",
-                                f"Secret {name} was altered: {'; '.join(problems)}. The key "
-                                "is unchanged: request a rotation to write a new one")
-    return conditions.true("SecretSynced", "Synced", f"Secret {name} holds revision "
-                           f"{status.revision}")
+ROTATE = rotation.ANNOTATION
+
+
+def _expiration_warning(o: Observed, spec: models.ApiKeySpec, expires: datetime | None,
+                        status: models.ApiKeyStatus) -> list[Event]:
+    if o.generation == o.status.observedGeneration or not o.status.createdAt:
+        return []
+    wanted = durations.parse_expiration(spec.expiration)
+    if ((o.created + wanted) if wanted is not None else None) == expires:
+        return []
+    return [Event(WARNING, "ExpirationImmutable",
+                  f"spec.expiration is now {spec.expiration}, but expiration is fixed at "
+                  f"creation: expiresAt stays {status.expiresAt or 'absent (Never)'}")]
 
 
 def _transition_events(old: models.ApiKeyStatus, phase: str, synced: models.Condition,
-                       expires: datetime | None, status: models.ApiKeyStatus) -> list[Event]:
+                       status: models.ApiKeyStatus) -> list[Event]:
     events = []
     if old.phase != phase:
         if phase == "Expired":
@@ -265,33 +250,40 @@ def _transition_events(old: models.ApiKeyStatus, phase: str, synced: models.Cond
     return events
 
 
-def _failed(o: Observed, now: datetime, reason: str, message: str) -> Plan:
+def _failed(o: Observed, now: datetime, reason: str, message: str,
+            refused: str | None) -> Plan:
     ready = conditions.false("Ready", reason, message)
     found = [ready]
     if reason == "SecretConflict":
         found.append(conditions.false("SecretSynced", reason, message))
     merged = conditions.merge(o.status.conditions, found, now, o.generation)
     before = conditions.find(o.status.conditions, "Ready")
-    events = () if before is not None and (before.reason, before.message) == (reason, message) \
-        else (Event(WARNING, reason, message),)
-    patch = {"phase": "Failed", "observedGeneration": o.generation,
-             "conditions": [c.model_dump(exclude_none=True) for c in merged]}
-    return Plan(status=_changed(o.status, patch), events=events)
+    events = [] if before is not None and (before.reason, before.message) == (reason, message) \
+        else [Event(WARNING, reason, message)]
+    patch: dict[str, Any] = {"phase": "Failed", "observedGeneration": o.generation,
+                             "conditions": [c.model_dump(exclude_none=True) for c in merged]}
+    if refused:
+        patch["lastRotateRequest"] = refused
+        events.append(Event(WARNING, "RotationRefused",
+                            f"rotation request {ROTATE}={refused} refused: the ApiKey is "
+                            f"Failed ({reason}); it is not queued"))
+    return Plan(status=_changed(o.status, patch), events=tuple(events))
 
 
 def _never_issued_expired(o: Observed, now: datetime, expires: datetime) -> Plan:
-    message = f"expired at {timestamp(expires)} before a key was issued; none was"
+    message = f"expired at {times.timestamp(expires)} before a key was issued; none was"
     merged = conditions.merge(o.status.conditions, [
         conditions.false("Ready", "Expired", message),
         conditions.true("Expired", "Expired", message)], now, o.generation)
     patch = {"phase": "Expired", "observedGeneration": o.generation,
-             "createdAt": timestamp(o.created), "expiresAt": timestamp(expires),
+             "createdAt": times.timestamp(o.created), "expiresAt": times.timestamp(expires),
              "conditions": [c.model_dump(exclude_none=True) for c in merged]}
     events = () if o.status.phase == "Expired" else (Event(NORMAL, "Expired", message),)
     return Plan(status=_changed(o.status, patch), events=events)
 
 
 def _changed(old: models.ApiKeyStatus, patch: dict[str, Any]) -> dict[str, Any]:
-    """Only the fields whose value differs: an unchanged status costs no API write."""
+    """Only the fields whose value differs: an unchanged status costs no API write. A
+    None removes a field (JSON merge patch), and is kept only if the field is there."""
     current = old.model_dump(exclude_none=True)
     return {k: v for k, v in patch.items() if current.get(k) != v}

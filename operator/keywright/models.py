@@ -174,7 +174,10 @@ class ApiKeyStatus(_Model):
     lastUsedAt: Timestamp | None = Field(None, description="Written by the verifier.")
     lastUsedByRevision: dict[str, Timestamp] = Field(
         default_factory=dict, description="Last use per revision, written by the verifier.")
-    lastRotateRequest: str | None = None
+    lastRotateRequest: str | None = Field(
+        None, description="The keywright.dev/rotate value last acted on (done or refused).")
+    restartedRevision: int | None = Field(
+        None, description="The revision whose restartTargets have been rolled.")
 
 
 def validate_spec(raw: Any) -> ApiKeySpec:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 
-from keywright import hashing, kube, lifecycle
+from keywright import hashing, kube, secretview
 
 NAME = "keywright-pepper"
 log = logging.getLogger(__name__)
@@ -29,7 +29,7 @@ def load_or_create(api: kube.Kube, namespace: str) -> hashing.Peppers:
             try:
                 api.create_secret(namespace, {
                     "metadata": {"name": NAME, "namespace": namespace,
-                                 "labels": {lifecycle.MANAGED_BY: lifecycle.MANAGER}},
+                                 "labels": {secretview.MANAGED_BY: secretview.MANAGER}},
                     "type": "Opaque",
                     "data": kube.Kube.secret_data(fresh.to_data()),
                 })

@@ -18,7 +18,19 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from keywright import faults, hashing, kube, lifecycle, models, scheduler, tokens, workqueue
+from keywright import (
+    faults,
+    hashing,
+    kube,
+    lifecycle,
+    models,
+    rotation,
+    scheduler,
+    secretview,
+    times,
+    tokens,
+    workqueue,
+)
 
 log = logging.getLogger(__name__)
 FIRST_RETRY = timedelta(seconds=1)
@@ -83,7 +95,7 @@ class Reconciler:
         Secret is exactly what that ApiKey's last reconcile left behind."""
         expected = self._expected.get((namespace, apikey))
         if secret is not None and expected is not None:
-            view = lifecycle.view_secret(secret, expected[0])
+            view = secretview.view_secret(secret, expected[0])
             if view.has_key and not view.data_changed_by_others and \
                     (view.hash, view.revision) == expected[1:]:
                 return
@@ -118,48 +130,74 @@ class Reconciler:
             self.scheduler.set(key, None)
             return
         observed = self._observe(raw, secret=None, fetch=True)
-        plan = lifecycle.decide(observed, self.clock())
-        for _attempt in range(3):
-            if plan.issue is None:
-                break
-            written = self._issue(raw, plan.issue)
-            faults.crash_point("after-secret-write")
-            observed = self._observe(raw, secret=written, fetch=written is None)
+        # Each step's plan is carried out, its status merged into what we observed, and
+        # the next step decided from that, until a decision asks for nothing more: write a
+        # Secret, adopt it into status, roll the workloads, record that they rolled.
+        for _step in range(6):
             plan = lifecycle.decide(observed, self.clock())
+            if plan.issue is not None:
+                written = self._issue(raw, plan.issue)
+                faults.crash_point("after-secret-write")
+                observed = self._observe(raw, secret=written, fetch=written is None,
+                                         status=observed.status)
+                continue
+            events = list(plan.events) + self._restart(raw, plan.restarts,
+                                                       observed.status.revision or 1)
+            if plan.status:
+                self.api.patch_apikey_status(namespace, name, plan.status)
+                faults.crash_point("after-status-patch")
+                observed = dataclasses.replace(
+                    observed, status=_merged(observed.status, plan.status))
+            for event in events:
+                log.log(logging.WARNING if event.type == lifecycle.WARNING else logging.INFO,
+                        "%s/%s: %s: %s", namespace, name, event.reason, event.message)
+                self.api.post_event(raw, event.type, event.reason, event.message)
+            if not plan.status and not plan.restarts:
+                break
         else:
-            raise RuntimeError(f"issuing the key of {namespace}/{name} did not settle")
-        if plan.status:
-            self.api.patch_apikey_status(namespace, name, plan.status)
-            faults.crash_point("after-status-patch")
-        for event in plan.events:
-            log.log(logging.WARNING if event.type == lifecycle.WARNING else logging.INFO,
-                    "%s/%s: %s: %s", namespace, name, event.reason, event.message)
-            self.api.post_event(raw, event.type, event.reason, event.message)
+            raise RuntimeError(f"reconciling {namespace}/{name} did not settle")
         self.scheduler.set(key, plan.next_due)
-        status = {**observed.status.model_dump(), **plan.status}
         data_key = observed.spec.secret.key \
             if isinstance(observed.spec, models.ApiKeySpec) else "api-key"
-        self._expected[key] = (data_key, status.get("hash"), status.get("revision"))
+        self._expected[key] = (data_key, observed.status.hash, observed.status.revision)
 
-    def _observe(self, raw: dict[str, Any], secret: dict[str, Any] | None,
-                 fetch: bool) -> lifecycle.Observed:
+    def _restart(self, raw: dict[str, Any], targets: tuple[models.RestartTarget, ...],
+                 revision: int) -> list[lifecycle.Event]:
+        """Roll each workload by its pod-template annotation; a missing one is a Warning."""
+        meta = raw["metadata"]
+        events = []
+        for target in targets:
+            found = self.api.annotate_pod_template(
+                meta["namespace"], target.kind, target.name, secretview.REVISION_ANNOTATION,
+                str(revision))
+            if not found:
+                events.append(lifecycle.Event(
+                    lifecycle.WARNING, "RestartTargetMissing",
+                    f"{target.kind} {target.name} in {meta['namespace']} does not exist; "
+                    "it was not restarted (the rotation itself succeeded)"))
+        return events
+
+    def _observe(self, raw: dict[str, Any], secret: dict[str, Any] | None, fetch: bool,
+                 status: models.ApiKeyStatus | None = None) -> lifecycle.Observed:
         meta = raw["metadata"]
         try:
             spec: models.ApiKeySpec | models.SpecError = models.validate_spec(raw.get("spec"))
         except models.SpecError as exc:
             spec = exc
-        status = models.ApiKeyStatus.model_validate(raw.get("status") or {})
+        if status is None:
+            status = models.ApiKeyStatus.model_validate(raw.get("status") or {})
         observed = lifecycle.Observed(
             namespace=meta["namespace"], name=meta["name"], uid=meta["uid"],
             generation=meta.get("generation", 1),
-            created=lifecycle.parse_time(meta["creationTimestamp"]),
-            spec=spec, status=status, secret=lifecycle.MISSING,
+            created=times.parse(meta["creationTimestamp"]),
+            spec=spec, status=status, secret=secretview.MISSING,
             default_prefix=self.settings.default_prefix,
+            rotate_request=(meta.get("annotations") or {}).get(rotation.ANNOTATION),
         )
         if fetch:
             secret = self.api.get_secret(meta["namespace"], lifecycle.secret_name(observed))
         data_key = spec.secret.key if isinstance(spec, models.ApiKeySpec) else "api-key"
-        return dataclasses.replace(observed, secret=lifecycle.view_secret(secret, data_key))
+        return dataclasses.replace(observed, secret=secretview.view_secret(secret, data_key))
 
     def _issue(self, raw: dict[str, Any], issue: lifecycle.Issue) -> dict[str, Any] | None:
         """Write a fresh key into the Secret. Returns the Secret as written, or None when
@@ -167,7 +205,7 @@ class Reconciler:
         meta = raw["metadata"]
         token = tokens.generate(issue.prefix)
         body = _secret_body(raw, issue, token, hashing.digest(token, self.peppers),
-                            lifecycle.timestamp(self.clock()))
+                            times.timestamp(self.clock()))
         del token  # the plaintext now lives only in `body`, which goes to the API server
         faults.crash_point("before-secret-write")
         try:
@@ -175,7 +213,7 @@ class Reconciler:
                 current = self.api.get_secret(meta["namespace"], issue.secret_name)
                 if current is None:
                     return None
-                body["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
+                _keep_foreign_parts(body, current)
                 return self.api.replace_secret(meta["namespace"], issue.secret_name, body)
             return self.api.create_secret(meta["namespace"], body)
         except kube.Conflict:
@@ -197,10 +235,12 @@ def _secret_body(raw: dict[str, Any], issue: lifecycle.Issue, token: str, hashed
             "labels": issue.labels,
             "annotations": {
                 **issue.annotations,
-                lifecycle.HASH_ANNOTATION: hashed,
-                lifecycle.REVISION_ANNOTATION: str(issue.revision),
-                lifecycle.LAST_CHARACTERS_ANNOTATION: tokens.last_characters(token),
-                lifecycle.ISSUED_AT_ANNOTATION: now,
+                secretview.HASH_ANNOTATION: hashed,
+                secretview.REVISION_ANNOTATION: str(issue.revision),
+                secretview.LAST_CHARACTERS_ANNOTATION: tokens.last_characters(token),
+                secretview.ISSUED_AT_ANNOTATION: now,
+                **({secretview.ROTATE_REQUEST_ANNOTATION: issue.request}
+                   if issue.request else {}),
             },
             "ownerReferences": [{
                 "apiVersion": raw["apiVersion"], "kind": raw["kind"], "name": meta["name"],
@@ -209,3 +249,23 @@ def _secret_body(raw: dict[str, Any], issue: lifecycle.Issue, token: str, hashed
         },
         "data": kube.Kube.secret_data({issue.data_key: token.encode("ascii")}),
     }
+
+
+def _keep_foreign_parts(body: dict[str, Any], current: dict[str, Any]) -> None:
+    """A rotation replaces our data key and our annotations; what others put on the
+    Secret (labels, annotations, other data keys) stays. The resourceVersion makes the
+    write fail if the Secret changed since it was read."""
+    meta, old = body["metadata"], current["metadata"]
+    meta["resourceVersion"] = old["resourceVersion"]
+    meta["labels"] = {**(old.get("labels") or {}), **meta["labels"]}
+    ours = {secretview.ROTATE_REQUEST_ANNOTATION}
+    meta["annotations"] = {**{k: v for k, v in (old.get("annotations") or {}).items()
+                              if k not in ours}, **meta["annotations"]}
+    body["data"] = {**(current.get("data") or {}), **body["data"]}
+
+
+def _merged(status: models.ApiKeyStatus, patch: dict[str, Any]) -> models.ApiKeyStatus:
+    """`status` after a JSON merge patch of its top-level fields (None removes one)."""
+    fields = {**status.model_dump(exclude_none=True), **patch}
+    return models.ApiKeyStatus.model_validate({k: v for k, v in fields.items()
+                                               if v is not None})

@@ -7,12 +7,12 @@ import json
 import time
 from datetime import UTC, datetime, timedelta
 
-from keywright import hashing, lifecycle, tokens
+from keywright import hashing, times, tokens
 from tests.e2e.helpers import Cluster, Operator, apikey, eventually, kubectl
 
 
 def parse(text: str) -> datetime:
-    return lifecycle.parse_time(text)
+    return times.parse(text)
 
 
 def test_apply_issues_one_key_into_an_owned_secret_and_keeps_only_its_hash(

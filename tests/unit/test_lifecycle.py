@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from keywright import lifecycle, models
+from keywright import lifecycle, models, secretview
 
 CREATED = datetime(2026, 11, 1, 12, 0, 0, tzinfo=UTC)
 NOW = CREATED + timedelta(days=10)
@@ -25,12 +25,12 @@ ISSUED: dict[str, Any] = {
          "lastTransitionTime": "2026-11-01T12:00:00Z"},
     ],
 }
-SYNCED = lifecycle.SecretView(exists=True, owner_uid=UID, hash=HASH, revision=1,
+SYNCED = secretview.SecretView(exists=True, owner_uid=UID, hash=HASH, revision=1,
                               last_characters="x9Qa", has_key=True)
 
 
 def observed(spec: dict[str, Any] | None = None, status: dict[str, Any] | None = None,
-             secret: lifecycle.SecretView = lifecycle.MISSING, generation: int = 1,
+             secret: secretview.SecretView = secretview.MISSING, generation: int = 1,
              ) -> lifecycle.Observed:
     raw = {"expiration": "30d", **(spec or {})}
     try:
@@ -85,7 +85,7 @@ def test_a_secret_written_before_a_crash_is_adopted_not_rewritten() -> None:
 
 
 def test_a_foreign_secret_of_that_name_is_a_conflict_and_never_touched() -> None:
-    foreign = lifecycle.SecretView(exists=True, owner_uid=None, has_key=True)
+    foreign = secretview.SecretView(exists=True, owner_uid=None, has_key=True)
     plan = lifecycle.decide(observed(secret=foreign), NOW)
     assert plan.issue is None
     assert plan.status["phase"] == "Failed"
@@ -94,7 +94,7 @@ def test_a_foreign_secret_of_that_name_is_a_conflict_and_never_touched() -> None
 
 
 def test_a_conflict_already_reported_is_not_reported_again() -> None:
-    foreign = lifecycle.SecretView(exists=True, owner_uid="someone-else")
+    foreign = secretview.SecretView(exists=True, owner_uid="someone-else")
     first = lifecycle.decide(observed(secret=foreign), NOW)
     again = lifecycle.decide(observed(status=first.status, secret=foreign), NOW)
     assert again.events == ()
@@ -193,7 +193,7 @@ def test_a_changed_expiration_never_moves_expires_at_and_warns_once() -> None:
 @pytest.mark.parametrize(
     ("secret", "reason"),
     [
-        pytest.param(lifecycle.MISSING, "SecretMissing", id="a deleted Secret is missing"),
+        pytest.param(secretview.MISSING, "SecretMissing", id="a deleted Secret is missing"),
         pytest.param(dataclasses.replace(SYNCED, hash="hmac-sha256:v1:other"), "SecretModified",
                      id="a changed hash annotation is a modification"),
         pytest.param(dataclasses.replace(SYNCED, has_key=False), "SecretModified",
@@ -203,7 +203,7 @@ def test_a_changed_expiration_never_moves_expires_at_and_warns_once() -> None:
     ],
 )
 def test_a_missing_or_altered_secret_is_reported_and_the_key_kept(
-    secret: lifecycle.SecretView, reason: str
+    secret: secretview.SecretView, reason: str
 ) -> None:
     plan = lifecycle.decide(observed(status=ISSUED, secret=secret), NOW)
     assert plan.issue is None
@@ -245,10 +245,10 @@ def test_view_secret_reads_annotations_and_field_managers_not_the_plaintext() ->
         },
         "data": {"api-key": "c2VjcmV0"},
     }
-    view = lifecycle.view_secret(raw, "api-key")
-    assert view == lifecycle.SecretView(exists=True, owner_uid=UID, hash=HASH, revision=3,
+    view = secretview.view_secret(raw, "api-key")
+    assert view == secretview.SecretView(exists=True, owner_uid=UID, hash=HASH, revision=3,
                                         last_characters="x9Qa", has_key=True,
                                         data_changed_by_others=False)
     raw["metadata"]["managedFields"][1]["fieldsV1"] = {"f:data": {"f:api-key": {}}}
-    assert lifecycle.view_secret(raw, "api-key").data_changed_by_others
-    assert lifecycle.view_secret(None, "api-key") == lifecycle.MISSING
+    assert secretview.view_secret(raw, "api-key").data_changed_by_others
+    assert secretview.view_secret(None, "api-key") == secretview.MISSING
