@@ -137,7 +137,7 @@ class Reconciler:
             plan = lifecycle.decide(observed, self.clock())
             if plan.issue is not None:
                 written = self._issue(raw, plan.issue)
-                faults.crash_point("after-secret-write")
+                faults.crash_point("after-secret-write", f"{namespace}/{name}")
                 observed = self._observe(raw, secret=written, fetch=written is None,
                                          status=observed.status)
                 continue
@@ -145,7 +145,7 @@ class Reconciler:
                                                        observed.status.revision or 1)
             if plan.status:
                 self.api.patch_apikey_status(namespace, name, plan.status)
-                faults.crash_point("after-status-patch")
+                faults.crash_point("after-status-patch", f"{namespace}/{name}")
                 observed = dataclasses.replace(
                     observed, status=_merged(observed.status, plan.status))
             for event in events:
@@ -207,7 +207,7 @@ class Reconciler:
         body = _secret_body(raw, issue, token, hashing.digest(token, self.peppers),
                             times.timestamp(self.clock()))
         del token  # the plaintext now lives only in `body`, which goes to the API server
-        faults.crash_point("before-secret-write")
+        faults.crash_point("before-secret-write", f"{meta['namespace']}/{meta['name']}")
         try:
             if issue.replace:
                 current = self.api.get_secret(meta["namespace"], issue.secret_name)
