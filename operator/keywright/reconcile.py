@@ -112,7 +112,7 @@ class Reconciler:
             delay = min(FIRST_RETRY * 2 ** (failures - 1), LAST_RETRY)
             log.error("%s/%s: reconcile failed (%s); retrying in %ss", *key, exc,
                       delay.total_seconds())
-            self.scheduler.set(key, self.clock() + delay)
+            self.scheduler.set_earlier(key, self.clock() + delay)  # keeps a sooner expiry
         else:
             with self._guard:
                 self._failures.pop(key, None)
