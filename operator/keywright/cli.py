@@ -63,7 +63,7 @@ def _parser() -> argparse.ArgumentParser:
                     help="watch only this namespace (repeatable; default: all)")
     op.add_argument("--default-prefix", default="kw", type=_prefix,
                     help="key prefix when an ApiKey sets none (default: kw)")
-    op.add_argument("--workers", type=int, default=8,
+    op.add_argument("--workers", type=_positive, default=8,
                     help="threads running reconciles (default: 8)")
     op.add_argument("--log-level", default="INFO",
                     choices=["DEBUG", "INFO", "WARNING", "ERROR"])
@@ -72,6 +72,12 @@ def _parser() -> argparse.ArgumentParser:
     sub = commands.add_parser("verifier", help="the verification service")
     sub.set_defaults(run=_not_yet("verifier"))
     return parser
+
+
+def _positive(text: str) -> int:
+    if not text.isdecimal() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of at least 1")
+    return int(text)
 
 
 def _prefix(text: str) -> str:

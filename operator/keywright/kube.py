@@ -21,12 +21,13 @@ from typing import Any
 
 from kubernetes import client, config
 
-from keywright import models
+from keywright import models, times
 
 FIELD_MANAGER = "keywright"
 APIKEYS = f"/apis/{models.GROUP}/{models.VERSION}/namespaces/{{ns}}/{models.PLURAL}/{{name}}"
 SECRETS = "/api/v1/namespaces/{ns}/secrets"
 EVENTS = "/api/v1/namespaces/{ns}/events"
+METADATA_ONLY = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1"
 WORKLOADS = {"Deployment": "deployments", "StatefulSet": "statefulsets",
              "DaemonSet": "daemonsets"}
 
@@ -91,6 +92,19 @@ class Kube:
     def get_apikey(self, namespace: str, name: str) -> dict[str, Any] | None:
         return self._get(APIKEYS.format(ns=namespace, name=name))
 
+    def any_apikey_issued(self) -> bool:
+        """Whether any ApiKey in the cluster has a hash in its status (pages of 500)."""
+        path = f"/apis/{models.GROUP}/{models.VERSION}/{models.PLURAL}"
+        token = ""
+        while True:
+            page = self._call("GET", path, query={"limit": "500", "continue": token}
+                              if token else {"limit": "500"})
+            if any((item.get("status") or {}).get("hash") for item in page.get("items", [])):
+                return True
+            token = (page.get("metadata") or {}).get("continue") or ""
+            if not token:
+                return False
+
     def patch_apikey_status(self, namespace: str, name: str, patch: Mapping[str, Any]) -> None:
         self._call("PATCH", APIKEYS.format(ns=namespace, name=name) + "/status",
                    body={"status": dict(patch)}, query={"fieldManager": FIELD_MANAGER},
@@ -101,14 +115,20 @@ class Kube:
     def get_secret(self, namespace: str, name: str) -> dict[str, Any] | None:
         return self._get(f"{SECRETS.format(ns=namespace)}/{name}")
 
+    def get_secret_metadata(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """The Secret without its data (PartialObjectMetadata): no plaintext is read."""
+        return self._get(f"{SECRETS.format(ns=namespace)}/{name}", accept=METADATA_ONLY)
+
     def create_secret(self, namespace: str, body: Mapping[str, Any]) -> dict[str, Any]:
         return self._call("POST", SECRETS.format(ns=namespace), body=dict(body),
                           query={"fieldManager": FIELD_MANAGER})
 
-    def replace_secret(self, namespace: str, name: str, body: Mapping[str, Any]) -> dict[str, Any]:
-        """PUT; the body's metadata.resourceVersion makes it fail (409) on a concurrent write."""
-        return self._call("PUT", f"{SECRETS.format(ns=namespace)}/{name}", body=dict(body),
-                          query={"fieldManager": FIELD_MANAGER})
+    def patch_secret(self, namespace: str, name: str, patch: Mapping[str, Any]) -> dict[str, Any]:
+        """JSON merge patch; a metadata.resourceVersion in it makes it fail (409) if the
+        Secret changed since it was read."""
+        return self._call("PATCH", f"{SECRETS.format(ns=namespace)}/{name}", body=dict(patch),
+                          query={"fieldManager": FIELD_MANAGER},
+                          content_type="application/merge-patch+json")
 
     @staticmethod
     def secret_data(data: Mapping[str, bytes]) -> dict[str, str]:
@@ -120,12 +140,12 @@ class Kube:
 
     # -- workloads ------------------------------------------------------------------
 
-    def annotate_pod_template(self, namespace: str, kind: str, name: str, annotation: str,
-                              value: str) -> bool:
-        """Set a pod-template annotation (which rolls the workload if the value changes).
+    def annotate_pod_template(self, namespace: str, kind: str, name: str,
+                              annotations: Mapping[str, str]) -> bool:
+        """Set pod-template annotations (which rolls the workload if a value changes).
         False if the workload does not exist."""
         path = f"/apis/apps/v1/namespaces/{namespace}/{WORKLOADS[kind]}/{name}"
-        patch = {"spec": {"template": {"metadata": {"annotations": {annotation: value}}}}}
+        patch = {"spec": {"template": {"metadata": {"annotations": dict(annotations)}}}}
         try:
             self._call("PATCH", path, body=patch, query={"fieldManager": FIELD_MANAGER},
                        content_type="application/merge-patch+json")
@@ -171,7 +191,7 @@ class Kube:
     def post_event(self, involved: Mapping[str, Any], type_: str, reason: str,
                    message: str) -> None:
         meta = involved["metadata"]
-        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        now = times.timestamp(datetime.now(UTC))
         self._call("POST", EVENTS.format(ns=meta["namespace"]), body={
             "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
             "involvedObject": {
@@ -188,9 +208,9 @@ class Kube:
 
     # -- plumbing -------------------------------------------------------------------
 
-    def _get(self, path: str) -> dict[str, Any] | None:
+    def _get(self, path: str, accept: str = "application/json") -> dict[str, Any] | None:
         try:
-            return self._call("GET", path)
+            return self._call("GET", path, accept=accept)
         except KubeError as exc:
             if exc.status == 404:
                 return None
@@ -198,8 +218,9 @@ class Kube:
 
     def _call(self, method: str, path: str, *, body: Any = None,
               query: Mapping[str, str] | None = None,
-              content_type: str = "application/json") -> dict[str, Any]:
-        headers = {"Accept": "application/json"}
+              content_type: str = "application/json",
+              accept: str = "application/json") -> dict[str, Any]:
+        headers = {"Accept": accept}
         if body is not None:
             headers["Content-Type"] = content_type
         request = self.api.param_serialize(

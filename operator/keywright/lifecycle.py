@@ -17,13 +17,14 @@ status write that brings in its successor.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from keywright import conditions, durations, models, rotation, secretview, times, tokens
 
 NORMAL, WARNING = "Normal", "Warning"
-SecretView = secretview.SecretView
+ROTATE = rotation.ANNOTATION
+CONFLICT_RECHECK = timedelta(seconds=60)  # a foreign Secret sends no event we can watch
 
 
 @dataclass(frozen=True)
@@ -35,7 +36,7 @@ class Observed:
     created: datetime
     spec: models.ApiKeySpec | models.SpecError
     status: models.ApiKeyStatus
-    secret: SecretView
+    secret: secretview.SecretView
     default_prefix: str
     rotate_request: str | None = None  # the keywright.dev/rotate annotation
 
@@ -91,7 +92,8 @@ def decide(o: Observed, now: datetime) -> Plan:
                        request)
     expires = _expires_at(o, spec)
     current = o.status.revision or 0
-    if s.exists and s.hash and s.revision and s.revision > current and s.last_characters:
+    if (s.exists and s.hash and s.revision == current + 1 and s.last_characters
+            and s.has_key and not s.data_changed_by_others):
         return _adopt(o, spec, now, expires)
     if not o.status.hash:
         if expires is not None and now >= expires:
@@ -142,9 +144,9 @@ def _adopt(o: Observed, spec: models.ApiKeySpec, now: datetime,
     previous = list(o.status.previous)
     if o.status.hash:  # a rotation: the replaced key leaves now, or after its grace
         grace = durations.parse(spec.rotation.gracePeriod)
-        previous = rotation.previous_after_rotation(o.status, issued_at, grace)
+        previous = rotation.previous_after_rotation(o.status, issued_at, grace, expires)
         adopted.update(rotatedAt=times.timestamp(issued_at),
-                       previous=[p.model_dump() for p in previous])
+                       previous=[p.model_dump() for p in previous], lastRotateRefused=None)
         kept_old = previous and previous[-1].revision == o.status.revision
         after = f"valid until {previous[-1].retiresAt}" if kept_old else "invalid from now on"
         event = Event(NORMAL, "Rotated", f"Rotated to key {preview} (revision {s.revision}); "
@@ -153,8 +155,9 @@ def _adopt(o: Observed, spec: models.ApiKeySpec, now: datetime,
         event = Event(NORMAL, "Issued", f"Issued key {preview} (revision {s.revision}) "
                       f"into Secret {adopted['secretName']}")
     base = o.status.model_copy(update={**adopted, "previous": previous})
+    extra = {k: v for k, v in adopted.items() if v is not None or k == "lastRotateRefused"}
     return _steady(o, spec, now, expires, events=(event,), refused=None, base=base,
-                   extra={k: v for k, v in adopted.items() if v is not None})
+                   extra=extra)
 
 
 def _steady(o: Observed, spec: models.ApiKeySpec, now: datetime, expires: datetime | None,
@@ -176,10 +179,10 @@ def _steady(o: Observed, spec: models.ApiKeySpec, now: datetime, expires: dateti
                                                  f"key {preview} is valid {until}")
     more = list(events)
     patch: dict[str, Any] = dict(extra or {})
-    last_refused = (status.lastRotateRequest if status.lastRotateRequest
-                    and status.lastRotateRequest != o.secret.rotate_request else None)
+    last_refused = status.lastRotateRefused
     if refused:  # only an Inactive or Expired key gets here with a pending request
-        patch["lastRotateRequest"] = last_refused = refused
+        patch.update(lastRotateRequest=refused, lastRotateRefused=refused)
+        last_refused = refused
         more.append(Event(WARNING, "RotationRefused",
                           f"rotation request {ROTATE}={refused} refused: the key is "
                           f"{phase}; it is not queued, request again once the key is Active"))
@@ -216,8 +219,6 @@ def _steady(o: Observed, spec: models.ApiKeySpec, now: datetime, expires: dateti
                 next_due=min(due, default=None))
 
 
-ROTATE = rotation.ANNOTATION
-
 
 def _expiration_warning(o: Observed, spec: models.ApiKeySpec, expires: datetime | None,
                         status: models.ApiKeyStatus) -> list[Event]:
@@ -252,6 +253,8 @@ def _transition_events(old: models.ApiKeyStatus, phase: str, synced: models.Cond
 
 def _failed(o: Observed, now: datetime, reason: str, message: str,
             refused: str | None) -> Plan:
+    """Failed: nothing is written to the Secret, but an issued key still expires and its
+    previous keys still retire on time (the verifier checks both by the clock)."""
     ready = conditions.false("Ready", reason, message)
     found = [ready]
     if reason == "SecretConflict":
@@ -263,11 +266,20 @@ def _failed(o: Observed, now: datetime, reason: str, message: str,
     patch: dict[str, Any] = {"phase": "Failed", "observedGeneration": o.generation,
                              "conditions": [c.model_dump(exclude_none=True) for c in merged]}
     if refused:
-        patch["lastRotateRequest"] = refused
+        patch.update(lastRotateRequest=refused, lastRotateRefused=refused)
         events.append(Event(WARNING, "RotationRefused",
                             f"rotation request {ROTATE}={refused} refused: the ApiKey is "
                             f"Failed ({reason}); it is not queued"))
-    return Plan(status=_changed(o.status, patch), events=tuple(events))
+    kept, retired = rotation.retire(o.status.previous, now)
+    if retired:
+        patch["previous"] = [p.model_dump() for p in kept]
+    expires = times.parse(o.status.expiresAt) if o.status.expiresAt else None
+    due = [t for t in (expires if expires and expires > now else None,
+                       rotation.next_retirement(kept),
+                       now + CONFLICT_RECHECK if reason == "SecretConflict" else None)
+           if t is not None]
+    return Plan(status=_changed(o.status, patch), events=tuple(events),
+                next_due=min(due, default=None))
 
 
 def _never_issued_expired(o: Observed, now: datetime, expires: datetime) -> Plan:

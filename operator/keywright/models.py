@@ -176,6 +176,8 @@ class ApiKeyStatus(_Model):
         default_factory=dict, description="Last use per revision, written by the verifier.")
     lastRotateRequest: str | None = Field(
         None, description="The keywright.dev/rotate value last acted on (done or refused).")
+    lastRotateRefused: str | None = Field(
+        None, description="The last keywright.dev/rotate value refused, until a rotation.")
     restartedRevision: int | None = Field(
         None, description="The revision whose restartTargets have been rolled.")
 
@@ -203,6 +205,11 @@ def validate_spec(raw: Any) -> ApiKeySpec:
                 parse(value)
             except durations.DurationError as exc:
                 raise SpecError(where, str(exc)) from None
+    every = spec.rotation.every
+    if every and durations.parse(spec.rotation.gracePeriod) >= durations.parse(every):
+        raise SpecError("spec.rotation.gracePeriod",
+                        f"{spec.rotation.gracePeriod} is not shorter than rotation.every "
+                        f"({every}): previous keys would pile up")
     return spec
 
 

@@ -25,6 +25,12 @@ def load_or_create(api: kube.Kube, namespace: str) -> hashing.Peppers:
     try:
         found = api.get_secret(namespace, NAME)
         if found is None:
+            if api.any_apikey_issued():
+                raise PepperUnavailable(
+                    f"pepper Secret {namespace}/{NAME} is missing but ApiKeys already hold "
+                    "hashes made with it; a new pepper would make every key fail "
+                    "verification. Restore the Secret from a backup (or delete the ApiKeys "
+                    "and start over)")
             fresh = hashing.Peppers.new()
             try:
                 api.create_secret(namespace, {

@@ -58,9 +58,10 @@ class Reconciler:
         self._guard = threading.Lock()
         self._bodies: dict[Key, dict[str, Any]] = {}
         self._failures: dict[Key, int] = {}
-        # What the last reconcile of each key left behind: the Secret it expects
-        # (data key, hash annotation, revision annotation). Lets a Secret event that only
-        # echoes our own write be skipped without two GETs.
+        self._due: dict[Key, datetime] = {}  # the last successful reconcile's next_due
+        self._touched: set[Key] = set()  # keys this process has written to
+        # The Secret each key's last write left behind (data key, hash, revision): lets a
+        # Secret event that only echoes our own write be skipped without two GETs.
         self._expected: dict[Key, tuple[str, str | None, int | None]] = {}
 
     def start(self) -> None:
@@ -86,14 +87,15 @@ class Reconciler:
         key = (namespace, name)
         self.scheduler.set(key, None)
         with self._guard:
-            self._expected.pop(key, None)
-            self._bodies.pop(key, None)
-            self._failures.pop(key, None)
+            for table in (self._expected, self._bodies, self._failures, self._due):
+                table.pop(key, None)
+            self._touched.discard(key)
 
     def secret_changed(self, namespace: str, apikey: str, secret: dict[str, Any] | None) -> None:
         """A Secret of ours changed (None: deleted): reconcile its ApiKey unless the
         Secret is exactly what that ApiKey's last reconcile left behind."""
-        expected = self._expected.get((namespace, apikey))
+        with self._guard:
+            expected = self._expected.get((namespace, apikey))
         if secret is not None and expected is not None:
             view = secretview.view_secret(secret, expected[0])
             if view.has_key and not view.data_changed_by_others and \
@@ -109,10 +111,12 @@ class Reconciler:
         except Exception as exc:
             with self._guard:
                 failures = self._failures[key] = self._failures.get(key, 0) + 1
+                due = self._due.get(key)
             delay = min(FIRST_RETRY * 2 ** (failures - 1), LAST_RETRY)
             log.error("%s/%s: reconcile failed (%s); retrying in %ss", *key, exc,
                       delay.total_seconds())
-            self.scheduler.set_earlier(key, self.clock() + delay)  # keeps a sooner expiry
+            retry = self.clock() + delay
+            self.scheduler.set(key, min(retry, due) if due else retry)  # a sooner expiry stays
         else:
             with self._guard:
                 self._failures.pop(key, None)
@@ -124,11 +128,14 @@ class Reconciler:
         process has not written to yet, since no status patch of ours can be missing
         from it."""
         key = (namespace, name)
-        fresh = body is not None and key not in self._expected
+        with self._guard:
+            fresh = body is not None and key not in self._touched
         raw = body if fresh else self.api.get_apikey(namespace, name)
         if raw is None:
-            self.scheduler.set(key, None)
+            self.forget(namespace, name)
             return
+        with self._guard:
+            self._touched.add(key)
         observed = self._observe(raw, secret=None, fetch=True)
         # Each step's plan is carried out, its status merged into what we observed, and
         # the next step decided from that, until a decision asks for nothing more: write a
@@ -136,40 +143,69 @@ class Reconciler:
         for _step in range(6):
             plan = lifecycle.decide(observed, self.clock())
             if plan.issue is not None:
-                written = self._issue(raw, plan.issue)
+                written = self._issue(raw, plan.issue, observed.secret)
                 faults.crash_point("after-secret-write", f"{namespace}/{name}")
+                if written is not None:
+                    view = secretview.view_secret(written, plan.issue.data_key)
+                    with self._guard:
+                        self._expected[key] = (plan.issue.data_key, view.hash, view.revision)
                 observed = self._observe(raw, secret=written, fetch=written is None,
                                          status=observed.status)
                 continue
-            events = list(plan.events) + self._restart(raw, plan.restarts,
-                                                       observed.status.revision or 1)
+            events = list(plan.events) + self._restart(raw, plan.restarts, observed.status)
             if plan.status:
                 self.api.patch_apikey_status(namespace, name, plan.status)
                 faults.crash_point("after-status-patch", f"{namespace}/{name}")
                 observed = dataclasses.replace(
                     observed, status=_merged(observed.status, plan.status))
             for event in events:
-                log.log(logging.WARNING if event.type == lifecycle.WARNING else logging.INFO,
-                        "%s/%s: %s: %s", namespace, name, event.reason, event.message)
-                self.api.post_event(raw, event.type, event.reason, event.message)
+                self._post(raw, event)
             if not plan.status and not plan.restarts:
                 break
         else:
             raise RuntimeError(f"reconciling {namespace}/{name} did not settle")
         self.scheduler.set(key, plan.next_due)
-        data_key = observed.spec.secret.key \
-            if isinstance(observed.spec, models.ApiKeySpec) else "api-key"
-        self._expected[key] = (data_key, observed.status.hash, observed.status.revision)
+        with self._guard:
+            if plan.next_due is None:
+                self._due.pop(key, None)
+            else:
+                self._due[key] = plan.next_due
+            self._expected[key] = (_data_key(observed.spec), observed.status.hash,
+                                   observed.status.revision)
+
+    def _post(self, raw: dict[str, Any], event: lifecycle.Event) -> None:
+        """Log and post an event; best effort: a refused event never blocks the key."""
+        meta = raw["metadata"]
+        log.log(logging.WARNING if event.type == lifecycle.WARNING else logging.INFO,
+                "%s/%s: %s: %s", meta["namespace"], meta["name"], event.reason,
+                event.message)
+        try:
+            self.api.post_event(raw, event.type, event.reason, event.message)
+        except kube.KubeError as exc:
+            log.warning("%s/%s: could not post event %s: %s", meta["namespace"],
+                        meta["name"], event.reason, exc)
 
     def _restart(self, raw: dict[str, Any], targets: tuple[models.RestartTarget, ...],
-                 revision: int) -> list[lifecycle.Event]:
-        """Roll each workload by its pod-template annotation; a missing one is a Warning."""
+                 status: models.ApiKeyStatus) -> list[lifecycle.Event]:
+        """Roll each workload by its pod-template annotations; best effort: a missing or
+        refused one is a Warning event, never a failure of the rotation."""
         meta = raw["metadata"]
         events = []
+        revision, rotated_at = status.revision or 1, status.rotatedAt or ""
         for target in targets:
-            found = self.api.annotate_pod_template(
-                meta["namespace"], target.kind, target.name, secretview.REVISION_ANNOTATION,
-                str(revision))
+            try:
+                found = self.api.annotate_pod_template(
+                    meta["namespace"], target.kind, target.name, {
+                        secretview.REVISION_ANNOTATION: str(revision),
+                        # unique per rotation: rolls even if another ApiKey (or an earlier
+                        # one of the same name) already wrote this revision number
+                        secretview.ROTATED_AT_ANNOTATION: rotated_at})
+            except kube.KubeError as exc:
+                events.append(lifecycle.Event(
+                    lifecycle.WARNING, "RestartFailed",
+                    f"{target.kind} {target.name} was not restarted: {exc} (the rotation "
+                    "itself succeeded)"))
+                continue
             if not found:
                 events.append(lifecycle.Event(
                     lifecycle.WARNING, "RestartTargetMissing",
@@ -195,13 +231,18 @@ class Reconciler:
             rotate_request=(meta.get("annotations") or {}).get(rotation.ANNOTATION),
         )
         if fetch:
-            secret = self.api.get_secret(meta["namespace"], lifecycle.secret_name(observed))
-        data_key = spec.secret.key if isinstance(spec, models.ApiKeySpec) else "api-key"
-        return dataclasses.replace(observed, secret=secretview.view_secret(secret, data_key))
+            secret = self.api.get_secret_metadata(meta["namespace"],
+                                                  lifecycle.secret_name(observed))
+        return dataclasses.replace(observed,
+                                   secret=secretview.view_secret(secret, _data_key(spec)))
 
-    def _issue(self, raw: dict[str, Any], issue: lifecycle.Issue) -> dict[str, Any] | None:
+    def _issue(self, raw: dict[str, Any], issue: lifecycle.Issue,
+               seen: secretview.SecretView) -> dict[str, Any] | None:
         """Write a fresh key into the Secret. Returns the Secret as written, or None when
-        someone else wrote it first (the caller then re-reads and decides again)."""
+        it changed since `seen` (the caller then reads it again and decides again): a
+        rotation is a merge patch conditional on the resourceVersion that was decided on,
+        so it never lands on a Secret someone replaced, nor races another writer into two
+        plaintexts for one revision."""
         meta = raw["metadata"]
         token = tokens.generate(issue.prefix)
         body = _secret_body(raw, issue, token, hashing.digest(token, self.peppers),
@@ -209,17 +250,30 @@ class Reconciler:
         del token  # the plaintext now lives only in `body`, which goes to the API server
         faults.crash_point("before-secret-write", f"{meta['namespace']}/{meta['name']}")
         try:
-            if issue.replace:
-                current = self.api.get_secret(meta["namespace"], issue.secret_name)
-                if current is None:
-                    return None
-                _keep_foreign_parts(body, current)
-                return self.api.replace_secret(meta["namespace"], issue.secret_name, body)
-            return self.api.create_secret(meta["namespace"], body)
-        except kube.Conflict:
-            log.info("%s/%s: Secret %s changed while issuing; deciding again",
+            if not issue.replace:
+                return self.api.create_secret(meta["namespace"], body)
+            new = body["metadata"]
+            return self.api.patch_secret(meta["namespace"], issue.secret_name, {
+                "metadata": {
+                    "resourceVersion": seen.resource_version,
+                    "labels": new["labels"],
+                    "annotations": {secretview.ROTATE_REQUEST_ANNOTATION: None,
+                                    **new["annotations"]},
+                },
+                # our data key replaced; one we wrote under an earlier name removed;
+                # anything others put there kept
+                "data": {**dict.fromkeys(seen.our_data_keys), **body["data"]},
+            })
+        except kube.KubeError as exc:
+            if exc.status not in (404, 409):
+                raise
+            log.info("%s/%s: Secret %s changed while writing a key; deciding again",
                      meta["namespace"], meta["name"], issue.secret_name)
             return None
+
+
+def _data_key(spec: models.ApiKeySpec | models.SpecError) -> str:
+    return spec.secret.key if isinstance(spec, models.ApiKeySpec) else "api-key"
 
 
 def _secret_body(raw: dict[str, Any], issue: lifecycle.Issue, token: str, hashed: str,
@@ -249,19 +303,6 @@ def _secret_body(raw: dict[str, Any], issue: lifecycle.Issue, token: str, hashed
         },
         "data": kube.Kube.secret_data({issue.data_key: token.encode("ascii")}),
     }
-
-
-def _keep_foreign_parts(body: dict[str, Any], current: dict[str, Any]) -> None:
-    """A rotation replaces our data key and our annotations; what others put on the
-    Secret (labels, annotations, other data keys) stays. The resourceVersion makes the
-    write fail if the Secret changed since it was read."""
-    meta, old = body["metadata"], current["metadata"]
-    meta["resourceVersion"] = old["resourceVersion"]
-    meta["labels"] = {**(old.get("labels") or {}), **meta["labels"]}
-    ours = {secretview.ROTATE_REQUEST_ANNOTATION}
-    meta["annotations"] = {**{k: v for k, v in (old.get("annotations") or {}).items()
-                              if k not in ours}, **meta["annotations"]}
-    body["data"] = {**(current.get("data") or {}), **body["data"]}
 
 
 def _merged(status: models.ApiKeyStatus, patch: dict[str, Any]) -> models.ApiKeyStatus:

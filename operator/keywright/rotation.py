@@ -31,16 +31,17 @@ def next_rotation(spec: models.ApiKeySpec, status: models.ApiKeyStatus,
 
 
 def previous_after_rotation(status: models.ApiKeyStatus, rotated_at: datetime,
-                            grace: timedelta) -> list[models.PreviousKey]:
+                            grace: timedelta, expires: datetime | None = None,
+                            ) -> list[models.PreviousKey]:
     """`status.previous` once the current key is replaced at `rotated_at`: the current key
-    joins it for `grace` (with 0s it is invalid at once); each earlier one keeps its own
-    retiresAt."""
+    joins it for `grace` (with 0s it is invalid at once), never past the key's expiry;
+    each earlier one keeps its own retiresAt."""
     kept = list(status.previous)
-    if grace > timedelta(0) and status.hash and status.revision and status.lastCharacters:
+    retires = rotated_at + grace if expires is None else min(rotated_at + grace, expires)
+    if retires > rotated_at and status.hash and status.revision and status.lastCharacters:
         kept.append(models.PreviousKey(
             revision=status.revision, hash=status.hash,
-            lastCharacters=status.lastCharacters,
-            retiresAt=times.timestamp(rotated_at + grace)))
+            lastCharacters=status.lastCharacters, retiresAt=times.timestamp(retires)))
     return kept
 
 

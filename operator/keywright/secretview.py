@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from keywright import conditions, models
+from keywright import conditions, models, times
 
 MANAGER = "keywright"
 MANAGED_BY = "app.kubernetes.io/managed-by"
@@ -19,6 +19,7 @@ REVISION_ANNOTATION = "keywright.dev/revision"
 LAST_CHARACTERS_ANNOTATION = "keywright.dev/last-characters"
 ISSUED_AT_ANNOTATION = "keywright.dev/issued-at"
 ROTATE_REQUEST_ANNOTATION = "keywright.dev/rotate-request"
+ROTATED_AT_ANNOTATION = "keywright.dev/rotated-at"  # on restart targets' pod templates
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,7 @@ class SecretView:
 
     exists: bool
     owner_uid: str | None = None
+    resource_version: str | None = None
     hash: str | None = None
     revision: int | None = None
     last_characters: str | None = None
@@ -34,36 +36,52 @@ class SecretView:
     rotate_request: str | None = None  # the keywright.dev/rotate value this key answered
     has_key: bool = False
     data_changed_by_others: bool = False
+    our_data_keys: frozenset[str] = frozenset()  # data keys Keywright's writes own
 
 
 MISSING = SecretView(exists=False)
 
 
 def view_secret(raw: dict[str, Any] | None, data_key: str) -> SecretView:
-    """A SecretView of a Secret as the API returns it (camelCase dict), or MISSING."""
+    """A SecretView of a Secret as the API returns it (camelCase dict), or MISSING.
+
+    Works on metadata alone (a PartialObjectMetadata GET): which data keys exist, and who
+    wrote them, is read from managedFields."""
     if raw is None:
         return MISSING
     meta = raw.get("metadata") or {}
     notes = meta.get("annotations") or {}
     owner = next((ref.get("uid") for ref in meta.get("ownerReferences") or []
                   if ref.get("controller")), None)
+    writers: dict[str, set[str | None]] = {}  # data key -> the field managers owning it
+    for entry in meta.get("managedFields") or []:
+        for field_name in (entry.get("fieldsV1") or {}).get("f:data") or {}:
+            if field_name.startswith("f:"):
+                writers.setdefault(field_name[2:], set()).add(entry.get("manager"))
     revision = notes.get(REVISION_ANNOTATION, "")
-    foreign = any(
-        entry.get("manager") != MANAGER
-        and f"f:{data_key}" in ((entry.get("fieldsV1") or {}).get("f:data") or {})
-        for entry in meta.get("managedFields") or []
-    )
+    issued_at = notes.get(ISSUED_AT_ANNOTATION)
     return SecretView(
         exists=True,
         owner_uid=owner,
+        resource_version=meta.get("resourceVersion"),
         hash=notes.get(HASH_ANNOTATION),
-        revision=int(revision) if revision.isdigit() else None,
+        revision=int(revision) if revision.isascii() and revision.isdecimal() else None,
         last_characters=notes.get(LAST_CHARACTERS_ANNOTATION),
-        issued_at=notes.get(ISSUED_AT_ANNOTATION),
+        issued_at=issued_at if issued_at and _is_time(issued_at) else None,
         rotate_request=notes.get(ROTATE_REQUEST_ANNOTATION),
-        has_key=bool((raw.get("data") or {}).get(data_key)),
-        data_changed_by_others=foreign,
+        has_key=bool((raw.get("data") or {}).get(data_key)) if "data" in raw
+        else data_key in writers,
+        data_changed_by_others=bool(writers.get(data_key, set()) - {MANAGER}),
+        our_data_keys=frozenset(k for k, who in writers.items() if MANAGER in who),
     )
+
+
+def _is_time(text: str) -> bool:
+    try:
+        times.parse(text)
+    except ValueError:
+        return False
+    return True
 
 
 def condition(s: SecretView, status: models.ApiKeyStatus, name: str) -> models.Condition:

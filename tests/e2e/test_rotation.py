@@ -206,7 +206,7 @@ def test_sigkill_during_a_rotation_keeps_the_secret_and_the_grace_key(
         assert operator.wait_exit() == -9
         written = cluster.plaintext(namespace, "midway")
         operator.start()
-        status = wait_revision(cluster, namespace, "midway", revision)
+        status = wait_revision(cluster, namespace, "midway", revision, timeout=30)
         assert cluster.plaintext(namespace, "midway") == written  # no second plaintext
         assert key_matches(cluster, written, status["hash"])
         assert [p["revision"] for p in status["previous"]] == list(range(1, revision))
@@ -217,5 +217,5 @@ def test_sigkill_during_a_rotation_keeps_the_secret_and_the_grace_key(
 
         def recorded(r: int = revision) -> bool:
             return bool(cluster.status(namespace, "midway").get("restartedRevision") == r)
-        eventually(rolled, timeout=10, what=f"worker rolled to revision {revision}")
-        eventually(recorded, timeout=10)
+        eventually(rolled, timeout=30, what=f"worker rolled to revision {revision}")
+        eventually(recorded, timeout=30, what=f"restartedRevision {revision}")

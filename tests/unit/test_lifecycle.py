@@ -247,8 +247,33 @@ def test_view_secret_reads_annotations_and_field_managers_not_the_plaintext() ->
     }
     view = secretview.view_secret(raw, "api-key")
     assert view == secretview.SecretView(exists=True, owner_uid=UID, hash=HASH, revision=3,
-                                        last_characters="x9Qa", has_key=True,
-                                        data_changed_by_others=False)
+                                         last_characters="x9Qa", has_key=True,
+                                         data_changed_by_others=False,
+                                         our_data_keys=frozenset({"api-key"}))
     raw["metadata"]["managedFields"][1]["fieldsV1"] = {"f:data": {"f:api-key": {}}}
     assert secretview.view_secret(raw, "api-key").data_changed_by_others
     assert secretview.view_secret(None, "api-key") == secretview.MISSING
+
+
+@pytest.mark.parametrize(
+    ("annotations", "revision", "issued_at"),
+    [
+        pytest.param({"keywright.dev/revision": "\u00b2"}, None, None,
+                     id="a superscript digit is not a revision"),
+        pytest.param({"keywright.dev/revision": "2",
+                      "keywright.dev/issued-at": "yesterday"}, 2, None,
+                     id="an unreadable issued-at is ignored, not a crash"),
+    ],
+)
+def test_view_secret_survives_edited_annotations(
+    annotations: dict[str, str], revision: int | None, issued_at: str | None
+) -> None:
+    view = secretview.view_secret({"metadata": {"annotations": annotations}}, "api-key")
+    assert (view.revision, view.issued_at) == (revision, issued_at)
+
+
+def test_metadata_alone_tells_whether_the_data_key_exists() -> None:
+    meta_only = {"metadata": {"managedFields": [
+        {"manager": "keywright", "fieldsV1": {"f:data": {".": {}, "f:api-key": {}}}}]}}
+    assert secretview.view_secret(meta_only, "api-key").has_key
+    assert not secretview.view_secret(meta_only, "token").has_key

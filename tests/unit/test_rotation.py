@@ -130,13 +130,15 @@ def test_an_expired_key_refuses_a_request_and_records_it() -> None:
     plan = lifecycle.decide(o, T0 + timedelta(days=31))
     assert plan.issue is None
     assert plan.status["lastRotateRequest"] == "late"
+    assert plan.status["lastRotateRefused"] == "late"
     assert [(e.type, e.reason) for e in plan.events] == [("Warning", "RotationRefused")]
     ready = next(c for c in plan.status["conditions"] if c["type"] == "Ready")
     assert "rotation request 'late' was refused" in ready["message"]
 
 
 def test_a_refusal_is_remembered_in_the_condition_and_not_repeated() -> None:
-    refused = {**ISSUED, "phase": "Inactive", "lastRotateRequest": "r1"}
+    refused = {**ISSUED, "phase": "Inactive", "lastRotateRequest": "r1",
+               "lastRotateRefused": "r1"}
     o = dataclasses.replace(observed(spec={"active": False}, status=refused, secret=SYNCED),
                             rotate_request="r1")
     plan = lifecycle.decide(o, NOW)
@@ -204,3 +206,68 @@ def test_the_secret_records_the_request_it_answers() -> None:
     view = secretview.view_secret({"metadata": {"annotations": {
         "keywright.dev/rotate-request": "r9"}}, "data": {}}, "api-key")
     assert view.rotate_request == "r9"
+
+
+def test_a_rotation_clears_the_refusal_record() -> None:
+    rotated_secret = dataclasses.replace(
+        SYNCED, hash="hmac-sha256:v1:new", revision=2, last_characters="NeWw",
+        issued_at="2026-11-11T12:00:00Z", rotate_request="r2")
+    o = observed(status={**ISSUED, "lastRotateRefused": "r1"}, secret=rotated_secret)
+    plan = lifecycle.decide(o, NOW + timedelta(minutes=1))
+    assert plan.status["lastRotateRefused"] is None  # merge patch: removes the field
+
+
+def test_a_grace_period_never_outlives_the_key() -> None:
+    got = rotation.previous_after_rotation(status(), T0 + timedelta(days=29),
+                                           timedelta(days=7), T0 + timedelta(days=30))
+    assert [p.retiresAt for p in got] == ["2026-12-01T12:00:00Z"]
+
+
+@pytest.mark.parametrize(
+    ("secret_change", "adopted"),
+    [
+        pytest.param({}, True, id="the next revision, with its data, is adopted"),
+        pytest.param({"revision": 5}, False, id="a revision that skips ahead is not"),
+        pytest.param({"has_key": False}, False, id="one without its data key is not"),
+        pytest.param({"data_changed_by_others": True}, False,
+                     id="one whose data someone else wrote is not"),
+    ],
+)
+def test_only_a_secret_that_is_really_the_next_revision_is_adopted(
+    secret_change: dict[str, Any], adopted: bool
+) -> None:
+    secret = dataclasses.replace(SYNCED, **{"hash": "hmac-sha256:v1:new", "revision": 2,
+                                            "last_characters": "NeWw", **secret_change})
+    plan = lifecycle.decide(observed(status=ISSUED, secret=secret), NOW)
+    assert ("hash" in plan.status) == adopted
+    if not adopted:
+        synced = next(c for c in plan.status["conditions"] if c["type"] == "SecretSynced")
+        assert synced["reason"] == "SecretModified"
+
+
+def test_a_failed_key_still_expires_and_retires_on_time() -> None:
+    previous = [{"revision": 1, "hash": "h1", "lastCharacters": "aaaa",
+                 "retiresAt": "2026-11-11T12:00:00Z"}]
+    current = {**ROTATED, "previous": previous}
+    plan = lifecycle.decide(observed(spec={"ipAllowlist": ["10.0.0.1/8"]}, status=current,
+                                     secret=SYNCED), NOW - timedelta(hours=1))
+    assert plan.status["phase"] == "Failed"
+    assert plan.next_due == datetime(2026, 11, 11, 12, tzinfo=UTC)
+    later = lifecycle.decide(observed(spec={"ipAllowlist": ["10.0.0.1/8"]},
+                                      status={**current, **plan.status}, secret=SYNCED),
+                             datetime(2026, 11, 11, 12, tzinfo=UTC))
+    assert later.status["previous"] == []
+    assert later.next_due == T0 + timedelta(days=30)
+
+
+def test_a_conflict_is_checked_again_later() -> None:
+    foreign = secretview.SecretView(exists=True, owner_uid="someone-else")
+    plan = lifecycle.decide(observed(secret=foreign), NOW)
+    assert plan.next_due == NOW + lifecycle.CONFLICT_RECHECK
+
+
+def test_grace_not_shorter_than_every_is_refused() -> None:
+    with pytest.raises(models.SpecError) as caught:
+        models.validate_spec({"expiration": "30d",
+                              "rotation": {"every": "1h", "gracePeriod": "1h"}})
+    assert caught.value.field == "spec.rotation.gracePeriod"
