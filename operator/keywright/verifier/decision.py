@@ -1,0 +1,159 @@
+"""The verification decision, pure: headers, peer address, index and time in; answer out.
+
+Owns: finding the key in the headers, the client address behind trusted proxies, and the
+order of checks: present -> well formed -> known (current or in grace) -> namespace ->
+active -> not expired -> address allowed -> scopes -> rate limit.
+Must not: do I/O, or put the key into anything it returns (answers carry the record's
+last characters, never the key). Importable for in-process checks without HTTP.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+from keywright import hashing, tokens
+from keywright.verifier import index
+
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+MAX_KEY_LENGTH = 64  # well above the longest key (16 + 1 + 49): longer is garbage
+KEY_HEADER = "x-api-key"
+
+OK = "OK"
+MISSING_KEY, MALFORMED_KEY, INVALID_KEY = "MISSING_KEY", "MALFORMED_KEY", "INVALID_KEY"
+EXPIRED, INACTIVE = "EXPIRED", "INACTIVE"
+INSUFFICIENT_SCOPE, IP_NOT_ALLOWED, RATE_LIMITED = (
+    "INSUFFICIENT_SCOPE", "IP_NOT_ALLOWED", "RATE_LIMITED")
+STATUS = {OK: 200, MISSING_KEY: 401, MALFORMED_KEY: 401, INVALID_KEY: 401, EXPIRED: 401,
+          INACTIVE: 401, INSUFFICIENT_SCOPE: 403, IP_NOT_ALLOWED: 403, RATE_LIMITED: 429}
+
+
+@dataclass(frozen=True, slots=True)
+class Ask:
+    """One request to verify. Header names are lower-case; each maps to all its values
+    (raw bytes: a value that is not UTF-8 is a malformed key, not a crash)."""
+
+    headers: Mapping[str, Sequence[bytes]]
+    peer: str
+    scopes: frozenset[str] = frozenset()
+    namespace: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    code: str
+    record: index.KeyRecord | None = None
+    client: str | None = None
+    retry_after: int | None = None
+
+    @property
+    def status(self) -> int:
+        return STATUS[self.code]
+
+
+@dataclass(frozen=True)
+class Policy:
+    key_headers: tuple[str, ...] = (KEY_HEADER,)  # in order of precedence, lower-case
+    trusted_proxies: tuple[index.Network, ...] = ()
+
+
+RateCheck = Callable[[index.KeyRecord, float], float | None]  # -> seconds to wait, or None
+
+
+def extract_key(headers: Mapping[str, Sequence[bytes]],
+                names: Sequence[str] = (KEY_HEADER,)) -> tuple[str | None, str | None]:
+    """(key, None), or (None, MISSING_KEY | MALFORMED_KEY). The first header of `names`
+    that is present wins; then `Authorization: Bearer <key>` (scheme in any case). A
+    header sent twice is ambiguous, hence malformed; an empty one counts as absent."""
+    for name in (*names, "authorization"):
+        values = [v.strip() for v in headers.get(name, ()) if v.strip()]
+        if name == "authorization":
+            values = [v[7:].strip() for v in values
+                      if v[:7].lower() == b"bearer " and v[7:].strip()]
+        if not values:
+            continue
+        if len(values) > 1:
+            return None, MALFORMED_KEY
+        raw = values[0]
+        if len(raw) > MAX_KEY_LENGTH:
+            return None, MALFORMED_KEY
+        try:
+            return raw.decode("ascii"), None
+        except UnicodeDecodeError:
+            return None, MALFORMED_KEY
+    return None, MISSING_KEY
+
+
+def client_address(peer: str, headers: Mapping[str, Sequence[bytes]],
+                   trusted: Sequence[index.Network]) -> Address | None:
+    """The TCP peer, unless it is a trusted proxy: then the right-most X-Forwarded-For
+    address that is not itself trusted (all trusted: the left-most), else X-Real-IP.
+    None when what is named cannot be parsed."""
+    address = _parse(peer)
+    if address is None or not _inside(address, trusted):
+        return address
+    forwarded = [part.strip() for value in headers.get("x-forwarded-for", ())
+                 for part in value.decode("latin-1").split(",") if part.strip()]
+    if forwarded:
+        chain = [_parse(part) for part in forwarded]
+        for hop in reversed(chain):
+            if hop is None or not _inside(hop, trusted):
+                return hop
+        return chain[0]
+    real = [v.decode("latin-1").strip() for v in headers.get("x-real-ip", ())]
+    return _parse(real[-1]) if real else address
+
+
+def scopes_satisfied(granted: frozenset[str], required: frozenset[str]) -> bool:
+    """Every required scope is granted; `Area.Write` also grants `Area.Read`."""
+    return all(need in granted or (need.endswith(".Read") and
+                                   need[:-5] + ".Write" in granted) for need in required)
+
+
+def decide(ask: Ask, keys: index.Index, peppers: hashing.Peppers, now: float,
+           policy: Policy = Policy(), rate: RateCheck | None = None) -> Answer:
+    token, problem = extract_key(ask.headers, policy.key_headers)
+    if token is None:
+        return Answer(problem or MISSING_KEY)
+    if not tokens.well_formed(token):
+        return Answer(MALFORMED_KEY)
+    record = None
+    for version in keys.versions & peppers.versions.keys():
+        record = keys.lookup(hashing.digest(token, peppers, version))
+        if record is not None:
+            break
+    del token
+    if record is None or (ask.namespace is not None and ask.namespace != record.namespace):
+        return Answer(INVALID_KEY)  # another namespace's key is answered as an unknown one
+    if record.retires_at is not None and now >= record.retires_at:
+        return Answer(INVALID_KEY, record)  # its grace is over: a key like any unknown
+    client = client_address(ask.peer, ask.headers, policy.trusted_proxies)
+    shown = str(client) if client is not None else None
+    if not record.usable:
+        return Answer(INACTIVE, record, shown)
+    if record.expires_at is not None and now >= record.expires_at:
+        return Answer(EXPIRED, record, shown)
+    if record.allowlist and (client is None or not _inside(client, record.allowlist)):
+        return Answer(IP_NOT_ALLOWED, record, shown)
+    if not scopes_satisfied(record.scopes, ask.scopes):
+        return Answer(INSUFFICIENT_SCOPE, record, shown)
+    if rate is not None and record.rate is not None:
+        wait = rate(record, now)
+        if wait is not None:
+            return Answer(RATE_LIMITED, record, shown, retry_after=max(1, int(wait + 0.999)))
+    return Answer(OK, record, shown)
+
+
+def _parse(text: str) -> Address | None:
+    try:
+        address = ipaddress.ip_address(text.strip().strip("[]"))
+    except ValueError:
+        return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    return address
+
+
+def _inside(address: Address, networks: Sequence[index.Network]) -> bool:
+    return any(address.version == net.version and address in net for net in networks)

@@ -1,0 +1,127 @@
+"""The verifier's in-memory index: hash -> what a decision needs. No I/O.
+
+Owns: turning ApiKey objects (as the API returns them) into `KeyRecord`s, one per valid
+hash (the current key and each key still in its grace period), and swapping them in
+atomically per ApiKey. Reads no Secret and never sees a plaintext.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import threading
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from keywright import durations, hashing, models, times
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+@dataclass(frozen=True, slots=True)
+class KeyRecord:
+    namespace: str
+    name: str
+    revision: int
+    last_characters: str
+    scopes: frozenset[str]
+    usable: bool  # active, and not Failed
+    expires_at: float | None  # epoch seconds; None for Never
+    retires_at: float | None  # a previous key's end of grace; None for the current key
+    allowlist: tuple[Network, ...]  # empty: any origin
+    context: tuple[tuple[str, str], ...]
+    rate: tuple[int, float] | None  # (requests, period in seconds)
+
+
+def records(apikey: Mapping[str, Any]) -> list[KeyRecord]:
+    """The records an ApiKey contributes: none until it has a hash; a spec the operator
+    could not accept makes its keys unusable rather than unchecked."""
+    meta, status = apikey.get("metadata") or {}, apikey.get("status") or {}
+    if not status.get("hash"):
+        return []
+    try:
+        spec: models.ApiKeySpec | None = models.validate_spec(apikey.get("spec"))
+    except models.SpecError:
+        spec = None
+    expires = status.get("expiresAt")
+    current = KeyRecord(
+        namespace=meta.get("namespace", ""), name=meta.get("name", ""),
+        revision=int(status.get("revision") or 1),
+        last_characters=str(status.get("lastCharacters") or ""),
+        scopes=frozenset(spec.scopes) if spec else frozenset(),
+        usable=bool(spec and spec.active and status.get("phase") != "Failed"),
+        expires_at=times.parse(expires).timestamp() if expires else None,
+        retires_at=None,
+        allowlist=tuple(ipaddress.ip_network(n) for n in spec.ipAllowlist) if spec else (),
+        context=tuple(sorted(spec.context.items())) if spec else (),
+        rate=(spec.rateLimit.requests, durations.parse(spec.rateLimit.period).total_seconds())
+        if spec and spec.rateLimit else None,
+    )
+    return [current] + [
+        dataclasses.replace(current, revision=int(p["revision"]),
+                            last_characters=str(p["lastCharacters"]),
+                            retires_at=times.parse(p["retiresAt"]).timestamp())
+        for p in status.get("previous") or []]
+
+
+def hashes(apikey: Mapping[str, Any]) -> list[str]:
+    status = apikey.get("status") or {}
+    current = [status["hash"]] if status.get("hash") else []
+    return current + [p["hash"] for p in status.get("previous") or []]
+
+
+class Index:
+    """Thread-safe for one writer (the watch) and many readers (requests)."""
+
+    def __init__(self) -> None:
+        self._by_hash: dict[str, KeyRecord] = {}
+        self._by_object: dict[tuple[str, str], tuple[str, ...]] = {}
+        self._versions: frozenset[str] = frozenset()
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._by_object)
+
+    @property
+    def versions(self) -> frozenset[str]:
+        """Pepper versions some indexed hash uses: the only ones worth hashing with."""
+        return self._versions
+
+    def lookup(self, hashed: str) -> KeyRecord | None:
+        return self._by_hash.get(hashed)
+
+    def upsert(self, apikey: Mapping[str, Any]) -> None:
+        meta = apikey.get("metadata") or {}
+        key = (meta.get("namespace", ""), meta.get("name", ""))
+        new = dict(zip(hashes(apikey), records(apikey), strict=True))
+        with self._lock:
+            for old in self._by_object.pop(key, ()):
+                self._by_hash.pop(old, None)
+            self._by_hash.update(new)
+            if new:
+                self._by_object[key] = tuple(new)
+            self._refresh_versions()
+
+    def remove(self, namespace: str, name: str) -> None:
+        with self._lock:
+            for old in self._by_object.pop((namespace, name), ()):
+                self._by_hash.pop(old, None)
+            self._refresh_versions()
+
+    def replace_all(self, apikeys: Iterable[Mapping[str, Any]]) -> None:
+        by_hash: dict[str, KeyRecord] = {}
+        by_object: dict[tuple[str, str], tuple[str, ...]] = {}
+        for apikey in apikeys:
+            meta = apikey.get("metadata") or {}
+            new = dict(zip(hashes(apikey), records(apikey), strict=True))
+            if new:
+                by_hash.update(new)
+                by_object[(meta.get("namespace", ""), meta.get("name", ""))] = tuple(new)
+        with self._lock:
+            self._by_hash, self._by_object = by_hash, by_object
+            self._refresh_versions()
+
+    def _refresh_versions(self) -> None:
+        self._versions = frozenset(v for h in self._by_hash
+                                   if (v := hashing.version_of(h)) is not None)
