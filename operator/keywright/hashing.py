@@ -8,7 +8,6 @@ Must not: log, print or put into an exception message a pepper or a key.
 from __future__ import annotations
 
 import base64
-import hashlib
 import hmac
 import re
 import secrets
@@ -59,7 +58,7 @@ class Peppers:
 def digest(token: str, peppers: Peppers, version: str | None = None) -> str:
     """The hash of `token` under the active pepper (or the given version)."""
     version = version or peppers.active
-    mac = hmac.new(peppers.versions[version], token.encode("utf-8"), hashlib.sha256).digest()
+    mac = hmac.digest(peppers.versions[version], token.encode("utf-8"), "sha256")  # C fast path
     encoded = base64.urlsafe_b64encode(mac).rstrip(b"=").decode("ascii")
     return f"{ALGORITHM}:{version}:{encoded}"
 

@@ -213,7 +213,8 @@ def test_sigkill_during_a_rotation_keeps_the_secret_and_the_grace_key(
         assert status["previous"][0]["hash"] == first["hash"]  # the grace key survived
         def rolled(r: int = revision) -> bool:
             template = apps.read_namespaced_deployment("worker", namespace).spec.template
-            return bool(template.metadata.annotations.get("keywright.dev/revision") == str(r))
+            notes = template.metadata.annotations or {}  # none until the first roll
+            return bool(notes.get("keywright.dev/revision") == str(r))
 
         def recorded(r: int = revision) -> bool:
             return bool(cluster.status(namespace, "midway").get("restartedRevision") == r)

@@ -9,6 +9,7 @@ last characters, never the key). Importable for in-process checks without HTTP.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -145,6 +146,7 @@ def decide(ask: Ask, keys: index.Index, peppers: hashing.Peppers, now: float,
     return Answer(OK, record, shown)
 
 
+@functools.lru_cache(maxsize=4096)  # peers and forwarded addresses repeat a lot
 def _parse(text: str) -> Address | None:
     try:
         address = ipaddress.ip_address(text.strip().strip("[]"))
