@@ -13,6 +13,7 @@ import functools
 import ipaddress
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from keywright import hashing, tokens
 from keywright.verifier import index
@@ -41,8 +42,7 @@ class Ask:
     namespace: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class Answer:
+class Answer(NamedTuple):  # a tuple: built on every request, so cheap to make
     code: str
     record: index.KeyRecord | None = None
     client: str | None = None
@@ -67,6 +67,10 @@ def extract_key(headers: Mapping[str, Sequence[bytes]],
     """(key, None), or (None, MISSING_KEY | MALFORMED_KEY). The first header of `names`
     that is present wins; then `Authorization: Bearer <key>` (scheme in any case). A
     header sent twice is ambiguous, hence malformed; an empty one counts as absent."""
+    first = headers.get(names[0]) if names else None
+    if first is not None and len(first) == 1 and 0 < len(first[0]) <= MAX_KEY_LENGTH \
+            and first[0].isascii() and first[0] == first[0].strip():
+        return first[0].decode("ascii"), None  # the common case, without the loop below
     for name in (*names, "authorization"):
         values = [v.strip() for v in headers.get(name, ()) if v.strip()]
         if name == "authorization":
@@ -108,6 +112,8 @@ def client_address(peer: str, headers: Mapping[str, Sequence[bytes]],
 
 def scopes_satisfied(granted: frozenset[str], required: frozenset[str]) -> bool:
     """Every required scope is granted; `Area.Write` also grants `Area.Read`."""
+    if required <= granted:
+        return True
     return all(need in granted or (need.endswith(".Read") and
                                    need[:-5] + ".Write" in granted) for need in required)
 
@@ -120,17 +126,26 @@ def decide(ask: Ask, keys: index.Index, peppers: hashing.Peppers, now: float,
     if not tokens.well_formed(token):
         return Answer(MALFORMED_KEY)
     record = None
-    for version in keys.versions & peppers.versions.keys():
-        record = keys.lookup(hashing.digest(token, peppers, version))
-        if record is not None:
-            break
+    raw = token.encode("ascii")
     del token
+    macs = peppers.macs
+    for version, table in keys.tables.items():
+        keyed = macs.get(version)
+        if keyed is not None:
+            mac = keyed.copy()
+            mac.update(raw)
+            record = table.get(mac.digest())
+            if record is not None:
+                break
     if record is None or (ask.namespace is not None and ask.namespace != record.namespace):
         return Answer(INVALID_KEY)  # another namespace's key is answered as an unknown one
     if record.retires_at is not None and now >= record.retires_at:
         return Answer(INVALID_KEY, record)  # its grace is over: a key like any unknown
-    client = client_address(ask.peer, ask.headers, policy.trusted_proxies)
-    shown = str(client) if client is not None else None
+    if policy.trusted_proxies or record.allowlist:
+        client = client_address(ask.peer, ask.headers, policy.trusted_proxies)
+        shown = _text(client) if client is not None else None
+    else:  # the peer is the client, and nothing needs it parsed
+        client, shown = None, ask.peer
     if not record.usable:
         return Answer(INACTIVE, record, shown)
     if record.expires_at is not None and now >= record.expires_at:
@@ -155,6 +170,11 @@ def _parse(text: str) -> Address | None:
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
         return address.ipv4_mapped
     return address
+
+
+@functools.lru_cache(maxsize=4096)
+def _text(address: Address) -> str:
+    return str(address)
 
 
 def _inside(address: Address, networks: Sequence[index.Network]) -> bool:

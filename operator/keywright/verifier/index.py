@@ -7,6 +7,7 @@ atomically per ApiKey. Reads no Secret and never sees a plaintext.
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import ipaddress
 import threading
@@ -77,16 +78,19 @@ class Index:
     def __init__(self) -> None:
         self._by_hash: dict[str, KeyRecord] = {}
         self._by_object: dict[tuple[str, str], tuple[str, ...]] = {}
-        self._versions: frozenset[str] = frozenset()
+        # pepper version -> raw HMAC bytes -> record: what a request looks up, so the
+        # hot path never formats a hash string
+        self._tables: dict[str, dict[bytes, KeyRecord]] = {}
         self._lock = threading.Lock()
 
     def __len__(self) -> int:
         return len(self._by_object)
 
     @property
-    def versions(self) -> frozenset[str]:
-        """Pepper versions some indexed hash uses: the only ones worth hashing with."""
-        return self._versions
+    def tables(self) -> dict[str, dict[bytes, KeyRecord]]:
+        """Per pepper version in use, raw HMAC-SHA-256 -> record. Replaced, never
+        mutated, so a reader holding it sees one consistent snapshot."""
+        return self._tables
 
     def lookup(self, hashed: str) -> KeyRecord | None:
         return self._by_hash.get(hashed)
@@ -123,5 +127,10 @@ class Index:
             self._refresh_versions()
 
     def _refresh_versions(self) -> None:
-        self._versions = frozenset(v for h in self._by_hash
-                                   if (v := hashing.version_of(h)) is not None)
+        tables: dict[str, dict[bytes, KeyRecord]] = {}
+        for hashed, record in self._by_hash.items():
+            version = hashing.version_of(hashed)
+            if version is not None:
+                raw = base64.urlsafe_b64decode(hashed.rpartition(":")[2] + "==")
+                tables.setdefault(version, {})[raw] = record
+        self._tables = tables
