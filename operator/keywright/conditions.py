@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from keywright import models
+from keywright import models, times
 
 _PLACEHOLDER = "1970-01-01T00:00:00Z"  # replaced by merge()
 
@@ -30,7 +30,7 @@ def find(existing: Sequence[models.Condition], kind: str) -> models.Condition | 
 def merge(existing: Sequence[models.Condition], updates: Sequence[models.Condition],
           now: datetime, generation: int) -> list[models.Condition]:
     """`existing` with `updates` applied; conditions not updated are kept as they were."""
-    stamp = now.strftime("%Y-%m-%dT%H:%M:%SZ")
+    stamp = times.timestamp(now)
     merged = {c.type: c for c in existing}
     for update in updates:
         before = merged.get(update.type)

@@ -52,9 +52,9 @@ class Reconciler:
         self.settings = settings
         self.peppers = peppers
         self.clock = clock
-        self.scheduler: scheduler.Scheduler[Key] = scheduler.Scheduler(self.queue_add, clock)
         self.queue: workqueue.WorkQueue[Key] = workqueue.WorkQueue(
             self._work, settings.workers, name="reconcile")
+        self.scheduler: scheduler.Scheduler[Key] = scheduler.Scheduler(self.queue.add, clock)
         self._guard = threading.Lock()
         self._bodies: dict[Key, dict[str, Any]] = {}
         self._failures: dict[Key, int] = {}
@@ -78,9 +78,6 @@ class Reconciler:
         if body is not None:
             with self._guard:
                 self._bodies[key] = body
-        self.queue.add(key)
-
-    def queue_add(self, key: Key) -> None:
         self.queue.add(key)
 
     def forget(self, namespace: str, name: str) -> None:

@@ -54,13 +54,6 @@ class Scheduler(Generic[K]):
             if len(self._heap) > 2 * len(self._when) + 64:
                 self._compact()
 
-    def set_earlier(self, key: K, when: datetime) -> None:
-        """Wake for `key` at `when`, unless it is already due to wake earlier."""
-        with self._changed:
-            current = self._when.get(key)
-        if current is None or when < current:
-            self.set(key, when)
-
     def next_due(self) -> datetime | None:
         with self._changed:
             self._drop_stale()

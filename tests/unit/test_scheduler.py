@@ -297,16 +297,3 @@ def test_ten_thousand_keys_cost_one_thread() -> None:
     assert threading.active_count() == before
     assert called == []
 
-
-def test_set_earlier_keeps_a_sooner_instant_and_takes_a_sooner_one() -> None:
-    base = datetime(2026, 11, 24, tzinfo=UTC)
-    box = [base]
-    plan: scheduler.Scheduler[str] = scheduler.Scheduler(lambda key: None, lambda: box[0])
-    plan.set("k", base + timedelta(seconds=10))  # say, the key's expiry
-    plan.set_earlier("k", base + timedelta(minutes=5))  # a retry after a failure
-    assert plan.next_due() == base + timedelta(seconds=10)
-    plan.set_earlier("k", base + timedelta(seconds=1))
-    assert plan.next_due() == base + timedelta(seconds=1)
-    plan.set_earlier("other", base + timedelta(seconds=3))
-    box[0] = base + timedelta(seconds=3)
-    assert plan.pop_due() == ["k", "other"]

@@ -205,3 +205,16 @@ def test_behind_a_trusted_proxy_the_client_is_the_last_untrusted_hop(
     got = decision.client_address("10.0.0.1", headers, PROXY)
     untrusted = [a for a in forwarded if ipaddress.ip_address(a) not in PROXY[0]]
     assert str(got) == (untrusted[-1] if untrusted else forwarded[0])
+
+
+def test_an_upsert_replaces_only_that_apikeys_hashes_and_remove_drops_them() -> None:
+    keys = index.Index()
+    keys.replace_all([apikey(), apikey("other", key=OTHER)])
+    keys.upsert(apikey(key=OLD))  # billing rotated to a new key, no grace
+    assert decision.decide(ask(), keys, PEPPERS, NOW).code == "INVALID_KEY"
+    assert decision.decide(ask(key=OLD), keys, PEPPERS, NOW).code == "OK"
+    assert decision.decide(ask(key=OTHER), keys, PEPPERS, NOW).code == "OK"
+    keys.remove("pay", "billing")
+    keys.remove("pay", "other")
+    assert decision.decide(ask(key=OTHER), keys, PEPPERS, NOW).code == "INVALID_KEY"
+    assert (len(keys), keys.tables) == (0, {})

@@ -73,10 +73,11 @@ def hashes(apikey: Mapping[str, Any]) -> list[str]:
 
 
 class Index:
-    """Thread-safe for one writer (the watch) and many readers (requests)."""
+    """Thread-safe for one writer (the watch) and many readers (requests). A watch event
+    changes only that ApiKey's entries; the outer mapping is replaced, never resized in
+    place, so a reader iterating it never sees it change under it."""
 
     def __init__(self) -> None:
-        self._by_hash: dict[str, KeyRecord] = {}
         self._by_object: dict[tuple[str, str], tuple[str, ...]] = {}
         # pepper version -> raw HMAC bytes -> record: what a request looks up, so the
         # hot path never formats a hash string
@@ -88,49 +89,54 @@ class Index:
 
     @property
     def tables(self) -> dict[str, dict[bytes, KeyRecord]]:
-        """Per pepper version in use, raw HMAC-SHA-256 -> record. Replaced, never
-        mutated, so a reader holding it sees one consistent snapshot."""
+        """Per pepper version in use, raw HMAC-SHA-256 -> record."""
         return self._tables
-
-    def lookup(self, hashed: str) -> KeyRecord | None:
-        return self._by_hash.get(hashed)
 
     def upsert(self, apikey: Mapping[str, Any]) -> None:
         meta = apikey.get("metadata") or {}
         key = (meta.get("namespace", ""), meta.get("name", ""))
         new = dict(zip(hashes(apikey), records(apikey), strict=True))
         with self._lock:
-            for old in self._by_object.pop(key, ()):
-                self._by_hash.pop(old, None)
-            self._by_hash.update(new)
+            self._drop(self._by_object.pop(key, ()))
+            for hashed, record in new.items():
+                self._add(hashed, record)
             if new:
                 self._by_object[key] = tuple(new)
-            self._refresh_versions()
 
     def remove(self, namespace: str, name: str) -> None:
         with self._lock:
-            for old in self._by_object.pop((namespace, name), ()):
-                self._by_hash.pop(old, None)
-            self._refresh_versions()
+            self._drop(self._by_object.pop((namespace, name), ()))
 
     def replace_all(self, apikeys: Iterable[Mapping[str, Any]]) -> None:
-        by_hash: dict[str, KeyRecord] = {}
-        by_object: dict[tuple[str, str], tuple[str, ...]] = {}
-        for apikey in apikeys:
-            meta = apikey.get("metadata") or {}
-            new = dict(zip(hashes(apikey), records(apikey), strict=True))
-            if new:
-                by_hash.update(new)
-                by_object[(meta.get("namespace", ""), meta.get("name", ""))] = tuple(new)
         with self._lock:
-            self._by_hash, self._by_object = by_hash, by_object
-            self._refresh_versions()
+            self._by_object, self._tables = {}, {}
+        for apikey in apikeys:
+            self.upsert(apikey)
 
-    def _refresh_versions(self) -> None:
-        tables: dict[str, dict[bytes, KeyRecord]] = {}
-        for hashed, record in self._by_hash.items():
-            version = hashing.version_of(hashed)
-            if version is not None:
-                raw = base64.urlsafe_b64decode(hashed.rpartition(":")[2] + "==")
-                tables.setdefault(version, {})[raw] = record
-        self._tables = tables
+    def _add(self, hashed: str, record: KeyRecord) -> None:
+        found = _split(hashed)
+        if found is None:
+            return
+        version, raw = found
+        if version not in self._tables:
+            self._tables = {**self._tables, version: {}}
+        self._tables[version][raw] = record
+
+    def _drop(self, hashed_all: Iterable[str]) -> None:
+        for hashed in hashed_all:
+            found = _split(hashed)
+            if found is None:
+                continue
+            version, raw = found
+            table = self._tables.get(version, {})
+            table.pop(raw, None)
+            if not table and version in self._tables:
+                self._tables = {v: t for v, t in self._tables.items() if v != version}
+
+
+def _split(hashed: str) -> tuple[str, bytes] | None:
+    """`hmac-sha256:v1:<base64url>` -> ("v1", the 32 raw bytes)."""
+    version = hashing.version_of(hashed)
+    if version is None:
+        return None
+    return version, base64.urlsafe_b64decode(hashed.rpartition(":")[2] + "==")
