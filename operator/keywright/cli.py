@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import ipaddress
 import logging
 import os
 import re
 import signal
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
 
@@ -69,8 +70,29 @@ def _parser() -> argparse.ArgumentParser:
                     choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     op.set_defaults(run=_operator)
 
-    sub = commands.add_parser("verifier", help="the verification service")
-    sub.set_defaults(run=_not_yet("verifier"))
+    ver = commands.add_parser("verifier", help="the verification service gateways call")
+    ver.add_argument("--kubeconfig", help="kubeconfig file (default: $KUBECONFIG, in-cluster)")
+    ver.add_argument("--namespace", default=os.environ.get("KEYWRIGHT_NAMESPACE",
+                                                           "keywright-system"),
+                     help="the operator's namespace, home of the pepper Secret")
+    ver.add_argument("--watch-namespace", action="append", default=[], metavar="NS",
+                     help="index only this namespace's ApiKeys (repeatable; default: all)")
+    ver.add_argument("--host", default="0.0.0.0", help="address to listen on")  # noqa: S104
+    ver.add_argument("--port", type=_port, default=8080, help="port (default: 8080)")
+    ver.add_argument("--key-header", action="append", default=[], metavar="NAME",
+                     type=_header_name, help="also take the key from this header, after "
+                     "X-API-Key and before Authorization (repeatable)")
+    ver.add_argument("--trusted-proxy", action="append", default=[], metavar="CIDR",
+                     type=_network, help="peers whose X-Forwarded-For / X-Real-IP is "
+                     "believed (repeatable; default: none)")
+    ver.add_argument("--max-staleness", type=float, default=0.0, metavar="SECONDS",
+                     help="/readyz fails when the index has been out of touch with the API "
+                     "server this long (default: 0, never: the last snapshot keeps serving)")
+    ver.add_argument("--no-audit", dest="audit", action="store_false",
+                     help="do not write the audit line per decision to stdout")
+    ver.add_argument("--log-level", default="INFO",
+                     choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    ver.set_defaults(run=_verifier)
     return parser
 
 
@@ -78,6 +100,25 @@ def _positive(text: str) -> int:
     if not text.isdecimal() or int(text) < 1:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of at least 1")
     return int(text)
+
+
+def _port(text: str) -> int:
+    if not text.isdecimal() or not 1 <= int(text) <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number (1-65535)")
+    return int(text)
+
+
+def _header_name(text: str) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9-]*", text):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a header name")
+    return text.lower()
+
+
+def _network(text: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    try:
+        return ipaddress.ip_network(text, strict=False)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an address or CIDR") from None
 
 
 def _prefix(text: str) -> str:
@@ -125,15 +166,21 @@ def _operator(args: argparse.Namespace) -> int:
     return 0
 
 
+def _verifier(args: argparse.Namespace) -> int:
+    from keywright.verifier import server  # the HTTP stack loads only for this command
+
+    logging.basicConfig(level=args.log_level, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    server.serve(server.Options(
+        host=args.host, port=args.port, kubeconfig=args.kubeconfig,
+        pepper_namespace=args.namespace, namespaces=args.watch_namespace,
+        key_headers=args.key_header, trusted_proxies=[str(n) for n in args.trusted_proxy],
+        max_staleness=args.max_staleness, audit=args.audit, log_level=args.log_level))
+    return 0
+
+
 def _interrupt(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt
-
-
-def _not_yet(name: str) -> Callable[[argparse.Namespace], int]:
-    def run(args: argparse.Namespace) -> int:
-        print(f"keywright {name}: not implemented yet", file=sys.stderr)
-        return 2
-    return run
 
 
 if __name__ == "__main__":

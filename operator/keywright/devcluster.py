@@ -196,11 +196,19 @@ class ControlPlane:
         self.users[name] = TokenUser(name, secrets.token_urlsafe(32), tuple(groups))
         if "kube-apiserver" in self._processes:
             self._write_token_file()
-            processes.terminate(self._processes.pop("kube-apiserver").popen)
-            self._spawn(self._apiserver())
-            self._wait(time.monotonic() + 60, "kube-apiserver", self._apiserver_ready)
+            self.stop_apiserver()
+            self.start_apiserver()
             self._write_kubeconfig(name)
         return self.user_kubeconfig(name)
+
+    def stop_apiserver(self) -> None:
+        """Stop kube-apiserver alone (etcd keeps all state), as an outage would."""
+        processes.terminate(self._processes.pop("kube-apiserver").popen)
+
+    def start_apiserver(self, timeout: float = 60.0) -> None:
+        """Start kube-apiserver again on the same port, and wait until it is ready."""
+        self._spawn(self._apiserver())
+        self._wait(time.monotonic() + timeout, "kube-apiserver", self._apiserver_ready)
 
     def user_kubeconfig(self, name: str) -> Path:
         """The kubeconfig of token user `name` (written once the control plane runs)."""

@@ -9,16 +9,22 @@ from __future__ import annotations
 
 import base64
 import functools
+import hashlib
 import hmac
 import re
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from _hashlib import HASH
 
 ALGORITHM = "hmac-sha256"
 PEPPER_BYTES = 32
 ACTIVE = "active"
 _VERSION = re.compile(r"v[1-9][0-9]*")
+Pads = tuple["HASH", "HASH"]  # SHA-256 states after the inner and the outer key pad
 
 
 class PepperError(ValueError):
@@ -53,12 +59,34 @@ class Peppers:
         return cls(active, versions)
 
     @functools.cached_property
-    def macs(self) -> dict[str, hmac.HMAC]:
-        """A keyed HMAC per version, ready to `.copy()`: cheaper than keying per call."""
-        return {name: hmac.new(key, digestmod="sha256") for name, key in self.versions.items()}
+    def pads(self) -> dict[str, Pads]:
+        """Per version, SHA-256 states that have absorbed the key's inner and outer pads
+        (RFC 2104), ready to `.copy()`: see `raw_mac`."""
+        return {name: _pads(key) for name, key in self.versions.items()}
 
     def to_data(self) -> dict[str, bytes]:
         return {**self.versions, ACTIVE: self.active.encode("ascii")}
+
+
+_BLOCK = 64  # SHA-256's block size
+
+
+def _pads(key: bytes) -> Pads:
+    if len(key) > _BLOCK:
+        key = hashlib.sha256(key).digest()
+    key = key.ljust(_BLOCK, b"\0")
+    return (hashlib.sha256(bytes(b ^ 0x36 for b in key)),
+            hashlib.sha256(bytes(b ^ 0x5C for b in key)))
+
+
+def raw_mac(pads: Pads, message: bytes) -> bytes:
+    """HMAC-SHA-256 from precomputed pads: the same bytes as `hmac.digest`, about twice as
+    fast, because the key is not re-absorbed on every call. The verifier's hot path
+    inlines this; it is here so the equivalence is tested in one place."""
+    inner, outer = pads[0].copy(), pads[1].copy()
+    inner.update(message)
+    outer.update(inner.digest())
+    return outer.digest()
 
 
 def digest(token: str, peppers: Peppers, version: str | None = None) -> str:

@@ -14,7 +14,7 @@ import json
 import os
 import socket
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -93,22 +93,66 @@ class Kube:
         return self._get(APIKEYS.format(ns=namespace, name=name))
 
     def any_apikey_issued(self) -> bool:
-        """Whether any ApiKey in the cluster has a hash in its status (pages of 500)."""
-        path = f"/apis/{models.GROUP}/{models.VERSION}/{models.PLURAL}"
+        """Whether any ApiKey in the cluster has a hash in its status."""
+        items, _ = self.list_objects(self.apikeys_path())
+        return any((item.get("status") or {}).get("hash") for item in items)
+
+    @staticmethod
+    def apikeys_path(namespace: str | None = None) -> str:
+        """The ApiKey collection: one namespace's, or the whole cluster's."""
+        base = f"/apis/{models.GROUP}/{models.VERSION}"
+        return f"{base}/namespaces/{namespace}/{models.PLURAL}" if namespace else \
+            f"{base}/{models.PLURAL}"
+
+    def patch_apikey_status(self, namespace: str, name: str, patch: Mapping[str, Any],
+                            field_manager: str = FIELD_MANAGER) -> None:
+        self._call("PATCH", APIKEYS.format(ns=namespace, name=name) + "/status",
+                   body={"status": dict(patch)}, query={"fieldManager": field_manager},
+                   content_type="application/merge-patch+json")
+
+    # -- list and watch -------------------------------------------------------------
+
+    def list_objects(self, path: str, query: Mapping[str, str] | None = None,
+                     ) -> tuple[list[dict[str, Any]], str]:
+        """Every object of a collection (pages of 500) and the list's resourceVersion."""
+        items: list[dict[str, Any]] = []
         token = ""
         while True:
-            page = self._call("GET", path, query={"limit": "500", "continue": token}
-                              if token else {"limit": "500"})
-            if any((item.get("status") or {}).get("hash") for item in page.get("items", [])):
-                return True
-            token = (page.get("metadata") or {}).get("continue") or ""
+            page = self._call("GET", path, query={**(query or {}), "limit": "500",
+                                                  **({"continue": token} if token else {})})
+            items.extend(page.get("items") or [])
+            meta = page.get("metadata") or {}
+            token = meta.get("continue") or ""
             if not token:
-                return False
+                return items, str(meta.get("resourceVersion") or "")
 
-    def patch_apikey_status(self, namespace: str, name: str, patch: Mapping[str, Any]) -> None:
-        self._call("PATCH", APIKEYS.format(ns=namespace, name=name) + "/status",
-                   body={"status": dict(patch)}, query={"fieldManager": FIELD_MANAGER},
-                   content_type="application/merge-patch+json")
+    def watch_objects(self, path: str, resource_version: str,
+                      query: Mapping[str, str] | None = None, timeout: int = 60,
+                      ) -> Iterator[tuple[str, dict[str, Any]]]:
+        """(type, object) per event from `resource_version` on, bookmarks included, until
+        the server ends the watch after about `timeout` seconds. A stream that stalls for
+        longer raises; an expired resourceVersion raises KubeError 410."""
+        request = self.api.param_serialize(
+            method="GET", resource_path=path,
+            query_params=[*(query or {}).items(), ("watch", "true"),
+                          ("resourceVersion", resource_version),
+                          ("allowWatchBookmarks", "true"), ("timeoutSeconds", str(timeout))],
+            header_params={"Accept": "application/json"}, auth_settings=["BearerToken"])
+        response = self.api.call_api(*request, _request_timeout=(10, timeout + 15))
+        raw = response.response
+        try:
+            if not 200 <= response.status <= 299:
+                raise _error(response.status, response.read())
+            for line in raw:
+                if not line.strip():
+                    continue
+                event = json.loads(line)
+                kind, obj = event.get("type", ""), event.get("object") or {}
+                if kind == "ERROR":
+                    raise KubeError(int(obj.get("code") or 500), str(obj.get("message", "")))
+                yield kind, obj
+        finally:
+            raw.release_conn()
 
     # -- Secrets --------------------------------------------------------------------
 

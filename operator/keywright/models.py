@@ -9,6 +9,7 @@ the YAML read the same.
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
@@ -30,6 +31,9 @@ _OCTET = r"(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
 IPV4 = rf"{_OCTET}(\.{_OCTET}){{3}}(/(3[0-2]|[12]?[0-9]))?"
 IPV6 = r"[0-9A-Fa-f:.]*:[0-9A-Fa-f:.]*(/(12[0-8]|1[01][0-9]|[1-9]?[0-9]))?"
 ADDRESS = rf"^({IPV4}|{IPV6})$"
+# a context entry travels as the header X-Keywright-Context-<key>: <value>
+CONTEXT_KEY = r"^[A-Za-z0-9][A-Za-z0-9-]{0,62}$"
+CONTEXT_VALUE = r"^[^\x00-\x1f\x7f]*$"  # no control characters: no header splitting
 
 Phase = Literal["Pending", "Active", "Inactive", "Expired", "Failed"]
 Timestamp = Annotated[str, Field(json_schema_extra={"format": "date-time"})]
@@ -115,9 +119,10 @@ class ApiKeySpec(_Model):
     prefix: Annotated[str | None, Field(
         None, pattern=tokens.PREFIX_PATTERN,
         description="Key prefix, ^[a-z][a-z0-9]{1,15}$. Default: the operator's setting.")]
-    context: Annotated[dict[str, str], Field(
-        default_factory=dict, max_length=32,
-        description="Strings handed downstream as X-Keywright-Context-<key> on success.")]
+    context: Annotated[dict[str, Annotated[str, Field(max_length=1024, pattern=CONTEXT_VALUE)]],
+                       Field(default_factory=dict, max_length=32, description=(
+                           "Strings handed downstream as X-Keywright-Context-<key> on "
+                           "success. Keys: letters, digits and '-', at most 63."))]
     rateLimit: Annotated[RateLimit | None, Field(
         None, description="Requests per period; beyond it the verifier answers 429.")]
     secret: Annotated[SecretTarget, Field(
@@ -193,6 +198,11 @@ def validate_spec(raw: Any) -> ApiKeySpec:
             ipaddress.ip_network(entry, strict=True)
         except ValueError as exc:
             raise SpecError(f"spec.ipAllowlist[{index}]", f"{entry!r}: {exc}") from None
+    for key in spec.context:
+        if not re.fullmatch(CONTEXT_KEY, key):
+            raise SpecError(f"spec.context[{key!r}]", "a context key must be 1 to 63 letters, "
+                            "digits or '-', not starting with '-': it becomes the header "
+                            "X-Keywright-Context-<key>")
     checks: list[tuple[str, str | None, Callable[[str], object]]] = [
         ("spec.expiration", spec.expiration, durations.parse_expiration)]
     checks += [("spec.rotation.every", spec.rotation.every, durations.parse),

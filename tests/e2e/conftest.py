@@ -79,3 +79,15 @@ def running_operator(operator: helpers.Operator) -> helpers.Operator:
 @pytest.fixture(scope="session")
 def cluster(api: client.ApiClient, control_plane: devcluster.ControlPlane) -> helpers.Cluster:
     return helpers.Cluster(api, control_plane.kubeconfig)
+
+
+@pytest.fixture(scope="session")
+def verifier(control_plane: devcluster.ControlPlane, crd: None,
+             tmp_path_factory: pytest.TempPathFactory) -> Iterator[helpers.Verifier]:
+    """One verifier for the session, at DEBUG, trusting 127.0.0.2 (the test gateway's
+    address) as a proxy; its logs are kept for the hygiene scan."""
+    running = helpers.Verifier(control_plane.kubeconfig, tmp_path_factory.mktemp("verifier"),
+                               "--trusted-proxy", "127.0.0.2/32")
+    running.start(wait_ready=False)
+    yield running
+    running.stop()

@@ -9,6 +9,8 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar, cast
@@ -94,6 +96,70 @@ class Operator:
     def all_logs(self) -> str:
         return "".join(p.read_text(errors="replace")
                        for p in sorted(self.logdir.glob("operator-*.log")))
+
+
+Response = tuple[int, dict[str, str], bytes]  # status, headers (lower-case names), body
+
+
+def http_get(url: str, headers: dict[str, str] | None = None) -> Response:
+    """A GET that returns 4xx/5xx answers instead of raising; status 0 if nothing
+    answered at all."""
+    request = urllib.request.Request(url, headers=headers or {})  # noqa: S310 - http only
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
+            return (response.status, {k.lower(): v for k, v in response.headers.items()},
+                    response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, {k.lower(): v for k, v in exc.headers.items()}, exc.read()
+    except OSError:
+        return 0, {}, b""
+
+
+class Verifier:
+    """`keywright verifier` as a child process at DEBUG: audit lines (stdout) and
+    diagnostics (stderr) in separate files we keep."""
+
+    def __init__(self, kubeconfig: Path, logdir: Path, *extra: str) -> None:
+        self.kubeconfig, self.logdir, self.extra = kubeconfig, logdir, extra
+        self.port = processes.free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.popen: subprocess.Popen[bytes] | None = None
+        self.runs = 0
+
+    @property
+    def log(self) -> Path:
+        return self.logdir / f"verifier-{self.runs}.log"
+
+    @property
+    def audit(self) -> Path:
+        return self.logdir / f"audit-{self.runs}.log"
+
+    def start(self, wait_ready: bool = True) -> None:
+        self.runs += 1
+        with self.audit.open("ab") as out, self.log.open("ab") as err:
+            self.popen = subprocess.Popen(
+                [sys.executable, "-m", "keywright.cli", "verifier", "--kubeconfig",
+                 str(self.kubeconfig), "--namespace", OPERATOR_NAMESPACE, "--host",
+                 "127.0.0.1", "--port", str(self.port), "--log-level", "DEBUG", *self.extra],
+                stdin=subprocess.DEVNULL, stdout=out, stderr=err,
+                preexec_fn=processes.die_with_parent)
+        if wait_ready:
+            eventually(lambda: self.get("/readyz")[0] == 200, timeout=30,
+                       what="verifier ready")
+
+    def stop(self) -> None:
+        processes.terminate(self.popen)
+
+    def get(self, path: str, headers: dict[str, str] | None = None) -> Response:
+        return http_get(self.url + path, headers)
+
+    def audit_lines(self) -> list[dict[str, Any]]:
+        return [json.loads(line) for path in sorted(self.logdir.glob("audit-*.log"))
+                for line in path.read_text().splitlines() if line.strip()]
+
+    def all_logs(self) -> str:
+        return "".join(p.read_text(errors="replace")
+                       for p in sorted(self.logdir.glob("*.log")))
 
 
 class Cluster:

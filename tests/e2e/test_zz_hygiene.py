@@ -3,7 +3,8 @@
 The session's operator ran at DEBUG for every e2e test before this one, across crashes
 and restarts. Every key those tests issued still exists (namespaces are kept until the
 session ends), so each is searched for, with the pepper, in: the operator's whole log,
-every event in the cluster, every ApiKey (spec, status, annotations), and the labels and
+the verifier's whole log and audit
+lines, every event in the cluster, every ApiKey (spec, status, annotations), and the labels and
 annotations of every Secret Keywright manages.
 """
 
@@ -15,7 +16,7 @@ import json
 from kubernetes import client
 
 from keywright import models
-from tests.e2e.helpers import Cluster, Operator, apikey, kubectl
+from tests.e2e.helpers import Cluster, Operator, Verifier, apikey, kubectl
 
 
 def needles_of(secret_value: bytes) -> list[bytes]:
@@ -24,7 +25,7 @@ def needles_of(secret_value: bytes) -> list[bytes]:
 
 
 def test_no_plaintext_or_pepper_in_logs_events_status_or_annotations(
-    running_operator: Operator, cluster: Cluster, namespace: str
+    running_operator: Operator, verifier: Verifier, cluster: Cluster, namespace: str
 ) -> None:
     # A little more of everything at DEBUG, so this test stands on its own too.
     cluster.apply(apikey("hygiene", namespace, active=False))
@@ -51,7 +52,11 @@ def test_no_plaintext_or_pepper_in_logs_events_status_or_annotations(
     metadata = json.dumps([{"labels": s.metadata.labels, "annotations": s.metadata.annotations}
                            for s in managed]).encode()
 
-    places = {"operator log": logs, "events": events, "ApiKeys": apikeys,
+    verified = verifier.all_logs().encode()  # diagnostics at DEBUG and the audit lines
+    if verifier.runs:
+        assert b'"code":"OK"' in verified, "expected the verifier e2e tests' audit lines"
+    places = {"operator log": logs, "verifier log and audit": verified, "events": events,
+              "ApiKeys": apikeys,
               "Secret labels and annotations": metadata}
     leaks = sorted({(kind, place) for kind, values in (("a plaintext key", keys),
                                                        ("the pepper", peppers))

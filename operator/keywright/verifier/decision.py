@@ -27,12 +27,13 @@ MISSING_KEY, MALFORMED_KEY, INVALID_KEY = "MISSING_KEY", "MALFORMED_KEY", "INVAL
 EXPIRED, INACTIVE = "EXPIRED", "INACTIVE"
 INSUFFICIENT_SCOPE, IP_NOT_ALLOWED, RATE_LIMITED = (
     "INSUFFICIENT_SCOPE", "IP_NOT_ALLOWED", "RATE_LIMITED")
+NOT_READY = "NOT_READY"  # not a decision: the index is not loaded yet, so none can be made
 STATUS = {OK: 200, MISSING_KEY: 401, MALFORMED_KEY: 401, INVALID_KEY: 401, EXPIRED: 401,
-          INACTIVE: 401, INSUFFICIENT_SCOPE: 403, IP_NOT_ALLOWED: 403, RATE_LIMITED: 429}
+          INACTIVE: 401, INSUFFICIENT_SCOPE: 403, IP_NOT_ALLOWED: 403, RATE_LIMITED: 429,
+          NOT_READY: 503}
 
 
-@dataclass(frozen=True, slots=True)
-class Ask:
+class Ask(NamedTuple):  # a tuple: built on every request, so cheap to make
     """One request to verify. Header names are lower-case; each maps to all its values
     (raw bytes: a value that is not UTF-8 is a malformed key, not a crash)."""
 
@@ -63,14 +64,15 @@ RateCheck = Callable[[index.KeyRecord, float], float | None]  # -> seconds to wa
 
 
 def extract_key(headers: Mapping[str, Sequence[bytes]],
-                names: Sequence[str] = (KEY_HEADER,)) -> tuple[str | None, str | None]:
+                names: Sequence[str] = (KEY_HEADER,)) -> tuple[bytes | None, str | None]:
     """(key, None), or (None, MISSING_KEY | MALFORMED_KEY). The first header of `names`
     that is present wins; then `Authorization: Bearer <key>` (scheme in any case). A
-    header sent twice is ambiguous, hence malformed; an empty one counts as absent."""
+    header sent twice is ambiguous, hence malformed; an empty one counts as absent. The
+    key comes back as the ASCII bytes it was sent as, ready to hash."""
     first = headers.get(names[0]) if names else None
     if first is not None and len(first) == 1 and 0 < len(first[0]) <= MAX_KEY_LENGTH \
             and first[0].isascii() and first[0] == first[0].strip():
-        return first[0].decode("ascii"), None  # the common case, without the loop below
+        return first[0], None  # the common case, without the loop below
     for name in (*names, "authorization"):
         values = [v.strip() for v in headers.get(name, ()) if v.strip()]
         if name == "authorization":
@@ -81,12 +83,9 @@ def extract_key(headers: Mapping[str, Sequence[bytes]],
         if len(values) > 1:
             return None, MALFORMED_KEY
         raw = values[0]
-        if len(raw) > MAX_KEY_LENGTH:
+        if len(raw) > MAX_KEY_LENGTH or not raw.isascii():
             return None, MALFORMED_KEY
-        try:
-            return raw.decode("ascii"), None
-        except UnicodeDecodeError:
-            return None, MALFORMED_KEY
+        return raw, None
     return None, MISSING_KEY
 
 
@@ -112,31 +111,27 @@ def client_address(peer: str, headers: Mapping[str, Sequence[bytes]],
 
 def scopes_satisfied(granted: frozenset[str], required: frozenset[str]) -> bool:
     """Every required scope is granted; `Area.Write` also grants `Area.Read`."""
-    if required <= granted:
-        return True
-    return all(need in granted or (need.endswith(".Read") and
-                                   need[:-5] + ".Write" in granted) for need in required)
+    return required <= index.implied(granted)
 
 
 def decide(ask: Ask, keys: index.Index, peppers: hashing.Peppers, now: float,
            policy: Policy = Policy(), rate: RateCheck | None = None) -> Answer:
-    token, problem = extract_key(ask.headers, policy.key_headers)
-    if token is None:
+    raw, problem = extract_key(ask.headers, policy.key_headers)
+    if raw is None:
         return Answer(problem or MISSING_KEY)
-    if not tokens.well_formed(token):
-        return Answer(MALFORMED_KEY)
+    if not tokens.well_formed(raw):
+        return Answer(MALFORMED_KEY)  # garbage is never hashed
     record = None
-    raw = token.encode("ascii")
-    del token
-    macs = peppers.macs
     for version, table in keys.tables.items():
-        keyed = macs.get(version)
-        if keyed is not None:
-            mac = keyed.copy()
-            mac.update(raw)
-            record = table.get(mac.digest())
+        pads = peppers.pads.get(version)
+        if pads is not None:  # hashing.raw_mac, inlined: this is the hot path
+            inner, outer = pads[0].copy(), pads[1].copy()
+            inner.update(raw)
+            outer.update(inner.digest())
+            record = table.get(outer.digest())
             if record is not None:
                 break
+    del raw
     if record is None or (ask.namespace is not None and ask.namespace != record.namespace):
         return Answer(INVALID_KEY)  # another namespace's key is answered as an unknown one
     if record.retires_at is not None and now >= record.retires_at:
@@ -152,7 +147,7 @@ def decide(ask: Ask, keys: index.Index, peppers: hashing.Peppers, now: float,
         return Answer(EXPIRED, record, shown)
     if record.allowlist and (client is None or not _inside(client, record.allowlist)):
         return Answer(IP_NOT_ALLOWED, record, shown)
-    if not scopes_satisfied(record.scopes, ask.scopes):
+    if not ask.scopes <= record.granted:
         return Answer(INSUFFICIENT_SCOPE, record, shown)
     if rate is not None and record.rate is not None:
         wait = rate(record, now)

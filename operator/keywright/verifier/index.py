@@ -27,12 +27,15 @@ class KeyRecord:
     revision: int
     last_characters: str
     scopes: frozenset[str]
+    granted: frozenset[str]  # the scopes with what they imply: `X.Write` grants `X.Read`
     usable: bool  # active, and not Failed
     expires_at: float | None  # epoch seconds; None for Never
     retires_at: float | None  # a previous key's end of grace; None for the current key
     allowlist: tuple[Network, ...]  # empty: any origin
     context: tuple[tuple[str, str], ...]
     rate: tuple[int, float] | None  # (requests, period in seconds)
+    # the 200 answer's identity headers, made once here rather than on every request
+    identity: tuple[tuple[bytes, bytes], ...] = ()
 
 
 def records(apikey: Mapping[str, Any]) -> list[KeyRecord]:
@@ -51,6 +54,7 @@ def records(apikey: Mapping[str, Any]) -> list[KeyRecord]:
         revision=int(status.get("revision") or 1),
         last_characters=str(status.get("lastCharacters") or ""),
         scopes=frozenset(spec.scopes) if spec else frozenset(),
+        granted=implied(frozenset(spec.scopes)) if spec else frozenset(),
         usable=bool(spec and spec.active and status.get("phase") != "Failed"),
         expires_at=times.parse(expires).timestamp() if expires else None,
         retires_at=None,
@@ -59,11 +63,26 @@ def records(apikey: Mapping[str, Any]) -> list[KeyRecord]:
         rate=(spec.rateLimit.requests, durations.parse(spec.rateLimit.period).total_seconds())
         if spec and spec.rateLimit else None,
     )
+    current = dataclasses.replace(current, identity=identity(current))
     return [current] + [
         dataclasses.replace(current, revision=int(p["revision"]),
                             last_characters=str(p["lastCharacters"]),
                             retires_at=times.parse(p["retiresAt"]).timestamp())
         for p in status.get("previous") or []]
+
+
+def identity(record: KeyRecord) -> tuple[tuple[bytes, bytes], ...]:
+    """The headers a 200 answer carries: whose key it is, its scopes, its context."""
+    return ((b"x-keywright-namespace", record.namespace.encode()),
+            (b"x-keywright-name", record.name.encode()),
+            (b"x-keywright-scopes", ",".join(sorted(record.scopes)).encode()),
+            *((f"x-keywright-context-{key}".lower().encode(), value.encode())
+              for key, value in record.context))
+
+
+def implied(scopes: frozenset[str]) -> frozenset[str]:
+    """The scopes and what they imply: `Area.Write` also grants `Area.Read`."""
+    return scopes | {scope[:-6] + ".Read" for scope in scopes if scope.endswith(".Write")}
 
 
 def hashes(apikey: Mapping[str, Any]) -> list[str]:
@@ -73,9 +92,10 @@ def hashes(apikey: Mapping[str, Any]) -> list[str]:
 
 
 class Index:
-    """Thread-safe for one writer (the watch) and many readers (requests). A watch event
-    changes only that ApiKey's entries; the outer mapping is replaced, never resized in
-    place, so a reader iterating it never sees it change under it."""
+    """Thread-safe for one writer per namespace set (the watches) and many readers
+    (requests). Readers only `.get()` from the per-version tables; a table set that
+    gains or loses a version is replaced, never resized in place, and a re-list swaps
+    in tables built aside, so a request never sees a key missing in between."""
 
     def __init__(self) -> None:
         self._by_object: dict[tuple[str, str], tuple[str, ...]] = {}
@@ -85,7 +105,12 @@ class Index:
         self._lock = threading.Lock()
 
     def __len__(self) -> int:
+        """ApiKeys with at least one usable hash."""
         return len(self._by_object)
+
+    def hash_count(self) -> int:
+        """Hashes indexed: current keys and keys in their grace period."""
+        return sum(len(table) for table in self._tables.values())
 
     @property
     def tables(self) -> dict[str, dict[bytes, KeyRecord]]:
@@ -97,41 +122,64 @@ class Index:
         key = (meta.get("namespace", ""), meta.get("name", ""))
         new = dict(zip(hashes(apikey), records(apikey), strict=True))
         with self._lock:
-            self._drop(self._by_object.pop(key, ()))
+            self._tables = _drop(self._tables, self._by_object.pop(key, ()))
             for hashed, record in new.items():
-                self._add(hashed, record)
+                self._tables = _add(self._tables, hashed, record)
             if new:
                 self._by_object[key] = tuple(new)
 
     def remove(self, namespace: str, name: str) -> None:
         with self._lock:
-            self._drop(self._by_object.pop((namespace, name), ()))
+            self._tables = _drop(self._tables, self._by_object.pop((namespace, name), ()))
 
-    def replace_all(self, apikeys: Iterable[Mapping[str, Any]]) -> None:
+    def replace_all(self, apikeys: Iterable[Mapping[str, Any]],
+                    namespace: str | None = None) -> None:
+        """What a full list says, for the whole cluster or for one namespace: built
+        aside, then swapped in at once."""
+        fresh = []
+        for apikey in apikeys:  # the slow part (parsing specs), outside the lock
+            meta = apikey.get("metadata") or {}
+            fresh.append(((meta.get("namespace", ""), meta.get("name", "")),
+                          dict(zip(hashes(apikey), records(apikey), strict=True))))
         with self._lock:
-            self._by_object, self._tables = {}, {}
-        for apikey in apikeys:
-            self.upsert(apikey)
+            kept = {k: v for k, v in self._by_object.items()
+                    if namespace is not None and k[0] != namespace}
+            tables: dict[str, dict[bytes, KeyRecord]] = {}
+            for version, table in self._tables.items():
+                tables[version] = {raw: record for raw, record in table.items()
+                                   if (record.namespace, record.name) in kept}
+            for key, new in fresh:
+                for hashed, record in new.items():
+                    tables = _add(tables, hashed, record)
+                if new:
+                    kept[key] = tuple(new)
+            self._by_object = kept
+            self._tables = {v: t for v, t in tables.items() if t}
 
-    def _add(self, hashed: str, record: KeyRecord) -> None:
+
+def _add(tables: dict[str, dict[bytes, KeyRecord]], hashed: str,
+         record: KeyRecord) -> dict[str, dict[bytes, KeyRecord]]:
+    found = _split(hashed)
+    if found is None:
+        return tables
+    version, raw = found
+    if version not in tables:
+        tables = {**tables, version: {}}
+    tables[version][raw] = record
+    return tables
+
+
+def _drop(tables: dict[str, dict[bytes, KeyRecord]],
+          hashed_all: Iterable[str]) -> dict[str, dict[bytes, KeyRecord]]:
+    for hashed in hashed_all:
         found = _split(hashed)
-        if found is None:
-            return
+        if found is None or found[0] not in tables:
+            continue
         version, raw = found
-        if version not in self._tables:
-            self._tables = {**self._tables, version: {}}
-        self._tables[version][raw] = record
-
-    def _drop(self, hashed_all: Iterable[str]) -> None:
-        for hashed in hashed_all:
-            found = _split(hashed)
-            if found is None:
-                continue
-            version, raw = found
-            table = self._tables.get(version, {})
-            table.pop(raw, None)
-            if not table and version in self._tables:
-                self._tables = {v: t for v, t in self._tables.items() if v != version}
+        tables[version].pop(raw, None)
+        if not tables[version]:
+            tables = {v: t for v, t in tables.items() if v != version}
+    return tables
 
 
 def _split(hashed: str) -> tuple[str, bytes] | None:

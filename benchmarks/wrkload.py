@@ -1,0 +1,139 @@
+"""Shared by the HTTP benchmarks: drive a URL with wrk (Debian's), and an nginx ceiling.
+
+wrk runs on one core and the server under test on the other (`taskset`), over keep-alive
+connections. Keys are spread over the requests by a Lua script. For latency "at about
+half load" wrk's own `delay()` hook spaces each connection's requests, since Debian's
+wrk has no fixed-rate mode: rate ~= connections / (latency + delay).
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import tempfile
+import textwrap
+import time
+import urllib.request
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from keywright import debian, processes
+
+SERVER_CORE, LOAD_CORE = "0", "1"
+
+
+@dataclass
+class Result:
+    rate: float
+    percentiles: dict[str, float]  # "50%" -> milliseconds
+    errors: str
+
+    def line(self) -> str:
+        shown = " ".join(f"p{k.rstrip('%')} {v:.3f} ms" for k, v in self.percentiles.items())
+        return f"{self.rate:,.0f} req/s; latency {shown}{self.errors}"
+
+
+def ensure_tools() -> None:
+    debian.ensure(["wrk", "nginx"], print)
+
+
+def lua(keys: Sequence[str], path: str, delay_ms: int = 0) -> str:
+    """A wrk script cycling through `keys` in X-API-Key, optionally pausing per request."""
+    listed = ",\n".join(f'  "{key}"' for key in keys)
+    delay = f"function delay()\n  return {delay_ms}\nend\n" if delay_ms else ""
+    return textwrap.dedent("""\
+        local keys = {
+        %s
+        }
+        local i = 0
+        request = function()
+          i = i %% #keys + 1
+          return wrk.format("GET", "%s", {["X-API-Key"] = keys[i]})
+        end
+        """) % (listed, path) + delay
+
+
+def run(url: str, script: str | None, connections: int, seconds: float) -> Result:
+    with tempfile.TemporaryDirectory() as tmp:
+        argv = ["taskset", "-c", LOAD_CORE, "wrk", "--latency", "-t1",
+                f"-c{connections}", f"-d{seconds:g}s"]
+        if script is not None:
+            path = Path(tmp) / "load.lua"
+            path.write_text(script)
+            path.chmod(0o600)
+            argv += ["-s", str(path)]
+        out = subprocess.run([*argv, url], capture_output=True, text=True, check=True,
+                             timeout=seconds + 60).stdout
+    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    percentiles = {m.group(1): _ms(m.group(2), m.group(3))
+                   for m in re.finditer(r"^\s+(50|90|99)%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)}
+    errors = re.search(r"Non-2xx or 3xx responses: \d+|Socket errors:.*", out)
+    return Result(rate, percentiles, f" ({errors.group(0)})" if errors else "")
+
+
+def half_load(url: str, keys: Sequence[str], path: str, saturating: float,
+              seconds: float) -> Result:
+    """Latency with each connection pausing so the total is about half `saturating`:
+    a short run finds the rate one connection makes, which sets how many to open."""
+    delay_ms, target = 2, saturating / 2
+    script = lua(keys, path, delay_ms)
+    probe_connections = max(1, round(target * delay_ms / 1000))
+    probe = run(url, script, probe_connections, 3)
+    connections = max(1, round(probe_connections * target / probe.rate))
+    return run(url, script, connections, seconds)
+
+
+def _ms(value: str, unit: str) -> float:
+    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+
+class Nginx:
+    """nginx with one worker on the server core and a `return 200` location: the most a
+    gateway-grade server does on that core, the ceiling for the verifier."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.dir = Path(tempfile.mkdtemp(prefix="keywright-nginx-"))
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def __enter__(self) -> Nginx:
+        conf = self.dir / "nginx.conf"
+        conf.write_text(textwrap.dedent(f"""\
+            daemon off;
+            worker_processes 1;
+            pid {self.dir}/nginx.pid;
+            error_log {self.dir}/error.log;
+            events {{ worker_connections 1024; }}
+            http {{
+              access_log off;
+              server {{
+                listen 127.0.0.1:{self.port};
+                location / {{ return 200 '{{"code":"OK"}}'; }}
+              }}
+            }}
+            """))
+        self.process = processes.spawn(
+            ["taskset", "-c", SERVER_CORE, "nginx", "-c", str(conf), "-p", str(self.dir)],
+            self.dir / "stderr.log")
+        wait_http(f"http://127.0.0.1:{self.port}/", 10)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        processes.terminate(self.process)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def wait_http(url: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=2):  # noqa: S310 - loopback
+                return
+        except OSError as exc:
+            if getattr(exc, "code", None):  # an HTTP error status: it is up
+                return
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)

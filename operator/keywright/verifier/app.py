@@ -1,0 +1,181 @@
+"""The verifier's HTTP face, as a plain ASGI application (no web framework).
+
+Owns: the routes (`/verify` and anything under it, `/healthz`, `/readyz`, `/metrics`),
+turning an HTTP request into a `decision.Ask`, and an `Answer` into the contract's
+status, headers and `{"code": ...}` body; one audit line, one metric observation and one
+usage note per decision.
+Must not: import a server (server.py picks and runs one), block, or let the key reach
+anything but `decision.decide`.
+
+`/verify/...` is accepted because Envoy's ext_authz (HTTP mode) appends the original
+path to the configured prefix.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import time
+import urllib.parse
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from keywright import hashing
+from keywright.verifier import audit, decision, index, metrics, ratelimit, usage
+
+Scope = Mapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+JSON = (b"content-type", b"application/json")
+CHALLENGE = (b"www-authenticate", b'Bearer realm="keywright"')
+SCOPE_HEADER, NAMESPACE_HEADER = "x-keywright-scope", "x-keywright-namespace"
+BODIES = {code: json.dumps({"code": code}, separators=(",", ":")).encode()
+          for code in decision.STATUS}
+HEADERS = {code: [JSON, CHALLENGE] if status == 401 else [JSON]
+           for code, status in decision.STATUS.items()}
+
+
+@dataclass
+class Settings:
+    policy: decision.Policy = field(default_factory=decision.Policy)
+    max_staleness: float = 0.0  # seconds; 0: /readyz never fails for staleness
+    audit: bool = True
+
+
+class Verifier:
+    """The ASGI callable. `peppers`, `ready` and `staleness` come from the sync loop."""
+
+    def __init__(self, keys: index.Index, peppers: Callable[[], hashing.Peppers | None],
+                 ready: Callable[[], bool], staleness: Callable[[], float],
+                 settings: Settings | None = None) -> None:
+        self.keys, self.peppers, self.ready, self.staleness = keys, peppers, ready, staleness
+        self.settings = settings or Settings()
+        self.buckets = ratelimit.Buckets()
+        self.usage = usage.Usage()
+        self.metrics = metrics.Metrics(lambda: float(keys.hash_count()), staleness)
+        self._ready = False
+        policy = self.settings.policy
+        self._wanted = frozenset(name.encode() for name in (
+            *policy.key_headers, "authorization", "x-forwarded-for", "x-real-ip",
+            SCOPE_HEADER, NAMESPACE_HEADER, *audit.URI_HEADERS))
+
+    def forget(self, namespace: str, name: str) -> None:
+        """An ApiKey is gone: drop its rate-limit bucket and pending usage."""
+        self.buckets.forget(namespace, name)
+        self.usage.forget(namespace, name)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await _lifespan(receive, send)
+            return
+        if scope["type"] != "http":
+            return
+        path = scope["path"]
+        if path == "/verify" or path.startswith("/verify/"):
+            await self._verify(scope, send)
+        elif path == "/healthz":
+            await _respond(send, 200, [JSON], b'{"status":"ok"}')
+        elif path == "/readyz":
+            await self._readyz(send)
+        elif path == "/metrics":
+            await _respond(send, 200, [(b"content-type", metrics.CONTENT_TYPE.encode())],
+                           self.metrics.render())
+        else:
+            await _respond(send, 404, [JSON], b'{"code":"NOT_FOUND"}')
+
+    async def _verify(self, scope: Scope, send: Send) -> None:
+        started, now = time.perf_counter(), time.time()
+        headers: dict[str, list[bytes]] = {}
+        wanted = self._wanted
+        for name, value in scope["headers"]:
+            if name in wanted:
+                headers.setdefault(name.decode("latin-1"), []).append(value)
+        scopes, namespace = _requirements(headers, scope.get("query_string") or b"")
+        client = scope.get("client")
+        peer = client[0] if client else ""
+        peppers = self.peppers()
+        if not self._ready:  # once ready, always: the first list and a pepper stay loaded
+            self._ready = self.ready()
+        if peppers is None or not self._ready:
+            answer = decision.Answer(decision.NOT_READY, client=peer)
+        else:
+            answer = decision.decide(decision.Ask(headers, peer, scopes, namespace), self.keys,
+                                     peppers, now, self.settings.policy, self.buckets)
+        if answer.client is None:  # rejected before the address mattered; audit names it
+            found = decision.client_address(peer, headers, self.settings.policy.trusted_proxies)
+            answer = answer._replace(client=str(found) if found is not None else peer)
+        code, record = answer.code, answer.record
+        if code == decision.OK and record is not None:
+            response_headers = [JSON, *record.identity]
+        elif code == decision.RATE_LIMITED:
+            response_headers = [JSON, (b"retry-after", str(answer.retry_after).encode())]
+        else:
+            response_headers = HEADERS[code]
+        await _respond(send, answer.status, response_headers, BODIES[code])
+        if record is not None:
+            self.usage.used(record, now)
+        if self.settings.audit:
+            audit.emit(answer, scopes, scope.get("method", ""), _uri(headers), now)
+        self.metrics.observe(code, time.perf_counter() - started)
+
+    async def _readyz(self, send: Send) -> None:
+        stale = self.staleness()
+        limit = self.settings.max_staleness
+        ready = self.ready() and not (limit and stale > limit)
+        body = json.dumps({"ready": ready, "secondsSinceSync": round(stale, 3),
+                           "keysIndexed": self.keys.hash_count()}, separators=(",", ":")).encode()
+        await _respond(send, 200 if ready else 503, [JSON], body)
+
+
+def _requirements(headers: Mapping[str, list[bytes]], query: bytes,
+                  ) -> tuple[frozenset[str], str | None]:
+    """The scopes (all required) and the namespace the gateway asks for, from the query
+    and the headers together. Naming two namespaces asks for a key in both: none is."""
+    return _parse_requirements(query, tuple(headers.get(SCOPE_HEADER, ())),
+                               tuple(headers.get(NAMESPACE_HEADER, ())))
+
+
+@functools.lru_cache(maxsize=4096)  # a gateway sends the same few requirements again and again
+def _parse_requirements(query: bytes, scope_headers: tuple[bytes, ...],
+                        namespace_headers: tuple[bytes, ...],
+                        ) -> tuple[frozenset[str], str | None]:
+    scopes: list[str] = []
+    namespaces: set[str] = set()
+    if query:
+        parsed = urllib.parse.parse_qs(query.decode("latin-1"))
+        scopes += parsed.get("scope", [])
+        namespaces.update(n.strip() for n in parsed.get("namespace", []))
+    scopes += [v.decode("latin-1") for v in scope_headers]
+    namespaces.update(v.decode("latin-1").strip() for v in namespace_headers)
+    required = frozenset(s.strip() for text in scopes for s in text.split(",") if s.strip())
+    namespaces.discard("")
+    # ',' cannot be in a namespace's name, so two names joined match no key at all
+    return required, ",".join(sorted(namespaces)) if namespaces else None
+
+
+def _uri(headers: Mapping[str, list[bytes]]) -> str | None:
+    for name in audit.URI_HEADERS:
+        values = headers.get(name)
+        if values:
+            return values[0].decode("latin-1")[:2048]
+    return None
+
+
+async def _respond(send: Send, status: int, headers: list[tuple[bytes, bytes]],
+                   body: bytes) -> None:
+    await send({"type": "http.response.start", "status": status,
+                "headers": [*headers, (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def _lifespan(receive: Receive, send: Send) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return

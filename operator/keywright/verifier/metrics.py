@@ -1,0 +1,86 @@
+"""The verifier's Prometheus metrics, on a registry of its own.
+
+Owns: metric names, labels and buckets, and rendering them for `/metrics`.
+Must not: label anything with a key, a hash or a client address (unbounded, and the
+first is a secret); labels are decision codes and fixed words only.
+"""
+
+from __future__ import annotations
+
+import bisect
+import itertools
+from collections.abc import Callable, Iterator
+
+import prometheus_client
+from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from keywright.verifier import decision
+
+CONTENT_TYPE = prometheus_client.CONTENT_TYPE_LATEST
+# a decision takes microseconds; the tail that matters to a gateway is in milliseconds
+LATENCY_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1,
+                   0.25, 1.0)
+
+
+class Metrics:
+    def __init__(self, keys_indexed: Callable[[], float],
+                 seconds_since_sync: Callable[[], float]) -> None:
+        self.registry = CollectorRegistry()
+        prometheus_client.ProcessCollector(registry=self.registry)
+        prometheus_client.PlatformCollector(registry=self.registry)
+        # decisions and their latency are counted in plain numbers by the one event-loop
+        # thread and turned into metric families only when scraped: a Counter and a
+        # Histogram would take two locks per request
+        self._counts = dict.fromkeys(decision.STATUS, 0)
+        self._buckets = [0] * (len(LATENCY_BUCKETS) + 1)
+        self._sum = 0.0
+        self.registry.register(_Decisions(self))
+        Gauge("keywright_verifier_keys_indexed",
+              "Key hashes in the index: current keys and keys in their grace period.",
+              registry=self.registry).set_function(keys_indexed)
+        Gauge("keywright_verifier_seconds_since_sync",
+              "Seconds since the index was last known to match the API server (0 while "
+              "its watches are connected).", registry=self.registry,
+              ).set_function(seconds_since_sync)
+        self.usage_patches = Counter("keywright_verifier_usage_patches",
+                                     "status.lastUsedAt patches sent, by result.",
+                                     ["result"], registry=self.registry)
+        self.watch_restarts = Counter("keywright_verifier_watch_restarts",
+                                      "Watches that ended with an error and were restarted.",
+                                      ["resource"], registry=self.registry)
+
+    def observe(self, code: str, seconds: float) -> None:
+        """One decision. Called from the event loop only (no lock)."""
+        self._counts[code] += 1
+        self._buckets[bisect.bisect_left(LATENCY_BUCKETS, seconds)] += 1
+        self._sum += seconds
+
+    def decisions(self) -> dict[str, int]:
+        return dict(self._counts)
+
+    def render(self) -> bytes:
+        return prometheus_client.generate_latest(self.registry)
+
+
+class _Decisions(Collector):
+    def __init__(self, metrics: Metrics) -> None:
+        self.metrics = metrics
+
+    def collect(self) -> Iterator[Metric]:
+        m = self.metrics
+        counts = CounterMetricFamily("keywright_verifier_decisions",
+                                     "Verification decisions by code.",
+                                     labels=["code", "status"])
+        for code, count in m.decisions().items():
+            counts.add_metric([code, str(decision.STATUS[code])], count)
+        yield counts
+        latency = HistogramMetricFamily(
+            "keywright_verifier_decision_duration_seconds",
+            "Time from a /verify request's arrival to its answer being handed to the server.")
+        cumulative = list(itertools.accumulate(m._buckets))
+        latency.add_metric([], [*((repr(b), c) for b, c in zip(LATENCY_BUCKETS, cumulative,
+                                                                 strict=False)),
+                                ("+Inf", cumulative[-1])], m._sum)
+        yield latency

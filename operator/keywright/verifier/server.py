@@ -1,0 +1,152 @@
+"""`keywright verifier`: the index, its watches, the usage flush and the HTTP server.
+
+Owns: wiring the parts together and running them; the only module that imports the
+HTTP server. That is granian (a Rust HTTP stack running the ASGI app), in its own
+process model: a supervisor process and one worker, which builds the app through the
+`worker_app` factory. Chosen by measuring: the same app served about twice as many
+verifications per second as under uvicorn + httptools + uvloop (docs/benchmarks.md).
+Audit lines go to stdout, diagnostics to stderr.
+Must not: decide anything (decision.py does) or log a key or a pepper.
+"""
+
+from __future__ import annotations
+
+import atexit
+import dataclasses
+import ipaddress
+import json
+import logging
+import os
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from granian import Granian
+from granian.constants import Interfaces, Loops
+from granian.http import HTTP1Settings
+
+from keywright import kube, processes
+from keywright.verifier import app, audit, decision, index, sync
+
+log = logging.getLogger(__name__)
+FIELD_MANAGER = "keywright-verifier"
+FLUSH_SECONDS = 1.0  # how often due usage patches are looked for (each key: once a minute)
+OPTIONS_ENV = "KEYWRIGHT_VERIFIER_OPTIONS"  # how the supervisor hands options to its worker
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+@dataclass
+class Options:
+    host: str = "0.0.0.0"  # noqa: S104 - a Service in front of it is the point
+    port: int = 8080
+    kubeconfig: str | None = None
+    pepper_namespace: str = "keywright-system"
+    namespaces: Sequence[str] = ()
+    key_headers: Sequence[str] = ()  # extra key headers, after X-API-Key
+    trusted_proxies: Sequence[str] = ()  # CIDRs
+    max_staleness: float = 0.0
+    audit: bool = True
+    keep_alive: int = 75  # longer than gateways keep idle upstream connections (nginx: 60)
+    log_level: str = "INFO"
+
+
+def build(api: kube.Kube, options: Options) -> tuple[app.Verifier, sync.Sync]:
+    """The ASGI app and the sync loop that feeds it, not yet started."""
+    keys = index.Index()
+    policy = decision.Policy(
+        key_headers=tuple(dict.fromkeys([decision.KEY_HEADER,
+                                         *(h.lower() for h in options.key_headers)])),
+        trusted_proxies=tuple(ipaddress.ip_network(n, strict=False)
+                              for n in options.trusted_proxies))
+    holder: list[sync.Sync] = []
+    verifier = app.Verifier(
+        keys, peppers=lambda: holder[0].peppers, ready=lambda: holder[0].ready,
+        staleness=lambda: holder[0].seconds_since_sync(),
+        settings=app.Settings(policy=policy, max_staleness=options.max_staleness,
+                              audit=options.audit))
+    syncer = sync.Sync(api, keys, options.pepper_namespace, options.namespaces,
+                       forget=verifier.forget,
+                       restarted=lambda label: verifier.metrics.watch_restarts.labels(
+                           label.partition(" ")[0]).inc())
+    holder.append(syncer)
+    return verifier, syncer
+
+
+def flush_usage(api: kube.Kube, verifier: app.Verifier, stop: threading.Event) -> None:
+    """Send due lastUsedAt patches until `stop`; a failed one is retried later."""
+    while not stop.wait(FLUSH_SECONDS):
+        for patch in verifier.usage.due(time.time()):
+            namespace, name, fields = patch
+            try:
+                api.patch_apikey_status(namespace, name, fields, field_manager=FIELD_MANAGER)
+                verifier.metrics.usage_patches.labels("ok").inc()
+            except kube.KubeError as exc:
+                if exc.status == 404:  # deleted meanwhile: nothing to tell
+                    verifier.forget(namespace, name)
+                    continue
+                verifier.usage.failed(patch, time.time())
+                verifier.metrics.usage_patches.labels("failed").inc()
+                log.warning("cannot record usage of ApiKey %s/%s: %s", namespace, name, exc)
+            except Exception as exc:  # the API server is away; keep the note for later
+                verifier.usage.failed(patch, time.time())
+                verifier.metrics.usage_patches.labels("failed").inc()
+                log.warning("cannot record usage of ApiKey %s/%s (%s)", namespace, name,
+                            type(exc).__name__)
+
+
+def serve(options: Options) -> None:
+    """Run until interrupted: granian's supervisor here, the app in its worker. Serves at
+    once; /readyz says when answers mean something."""
+    os.environ[OPTIONS_ENV] = json.dumps(dataclasses.asdict(options))
+    log.info("verifier listening on %s:%d", options.host, options.port)
+    Granian(
+        f"{__name__}:worker_app", factory=True, address=options.host, port=options.port,
+        interface=Interfaces.ASGI, workers=1, runtime_threads=1, loop=Loops.uvloop,
+        # an idle keep-alive connection waits for its next request's headers this long
+        http1_settings=HTTP1Settings(header_read_timeout=options.keep_alive * 1000),
+        log_access=False, log_dictconfig=_granian_logging(options.log_level),
+    ).serve()
+
+
+def worker_app() -> app.Verifier:
+    """granian's factory, run in its worker process: everything that holds state."""
+    processes.die_with_parent()  # a SIGKILLed supervisor must not leave the worker behind
+    raw = json.loads(os.environ[OPTIONS_ENV])
+    options = Options(**raw)
+    logging.basicConfig(level=options.log_level, stream=sys.stderr, format=LOG_FORMAT,
+                        force=True)
+    audit_to_stdout(options.audit)
+    api = kube.Kube.connect(options.kubeconfig, component="keywright-verifier")
+    verifier, syncer = build(api, options)
+    syncer.start()
+    threading.Thread(target=flush_usage, args=(api, verifier, threading.Event()),
+                     daemon=True, name="usage flush").start()
+    return verifier
+
+
+def audit_to_stdout(enabled: bool = True) -> None:
+    """Audit lines to stdout, batched; diagnostics stay on the root logger (stderr)."""
+    # a record per request: skip what no format here uses (the logging docs'
+    # "Optimization" section): caller frames, thread and process names
+    logging._srcfile = None
+    logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
+    logger = logging.getLogger(audit.log.name)
+    logger.propagate = False  # audit lines are data, not diagnostics: their own stream
+    logger.setLevel(logging.INFO if enabled else logging.CRITICAL)
+    handler = audit.BatchedStream(sys.stdout)
+    logger.addHandler(handler)
+    atexit.register(handler.close)
+
+
+def _granian_logging(level: str) -> dict[str, object]:
+    """granian's own lines to stderr with ours: stdout carries only audit lines."""
+    return {
+        "version": 1, "disable_existing_loggers": False,
+        "formatters": {"generic": {"format": LOG_FORMAT}},
+        "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "generic",
+                                "stream": "ext://sys.stderr"}},
+        "loggers": {"_granian": {"handlers": ["stderr"], "level": level,
+                                 "propagate": False}},
+    }

@@ -1,0 +1,75 @@
+"""When each key was last used, and the status patches that tell people.
+
+Owns: remembering the last use of each (ApiKey, revision), and handing out at most one
+`status.lastUsedAt` / `status.lastUsedByRevision` merge patch per ApiKey per interval.
+Pure but for that memory; the time is a parameter and the caller sends the patches.
+Must not: touch any status field but those two (the operator owns the rest).
+"""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime
+from typing import Any
+
+from keywright import times
+from keywright.verifier import index
+
+INTERVAL = 60.0  # the contract: at most once a minute per key
+
+Patch = tuple[str, str, dict[str, Any]]  # namespace, name, the status fields to merge
+
+
+class Usage:
+    def __init__(self, interval: float = INTERVAL) -> None:
+        self.interval = interval
+        self._seen: dict[tuple[str, str, int], float] = {}  # last use not yet reported
+        self._patched: dict[tuple[str, str], float] = {}  # when each ApiKey was last patched
+        self._lock = threading.Lock()
+
+    def used(self, record: index.KeyRecord, now: float) -> None:
+        """A request presented this key (whatever the answer). Cheap: runs per request."""
+        self._seen[(record.namespace, record.name, record.revision)] = now
+
+    def due(self, now: float) -> list[Patch]:
+        """The patches to send now: for each ApiKey used since its last patch, unless
+        that patch is younger than the interval. What is not due stays remembered."""
+        with self._lock:
+            seen, self._seen = self._seen, {}
+            waiting: dict[tuple[str, str, int], float] = {}
+            grouped: dict[tuple[str, str], dict[int, float]] = {}
+            for (namespace, name, revision), when in seen.items():
+                if now - self._patched.get((namespace, name), -self.interval) < self.interval:
+                    waiting[(namespace, name, revision)] = when
+                else:
+                    grouped.setdefault((namespace, name), {})[revision] = when
+            for key, when in waiting.items():  # keep what is not due, unless newer came in
+                self._seen[key] = max(when, self._seen.get(key, when))
+            patches = []
+            for (namespace, name), revisions in sorted(grouped.items()):
+                self._patched[(namespace, name)] = now
+                patches.append((namespace, name, {
+                    "lastUsedAt": _stamp(max(revisions.values())),
+                    "lastUsedByRevision": {str(r): _stamp(t) for r, t in revisions.items()},
+                }))
+            return patches
+
+    def failed(self, patch: Patch, now: float) -> None:
+        """A patch did not reach the API server: try it again after the interval."""
+        namespace, name, fields = patch
+        with self._lock:
+            for revision, stamp in fields["lastUsedByRevision"].items():
+                key = (namespace, name, int(revision))
+                when = times.parse(stamp).timestamp()
+                self._seen[key] = max(when, self._seen.get(key, when))
+
+    def forget(self, namespace: str, name: str) -> None:
+        """The ApiKey is gone: nothing to report for it any more."""
+        with self._lock:
+            self._patched.pop((namespace, name), None)
+            for key in [k for k in self._seen if k[:2] == (namespace, name)]:
+                del self._seen[key]
+
+
+def _stamp(when: float) -> str:
+    return times.timestamp(datetime.fromtimestamp(when, UTC))
