@@ -6,8 +6,9 @@ Builds the verifier's real ASGI app (`keywright.verifier.app.Verifier`, audit li
 written to a file) over an index of N keys, with no cluster (the index is filled
 directly: the watch is not on the request path), and serves it on core 0 under uvicorn
 (httptools + uvloop, the settings `keywright verifier` uses) and under granian (ASGI,
-embedded, one runtime thread). wrk drives valid keys from core 1. Also serves nginx
-`return 200` on core 0 as the ceiling. Prints rates and the ratio to the ceiling.
+one worker, one runtime thread). wrk drives valid keys from core 1, flat out and then
+at about half that rate for latency. Also serves nginx `return 200` on core 0 as the
+ceiling. Prints rates, latency percentiles and the ratio to the ceiling.
 """
 
 from __future__ import annotations
@@ -65,12 +66,15 @@ def main() -> None:
                  "--data", str(data)], data / f"{server}.log")
             try:
                 wrkload.wait_http(f"http://127.0.0.1:{port}/healthz", 60)
-                found = wrkload.run(f"http://127.0.0.1:{port}/verify", script,
-                                    args.connections, args.seconds)
+                url = f"http://127.0.0.1:{port}/verify?scope=Reviews.Read"
+                found = wrkload.run(url, script, args.connections, args.seconds)
+                half = wrkload.half_load(url, plaintexts[:1000], "/verify?scope=Reviews.Read",
+                                         found.rate, args.seconds)
             finally:
                 processes.terminate(child)
             print(f"{server:>8} (valid keys): {found.line()}; "
                   f"ratio to nginx {found.rate / ceiling.rate:.2f}")
+            print(f"{server:>8} at half load: {half.line()}")
 
 
 def serve(server: str, port: int, data: Path) -> None:

@@ -2,8 +2,8 @@
 
 wrk runs on one core and the server under test on the other (`taskset`), over keep-alive
 connections. Keys are spread over the requests by a Lua script. For latency "at about
-half load" wrk's own `delay()` hook spaces each connection's requests, since Debian's
-wrk has no fixed-rate mode: rate ~= connections / (latency + delay).
+half load", Debian's wrk having no fixed-rate mode, the number of connections is chosen
+so that their closed-loop rate is about half the saturating one.
 """
 
 from __future__ import annotations
@@ -39,10 +39,9 @@ def ensure_tools() -> None:
     debian.ensure(["wrk", "nginx"], print)
 
 
-def lua(keys: Sequence[str], path: str, delay_ms: int = 0) -> str:
-    """A wrk script cycling through `keys` in X-API-Key, optionally pausing per request."""
+def lua(keys: Sequence[str], path: str) -> str:
+    """A wrk script cycling through `keys` in X-API-Key."""
     listed = ",\n".join(f'  "{key}"' for key in keys)
-    delay = f"function delay()\n  return {delay_ms}\nend\n" if delay_ms else ""
     return textwrap.dedent("""\
         local keys = {
         %s
@@ -52,7 +51,7 @@ def lua(keys: Sequence[str], path: str, delay_ms: int = 0) -> str:
           i = i %% #keys + 1
           return wrk.format("GET", "%s", {["X-API-Key"] = keys[i]})
         end
-        """) % (listed, path) + delay
+        """) % (listed, path)
 
 
 def run(url: str, script: str | None, connections: int, seconds: float) -> Result:
@@ -75,14 +74,18 @@ def run(url: str, script: str | None, connections: int, seconds: float) -> Resul
 
 def half_load(url: str, keys: Sequence[str], path: str, saturating: float,
               seconds: float) -> Result:
-    """Latency with each connection pausing so the total is about half `saturating`:
-    a short run finds the rate one connection makes, which sets how many to open."""
-    delay_ms, target = 2, saturating / 2
-    script = lua(keys, path, delay_ms)
-    probe_connections = max(1, round(target * delay_ms / 1000))
-    probe = run(url, script, probe_connections, 3)
-    connections = max(1, round(probe_connections * target / probe.rate))
-    return run(url, script, connections, seconds)
+    """Latency at about half the saturating rate: the number of keep-alive connections,
+    each sending its next request when the last is answered, whose rate comes closest
+    to half (short probes with 1, 2, 3, ... connections). Closed-loop, so what is
+    measured is the service's latency, not a burst that a millisecond pacing timer makes."""
+    target, script = saturating / 2, lua(keys, path)
+    best, best_gap = 1, float("inf")
+    for connections in range(1, 33):
+        gap = abs(run(url, script, connections, 3).rate - target)
+        if gap >= best_gap:
+            break
+        best, best_gap = connections, gap
+    return run(url, script, best, seconds)
 
 
 def _ms(value: str, unit: str) -> float:

@@ -23,6 +23,9 @@ import kopf
 
 from keywright import crd, debian, devcluster, devmode, kube, kubebuild, pepper, reconcile, tokens
 
+# the gateway the verifier's end-to-end tests put in front of it, and the benchmarks' load
+TOOL_PACKAGES = ("nginx", "wrk")
+
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
@@ -48,7 +51,8 @@ def _parser() -> argparse.ArgumentParser:
     cluster_commands = cluster.add_subparsers(dest="cluster_command", required=True,
                                               metavar="ACTION")
     prepare = cluster_commands.add_parser(
-        "prepare", help="install Debian packages and build or reuse the cached binaries")
+        "prepare", help="install Debian packages (the control plane's, nginx and wrk for "
+        "tests and benchmarks) and build or reuse the cached binaries")
     prepare.set_defaults(run=_prepare)
 
     crd_command = commands.add_parser("crd", help="print the ApiKey CRD generated from the models")
@@ -133,6 +137,7 @@ def _say(line: str) -> None:
 
 def _prepare(args: argparse.Namespace) -> int:
     kubebuild.ensure_binaries(_say)
+    debian.ensure(TOOL_PACKAGES, _say)
     return 0
 
 

@@ -89,7 +89,7 @@ def test_prepare_reuses_the_cached_binaries(control_plane: devcluster.ControlPla
     assert "building" not in result.stdout
 
 
-def test_keywright_dev_runs_the_operator_on_the_sample_and_leaves_nothing_after_ctrl_c(
+def test_keywright_dev_runs_operator_and_verifier_and_its_curl_line_works_and_ctrl_c_cleans_up(
     control_plane: devcluster.ControlPlane,
 ) -> None:
     dev = subprocess.Popen(
@@ -105,9 +105,9 @@ def test_keywright_dev_runs_the_operator_on_the_sample_and_leaves_nothing_after_
 def _check_dev(dev: subprocess.Popen[str]) -> None:
     assert dev.stdout is not None
     output = []
-    kubeconfig = None
-    deadline = time.monotonic() + 120
-    while kubeconfig is None and time.monotonic() < deadline:
+    kubeconfig, curl = None, None
+    deadline = time.monotonic() + 180
+    while curl is None and time.monotonic() < deadline:
         line = dev.stdout.readline()
         if not line:
             break
@@ -115,10 +115,21 @@ def _check_dev(dev: subprocess.Popen[str]) -> None:
         match = re.search(r"export KUBECONFIG=(\S+)", line)
         if match:
             kubeconfig = Path(match.group(1))
+        if line.strip().startswith("curl "):
+            curl = line.strip()
     assert kubeconfig is not None, "".join(output)
+    assert curl is not None, "".join(output)
     workdir = kubeconfig.parent
     ours = _processes_mentioning(str(workdir))
-    assert len(ours) == 4, ours  # etcd, kube-apiserver, kube-controller-manager, operator
+    # etcd, kube-apiserver, kube-controller-manager, operator, verifier and its worker
+    assert len(ours) == 6, ours
+
+    # the printed line, run as printed, in a shell with the printed KUBECONFIG
+    answer = subprocess.run(["bash", "-c", curl + " -sS"], capture_output=True, text=True,
+                            env={**os.environ, "KUBECONFIG": str(kubeconfig)}, timeout=30)
+    assert answer.stdout.startswith("HTTP/1.1 200"), answer.stdout + answer.stderr
+    assert "x-keywright-name: sample-billing-sync" in answer.stdout
+    assert answer.stdout.rstrip().endswith('{"code":"OK"}')
 
     def sample_phase() -> str:
         got = subprocess.run(["kubectl", "--kubeconfig", str(kubeconfig), "-n", "default",

@@ -236,3 +236,15 @@ def test_a_key_in_its_grace_counts_as_a_hash() -> None:
                                         "lastCharacters": "abcd",
                                         "retiresAt": "2027-01-15T09:00:00Z"}])])
     assert (len(keys), keys.hash_count()) == (1, 2)
+
+
+def test_an_echo_of_usage_changes_nothing_but_a_spec_change_does() -> None:
+    keys = index.Index()
+    original = apikey()
+    keys.upsert(original)
+    before = next(iter(keys.tables["v1"].values()))
+    used = {**original, "status": {**original["status"], "lastUsedAt": "2027-01-15T08:00:00Z"}}
+    keys.upsert(used)
+    assert next(iter(keys.tables["v1"].values())) is before  # not rebuilt
+    keys.upsert({**used, "spec": {**used["spec"], "active": False}})
+    assert next(iter(keys.tables["v1"].values())).usable is False

@@ -218,3 +218,25 @@ def test_an_upsert_replaces_only_that_apikeys_hashes_and_remove_drops_them() -> 
     keys.remove("pay", "other")
     assert decision.decide(ask(key=OTHER), keys, PEPPERS, NOW).code == "INVALID_KEY"
     assert (len(keys), keys.tables) == (0, {})
+
+
+EXTRA = decision.Policy(key_headers=("x-api-key", "x-acrity-key"))
+
+
+@pytest.mark.parametrize(("headers", "code"), [
+    pytest.param({"x-acrity-key": [KEY.encode()]}, "OK", id="a configured extra header"),
+    pytest.param({"x-api-key": [KEY.encode()], "x-acrity-key": [OTHER.encode()]}, "OK",
+                 id="X-API-Key wins over an extra header"),
+    pytest.param({"x-acrity-key": [KEY.encode()],
+                  "authorization": [b"Bearer " + OTHER.encode()]}, "OK",
+                 id="an extra header wins over Authorization"),
+    pytest.param({"x-acrity-key": [OTHER.encode()]}, "INVALID_KEY",
+                 id="an extra header's key is checked like any other"),
+])
+def test_extra_key_headers_come_after_x_api_key_and_before_authorization(
+    headers: dict[str, list[bytes]], code: str
+) -> None:
+    keys = index.Index()
+    keys.replace_all([apikey()])
+    request = decision.Ask(headers, "203.0.113.9")
+    assert decision.decide(request, keys, PEPPERS, NOW, EXTRA).code == code

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import ipaddress
+import json
 import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -85,6 +86,15 @@ def implied(scopes: frozenset[str]) -> frozenset[str]:
     return scopes | {scope[:-6] + ".Read" for scope in scopes if scope.endswith(".Write")}
 
 
+def fingerprint(apikey: Mapping[str, Any]) -> str:
+    """What `records` reads of an ApiKey: equal fingerprints, equal records."""
+    status = apikey.get("status") or {}
+    return json.dumps([apikey.get("spec"), *(status.get(k) for k in _READ)], sort_keys=True)
+
+
+_READ = ("hash", "phase", "revision", "lastCharacters", "expiresAt", "previous")
+
+
 def hashes(apikey: Mapping[str, Any]) -> list[str]:
     status = apikey.get("status") or {}
     current = [status["hash"]] if status.get("hash") else []
@@ -102,6 +112,7 @@ class Index:
         # pepper version -> raw HMAC bytes -> record: what a request looks up, so the
         # hot path never formats a hash string
         self._tables: dict[str, dict[bytes, KeyRecord]] = {}
+        self._fingerprints: dict[tuple[str, str], str] = {}
         self._lock = threading.Lock()
 
     def __len__(self) -> int:
@@ -120,8 +131,12 @@ class Index:
     def upsert(self, apikey: Mapping[str, Any]) -> None:
         meta = apikey.get("metadata") or {}
         key = (meta.get("namespace", ""), meta.get("name", ""))
+        seen = fingerprint(apikey)
+        if self._fingerprints.get(key) == seen:
+            return  # e.g. the verifier's own lastUsedAt patch coming back: nothing changed
         new = dict(zip(hashes(apikey), records(apikey), strict=True))
         with self._lock:
+            self._fingerprints[key] = seen
             self._tables = _drop(self._tables, self._by_object.pop(key, ()))
             for hashed, record in new.items():
                 self._tables = _add(self._tables, hashed, record)
@@ -130,6 +145,7 @@ class Index:
 
     def remove(self, namespace: str, name: str) -> None:
         with self._lock:
+            self._fingerprints.pop((namespace, name), None)
             self._tables = _drop(self._tables, self._by_object.pop((namespace, name), ()))
 
     def replace_all(self, apikeys: Iterable[Mapping[str, Any]],
@@ -140,7 +156,8 @@ class Index:
         for apikey in apikeys:  # the slow part (parsing specs), outside the lock
             meta = apikey.get("metadata") or {}
             fresh.append(((meta.get("namespace", ""), meta.get("name", "")),
-                          dict(zip(hashes(apikey), records(apikey), strict=True))))
+                          dict(zip(hashes(apikey), records(apikey), strict=True)),
+                          fingerprint(apikey)))
         with self._lock:
             kept = {k: v for k, v in self._by_object.items()
                     if namespace is not None and k[0] != namespace}
@@ -148,13 +165,16 @@ class Index:
             for version, table in self._tables.items():
                 tables[version] = {raw: record for raw, record in table.items()
                                    if (record.namespace, record.name) in kept}
-            for key, new in fresh:
+            for key, new, _ in fresh:
                 for hashed, record in new.items():
                     tables = _add(tables, hashed, record)
                 if new:
                     kept[key] = tuple(new)
             self._by_object = kept
             self._tables = {v: t for v, t in tables.items() if t}
+            self._fingerprints = {k: v for k, v in self._fingerprints.items()
+                                  if namespace is not None and k[0] != namespace}
+            self._fingerprints.update((key, seen) for key, _, seen in fresh)
 
 
 def _add(tables: dict[str, dict[bytes, KeyRecord]], hashed: str,

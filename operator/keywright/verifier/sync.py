@@ -10,6 +10,7 @@ the API server goes away: the last snapshot keeps serving.
 
 from __future__ import annotations
 
+import gc
 import logging
 import threading
 import time
@@ -91,6 +92,9 @@ class Sync:
                 stream.replace(items)
                 stream.listed, stream.connected, wait = True, True, BACKOFF[0]
                 log.info("listed %s: %d", stream.label, len(items))
+                del items
+                gc.collect()
+                gc.freeze()  # what a list built lives long: keep full collections off it
                 while not self._stop.is_set():
                     version = self._watch(stream, version)
             except kube.KubeError as exc:
