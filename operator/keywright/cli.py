@@ -72,6 +72,21 @@ def _parser() -> argparse.ArgumentParser:
                     help="threads running reconciles (default: 8)")
     op.add_argument("--log-level", default="INFO",
                     choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    op.add_argument("--webhook-port", type=_port_or_zero, default=0, metavar="PORT",
+                    help="serve the admission webhooks (ApiKey validation, Pod injection) "
+                    "over TLS on this port (default: 0, off)")
+    reach = op.add_mutually_exclusive_group()
+    reach.add_argument("--webhook-service", metavar="NAME",
+                       help="the API server reaches the webhooks through this Service in "
+                       "--namespace (in a cluster)")
+    reach.add_argument("--webhook-host", metavar="HOST",
+                       help="the API server reaches the webhooks at https://HOST:PORT "
+                       "(a local control plane); also the address listened on")
+    op.add_argument("--webhook-cert-dir", type=Path, metavar="DIR",
+                    help="ca.crt, tls.crt and tls.key to serve with (e.g. from "
+                    "cert-manager); default: a CA and certificate made at start")
+    op.add_argument("--liveness", metavar="URL",
+                    help="serve Kopf's health check here, e.g. http://0.0.0.0:8081/healthz")
     op.set_defaults(run=_operator)
 
     ver = commands.add_parser("verifier", help="the verification service gateways call")
@@ -104,6 +119,10 @@ def _positive(text: str) -> int:
     if not text.isdecimal() or int(text) < 1:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of at least 1")
     return int(text)
+
+
+def _port_or_zero(text: str) -> int:
+    return 0 if text == "0" else _port(text)
 
 
 def _port(text: str) -> int:
@@ -166,8 +185,18 @@ def _operator(args: argparse.Namespace) -> int:
         namespace=args.namespace, default_prefix=args.default_prefix, workers=args.workers),
         peppers)
     importlib.import_module("keywright.handlers")  # registers the Kopf handlers
+    memo = kopf.Memo(reconciler=reconciler)
+    if args.webhook_port:
+        if not (args.webhook_service or args.webhook_host):
+            raise SystemExit("keywright operator: --webhook-port needs --webhook-service "
+                             "(in a cluster) or --webhook-host (a local control plane)")
+        from keywright import admission  # registers the admission handlers
+        memo.webhook = admission.Settings(
+            port=args.webhook_port, host=args.webhook_host, service=args.webhook_service,
+            namespace=args.namespace, cert_dir=args.webhook_cert_dir)
     kopf.run(standalone=True, clusterwide=not args.watch_namespace,
-             namespaces=args.watch_namespace or (), memo=kopf.Memo(reconciler=reconciler))
+             namespaces=args.watch_namespace or (), memo=memo,
+             liveness_endpoint=args.liveness)
     return 0
 
 

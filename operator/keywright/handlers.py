@@ -34,6 +34,10 @@ def configure(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
     settings.watching.label_selectors["v1", "secrets"] = SELECTOR
     settings.posting.level = logging.WARNING
     settings.queueing.idle_timeout = 0.5  # per-object workers exit soon: memory, not CPU
+    webhook = getattr(memo, "webhook", None)
+    if webhook is not None:
+        from keywright import admission  # registers the admission handlers too
+        admission.configure(settings, webhook)
     _reconciler(memo).start()
 
 

@@ -50,7 +50,7 @@ def namespace(api: client.ApiClient) -> str:
 @pytest.fixture(scope="session")
 def crd(control_plane: devcluster.ControlPlane) -> None:
     """The committed CRD, installed the way a user would (1.20 drops the CEL rule)."""
-    helpers.kubectl(control_plane.kubeconfig, "apply", "--validate=false", "-f",
+    helpers.kubectl(control_plane.kubeconfig, "apply", "--validate=false", "-k",
                     str(helpers.REPO / "crds"))
     helpers.kubectl(control_plane.kubeconfig, "wait", "--for=condition=established",
                     "crd/apikeys.keywright.dev", "--timeout=30s")

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
+import yaml
 from kubernetes import client
 
 from keywright import models, processes
@@ -66,7 +67,9 @@ class Operator:
     def log(self) -> Path:
         return self.logdir / f"operator-{self.runs}.log"
 
-    def start(self, crash_at: str | None = None) -> None:
+    def start(self, crash_at: str | None = None, kubeconfig: Path | None = None,
+              extra: tuple[str, ...] = ()) -> None:
+        """Start it, by default as the admin; `kubeconfig` runs it as someone else."""
         assert self.popen is None or self.popen.poll() is not None, "already running"
         self.runs += 1
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
@@ -75,7 +78,8 @@ class Operator:
             env["KEYWRIGHT_CRASH_AT"] = crash_at
         self.popen = processes.spawn(
             [sys.executable, "-m", "keywright.cli", "operator", "--kubeconfig",
-             str(self.kubeconfig), "--namespace", OPERATOR_NAMESPACE, "--log-level", "DEBUG"],
+             str(kubeconfig or self.kubeconfig), "--namespace", OPERATOR_NAMESPACE,
+             "--log-level", "DEBUG", *extra],
             self.log, env=env)
         eventually(lambda: "Activity 'login' succeeded" in self.log.read_text(),
                    timeout=30, what="operator start")
@@ -134,12 +138,12 @@ class Verifier:
     def audit(self) -> Path:
         return self.logdir / f"audit-{self.runs}.log"
 
-    def start(self, wait_ready: bool = True) -> None:
+    def start(self, wait_ready: bool = True, kubeconfig: Path | None = None) -> None:
         self.runs += 1
         with self.audit.open("ab") as out, self.log.open("ab") as err:
             self.popen = subprocess.Popen(
                 [sys.executable, "-m", "keywright.cli", "verifier", "--kubeconfig",
-                 str(self.kubeconfig), "--namespace", OPERATOR_NAMESPACE, "--host",
+                 str(kubeconfig or self.kubeconfig), "--namespace", OPERATOR_NAMESPACE, "--host",
                  "127.0.0.1", "--port", str(self.port), "--log-level", "DEBUG", *self.extra],
                 stdin=subprocess.DEVNULL, stdout=out, stderr=err,
                 preexec_fn=processes.die_with_parent)
@@ -149,6 +153,10 @@ class Verifier:
 
     def stop(self) -> None:
         processes.terminate(self.popen)
+
+    @property
+    def running(self) -> bool:
+        return self.popen is not None and self.popen.poll() is None
 
     def get(self, path: str, headers: dict[str, str] | None = None) -> Response:
         return http_get(self.url + path, headers)
@@ -237,3 +245,31 @@ def apikey(name: str, namespace: str, **spec: Any) -> dict[str, Any]:
     return {"apiVersion": f"{models.GROUP}/{models.VERSION}", "kind": models.KIND,
             "metadata": {"name": name, "namespace": namespace},
             "spec": {"expiration": "30d", **spec}}
+
+
+def token_kubeconfig(admin: Path, token: str, path: Path) -> Path:
+    """A kubeconfig for the same API server as `admin`, authenticated by `token` only."""
+    config = yaml.safe_load(admin.read_text())
+    cluster = config["clusters"][0]
+    path.write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config", "clusters": [cluster],
+        "users": [{"name": "token", "user": {"token": token}}],
+        "contexts": [{"name": "token", "context": {"cluster": cluster["name"],
+                                                   "user": "token"}}],
+        "current-context": "token"}))
+    path.chmod(0o600)
+    return path
+
+
+def service_account_token(api: client.ApiClient, namespace: str, name: str) -> str:
+    """The token the controller-manager minted for a ServiceAccount (1.20: a Secret)."""
+    core = client.CoreV1Api(api)
+
+    def minted() -> str | None:
+        account = core.read_namespaced_service_account(name, namespace)
+        for ref in account.secrets or []:
+            secret = core.read_namespaced_secret(str(ref.name), namespace)
+            if secret.type == "kubernetes.io/service-account-token" and secret.data:
+                return base64.b64decode(secret.data["token"]).decode()
+        return None
+    return eventually(minted, timeout=30, what=f"token of ServiceAccount {name}")

@@ -28,7 +28,7 @@ def home(api: client.ApiClient) -> str:
 
 @pytest.fixture
 def ready(running_operator: Operator, verifier: Verifier) -> Verifier:
-    if verifier.popen is None or verifier.popen.poll() is not None:
+    if not verifier.running:
         verifier.start(wait_ready=False)
     eventually(lambda: verifier.get("/readyz")[0] == 200, timeout=30, what="verifier ready")
     return verifier
@@ -64,6 +64,8 @@ def keys(cluster: Cluster, operator: Operator, verifier: Verifier, home: str,
          api: client.ApiClient) -> dict[str, Plaintext]:
     if operator.popen is None or operator.popen.poll() is not None:
         operator.start()
+    if not verifier.running:
+        verifier.start(wait_ready=False)
     eventually(lambda: verifier.get("/readyz")[0] == 200, timeout=30, what="verifier ready")
     other = f"gw-other-{uuid.uuid4().hex[:6]}"
     client.CoreV1Api(api).create_namespace(

@@ -4,7 +4,9 @@ metrics, the audit encoding and the index's re-list. No cluster, no network."""
 from __future__ import annotations
 
 import asyncio
+import datetime
 import io
+import ipaddress
 import json
 import logging
 from typing import Any
@@ -160,7 +162,8 @@ def test_the_audit_line_is_json_whatever_the_client_sends(
     assert json.loads(audit.line(answer, scopes, method, uri, NOW)) == {
         "time": "2027-01-15T08:00:00.000+00:00", "code": "INVALID_KEY", "status": 401,
         "namespace": None, "name": None, "lastCharacters": None, "revision": None,
-        "client": client, "scopes": sorted(scopes), "method": method, "uri": uri}
+        "client": client, "scopes": [s[:128] for s in sorted(scopes)], "method": method,
+        "uri": uri}
 
 
 def test_the_batched_stream_writes_every_line_once() -> None:
@@ -248,3 +251,49 @@ def test_an_echo_of_usage_changes_nothing_but_a_spec_change_does() -> None:
     assert next(iter(keys.tables["v1"].values())) is before  # not rebuilt
     keys.upsert({**used, "spec": {**used["spec"], "active": False}})
     assert next(iter(keys.tables["v1"].values())).usable is False
+
+
+def test_huge_requirements_are_answered_but_never_cached() -> None:
+    application = verifier()
+    before = app._cached_requirements.cache_info().currsize
+    for n in range(3):
+        huge = b"Reviews.Read," + b"x" * (app.CACHED_REQUIREMENTS + n)
+        status, _, body = call(application, headers=[(b"x-api-key", KEY.encode()),
+                                                     (b"x-keywright-scope", huge)])
+        assert (status, body) == (403, b'{"code":"INSUFFICIENT_SCOPE"}')
+    assert app._cached_requirements.cache_info().currsize == before
+
+
+def test_an_overlong_forwarded_address_is_not_an_address() -> None:
+    trusted = (ipaddress.ip_network("10.0.0.0/8"),)
+    assert decision.client_address("10.0.0.1", {"x-forwarded-for": [b"1" * 65]},
+                                   trusted) is None
+
+
+def test_an_apikey_whose_status_cannot_be_read_is_skipped_not_fatal(
+    caplog: pytest.LogCaptureFixture
+) -> None:
+    broken = apikey("broken", key=OTHER, previous=[{"revision": 1}])  # no hash, no retiresAt
+    keys = index.Index()
+    keys.replace_all([broken, apikey("fine")])
+    assert keys.names() == {("pay", "fine")}
+    assert "pay/broken" in caplog.text
+    assert OTHER not in caplog.text
+
+
+def test_fractional_seconds_in_status_timestamps_are_read() -> None:
+    fractional = apikey(expires="2027-06-01T00:00:00.250Z")
+    midnight = datetime.datetime(2027, 6, 1, tzinfo=datetime.UTC).timestamp()
+    assert index.records(fractional)[0].expires_at == midnight + 0.25
+
+
+def test_a_hash_kept_across_an_update_stays_findable() -> None:
+    keys = index.Index()
+    keys.upsert(apikey())
+    rotated = apikey(key=OTHER, previous=[{
+        "revision": 1, "hash": apikey()["status"]["hash"], "lastCharacters": KEY[-4:],
+        "retiresAt": "2027-01-15T09:00:00Z"}])
+    keys.upsert(rotated)
+    found = {r.revision: r.retires_at is not None for t in keys.tables.values()
+             for r in t.values()}
+    assert found == {2: False, 1: True}

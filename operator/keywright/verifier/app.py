@@ -134,11 +134,17 @@ def _requirements(headers: Mapping[str, list[bytes]], query: bytes,
                   ) -> tuple[frozenset[str], str | None]:
     """The scopes (all required) and the namespace the gateway asks for, from the query
     and the headers together. Naming two namespaces asks for a key in both: none is."""
-    return _parse_requirements(query, tuple(headers.get(SCOPE_HEADER, ())),
-                               tuple(headers.get(NAMESPACE_HEADER, ())))
+    scope_headers = tuple(headers.get(SCOPE_HEADER, ()))
+    namespace_headers = tuple(headers.get(NAMESPACE_HEADER, ()))
+    size = len(query) + sum(map(len, scope_headers)) + sum(map(len, namespace_headers))
+    if size <= CACHED_REQUIREMENTS:
+        return _cached_requirements(query, scope_headers, namespace_headers)
+    return _parse_requirements(query, scope_headers, namespace_headers)
 
 
-@functools.lru_cache(maxsize=4096)  # a gateway sends the same few requirements again and again
+CACHED_REQUIREMENTS = 1024  # bytes: what a gateway's own requirements fit in many times over
+
+
 def _parse_requirements(query: bytes, scope_headers: tuple[bytes, ...],
                         namespace_headers: tuple[bytes, ...],
                         ) -> tuple[frozenset[str], str | None]:
@@ -154,6 +160,11 @@ def _parse_requirements(query: bytes, scope_headers: tuple[bytes, ...],
     namespaces.discard("")
     # ',' cannot be in a namespace's name, so two names joined match no key at all
     return required, ",".join(sorted(namespaces)) if namespaces else None
+
+
+# a gateway sends the same few requirements again and again; the size limit above keeps
+# what a client can stuff into the cache (through headers passed on) to a few MB
+_cached_requirements = functools.lru_cache(maxsize=4096)(_parse_requirements)
 
 
 def _uri(headers: Mapping[str, list[bytes]]) -> str | None:

@@ -20,6 +20,8 @@ from keywright.verifier import decision
 
 log = logging.getLogger("keywright.audit")
 URI_HEADERS = ("x-original-uri", "x-forwarded-uri", "x-envoy-original-path")
+MAX_SCOPES, MAX_SCOPE = 64, 128  # what a requirement can be (the CRD's limits); a client
+# that sends more through a gateway gets its excess left out of the line, not logged
 _second: tuple[int, str] = (-1, "")
 
 
@@ -33,7 +35,7 @@ def line(answer: decision.Answer, scopes: Iterable[str], method: str, uri: str |
                f'"lastCharacters":{_quote(record.last_characters)},'
                f'"revision":{record.revision}')
     client = _quote(answer.client) if answer.client is not None else "null"
-    asked = ",".join(_quote(s) for s in sorted(scopes))
+    asked = ",".join(_quote(s[:MAX_SCOPE]) for s in sorted(scopes)[:MAX_SCOPES])
     return (f'{{"time":"{_time(now)}","code":"{answer.code}","status":{answer.status},'
             f'{who},"client":{client},"scopes":[{asked}],"method":{_quote(method)},'
             f'"uri":{_quote(uri) if uri is not None else "null"}}}')

@@ -156,8 +156,14 @@ def decide(ask: Ask, keys: index.Index, peppers: hashing.Peppers, now: float,
     return Answer(OK, record, shown)
 
 
-@functools.lru_cache(maxsize=4096)  # peers and forwarded addresses repeat a lot
 def _parse(text: str) -> Address | None:
+    # no address is longer than this (an IPv6 with an IPv4 tail, in brackets): longer text
+    # is refused before it can reach, and fill, the cache
+    return _parse_short(text) if len(text) <= 64 else None
+
+
+@functools.lru_cache(maxsize=4096)  # peers and forwarded addresses repeat a lot
+def _parse_short(text: str) -> Address | None:
     try:
         address = ipaddress.ip_address(text.strip().strip("[]"))
     except ValueError:

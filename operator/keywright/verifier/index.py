@@ -11,13 +11,16 @@ import base64
 import dataclasses
 import ipaddress
 import json
+import logging
 import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
-from keywright import durations, hashing, models, times
+from keywright import durations, hashing, models
 
+log = logging.getLogger(__name__)
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
@@ -57,7 +60,7 @@ def records(apikey: Mapping[str, Any]) -> list[KeyRecord]:
         scopes=frozenset(spec.scopes) if spec else frozenset(),
         granted=implied(frozenset(spec.scopes)) if spec else frozenset(),
         usable=bool(spec and spec.active and status.get("phase") != "Failed"),
-        expires_at=times.parse(expires).timestamp() if expires else None,
+        expires_at=_epoch(expires) if expires else None,
         retires_at=None,
         allowlist=tuple(ipaddress.ip_network(n) for n in spec.ipAllowlist) if spec else (),
         context=tuple(sorted(spec.context.items())) if spec else (),
@@ -68,7 +71,7 @@ def records(apikey: Mapping[str, Any]) -> list[KeyRecord]:
     return [current] + [
         dataclasses.replace(current, revision=int(p["revision"]),
                             last_characters=str(p["lastCharacters"]),
-                            retires_at=times.parse(p["retiresAt"]).timestamp())
+                            retires_at=_epoch(p["retiresAt"]))
         for p in status.get("previous") or []]
 
 
@@ -95,6 +98,25 @@ def fingerprint(apikey: Mapping[str, Any]) -> str:
 _READ = ("hash", "phase", "revision", "lastCharacters", "expiresAt", "previous")
 
 
+def entries(apikey: Mapping[str, Any]) -> dict[str, KeyRecord]:
+    """hash -> record for each key the ApiKey holds. A status this cannot read (edited by
+    hand, say) gives no entries, so its keys are refused, and is logged; it never stops
+    the other ApiKeys from being indexed."""
+    try:
+        return dict(zip(hashes(apikey), records(apikey), strict=True))
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        meta = apikey.get("metadata") or {}
+        log.warning("ApiKey %s/%s has a status the verifier cannot read (%s: %s); its keys "
+                    "are refused until it is fixed", meta.get("namespace"), meta.get("name"),
+                    type(exc).__name__, exc)
+        return {}
+
+
+def _epoch(text: str) -> float:
+    """RFC 3339 as Kubernetes writes it, with or without fractions of a second."""
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
 def hashes(apikey: Mapping[str, Any]) -> list[str]:
     status = apikey.get("status") or {}
     current = [status["hash"]] if status.get("hash") else []
@@ -119,6 +141,11 @@ class Index:
         """ApiKeys with at least one usable hash."""
         return len(self._by_object)
 
+    def names(self, namespace: str | None = None) -> set[tuple[str, str]]:
+        """(namespace, name) of the ApiKeys indexed, in one namespace or all."""
+        with self._lock:
+            return {k for k in self._by_object if namespace is None or k[0] == namespace}
+
     def hash_count(self) -> int:
         """Hashes indexed: current keys and keys in their grace period."""
         return sum(len(table) for table in self._tables.values())
@@ -134,12 +161,15 @@ class Index:
         seen = fingerprint(apikey)
         if self._fingerprints.get(key) == seen:
             return  # e.g. the verifier's own lastUsedAt patch coming back: nothing changed
-        new = dict(zip(hashes(apikey), records(apikey), strict=True))
+        new = entries(apikey)
         with self._lock:
             self._fingerprints[key] = seen
-            self._tables = _drop(self._tables, self._by_object.pop(key, ()))
+            old = self._by_object.pop(key, ())
+            # add (or overwrite) before dropping, so a hash kept across the change (the
+            # current key moving to `previous`, say) is never missing for a reader
             for hashed, record in new.items():
                 self._tables = _add(self._tables, hashed, record)
+            self._tables = _drop(self._tables, [h for h in old if h not in new])
             if new:
                 self._by_object[key] = tuple(new)
 
@@ -156,8 +186,7 @@ class Index:
         for apikey in apikeys:  # the slow part (parsing specs), outside the lock
             meta = apikey.get("metadata") or {}
             fresh.append(((meta.get("namespace", ""), meta.get("name", "")),
-                          dict(zip(hashes(apikey), records(apikey), strict=True)),
-                          fingerprint(apikey)))
+                          entries(apikey), fingerprint(apikey)))
         with self._lock:
             kept = {k: v for k, v in self._by_object.items()
                     if namespace is not None and k[0] != namespace}

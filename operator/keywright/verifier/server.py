@@ -77,26 +77,34 @@ def build(api: kube.Kube, options: Options) -> tuple[app.Verifier, sync.Sync]:
 
 
 def flush_usage(api: kube.Kube, verifier: app.Verifier, stop: threading.Event) -> None:
-    """Send due lastUsedAt patches until `stop`; a failed one is retried later."""
+    """Send due lastUsedAt patches until `stop`; a failed one is retried later, and
+    nothing ends the loop but `stop`."""
     while not stop.wait(FLUSH_SECONDS):
-        for patch in verifier.usage.due(time.time()):
-            stop.wait(PATCH_PAUSE)  # spread a burst: thousands of keys used in one second
-            namespace, name, fields = patch
-            try:
-                api.patch_apikey_status(namespace, name, fields, field_manager=FIELD_MANAGER)
-                verifier.metrics.usage_patches.labels("ok").inc()
-            except kube.KubeError as exc:
-                if exc.status == 404:  # deleted meanwhile: nothing to tell
-                    verifier.forget(namespace, name)
-                    continue
-                verifier.usage.failed(patch, time.time())
-                verifier.metrics.usage_patches.labels("failed").inc()
-                log.warning("cannot record usage of ApiKey %s/%s: %s", namespace, name, exc)
-            except Exception as exc:  # the API server is away; keep the note for later
-                verifier.usage.failed(patch, time.time())
-                verifier.metrics.usage_patches.labels("failed").inc()
-                log.warning("cannot record usage of ApiKey %s/%s (%s)", namespace, name,
-                            type(exc).__name__)
+        try:
+            _flush_once(api, verifier, stop)
+        except Exception:
+            log.exception("usage flush failed; trying again in %.0f s", FLUSH_SECONDS)
+
+
+def _flush_once(api: kube.Kube, verifier: app.Verifier, stop: threading.Event) -> None:
+    for patch in verifier.usage.due(time.time()):
+        stop.wait(PATCH_PAUSE)  # spread a burst: thousands of keys used in one second
+        namespace, name, fields = patch
+        try:
+            api.patch_apikey_status(namespace, name, fields, field_manager=FIELD_MANAGER)
+            verifier.metrics.usage_patches.labels("ok").inc()
+        except kube.KubeError as exc:
+            if exc.status == 404:  # deleted meanwhile: nothing to tell
+                verifier.forget(namespace, name)
+                continue
+            verifier.usage.failed(patch, time.time())
+            verifier.metrics.usage_patches.labels("failed").inc()
+            log.warning("cannot record usage of ApiKey %s/%s: %s", namespace, name, exc)
+        except Exception as exc:  # the API server is away; keep the note for later
+            verifier.usage.failed(patch, time.time())
+            verifier.metrics.usage_patches.labels("failed").inc()
+            log.warning("cannot record usage of ApiKey %s/%s (%s)", namespace, name,
+                        type(exc).__name__)
 
 
 def serve(options: Options) -> None:

@@ -129,8 +129,7 @@ class Sync:
 
     def _apikeys_listed(self, namespace: str | None) -> Callable[[Sequence[Obj]], None]:
         def replace(items: Sequence[Obj]) -> None:
-            before = {(r.namespace, r.name) for t in self.keys.tables.values()
-                      for r in t.values() if namespace is None or r.namespace == namespace}
+            before = self.keys.names(namespace)
             self.keys.replace_all(items, namespace)
             for gone in before - set(_names(items)):
                 self.forget(*gone)

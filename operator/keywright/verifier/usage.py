@@ -28,7 +28,9 @@ class Usage:
         self._lock = threading.Lock()
 
     def used(self, record: index.KeyRecord, now: float) -> None:
-        """A request presented this key (whatever the answer). Cheap: runs per request."""
+        """A request presented this key (whatever the answer). Cheap: runs per request,
+        without the lock; a use landing in the very moment `due` swaps the map is lost,
+        and the next use of that key records it again."""
         self._seen[(record.namespace, record.name, record.revision)] = now
 
     def due(self, now: float) -> list[Patch]:
@@ -67,8 +69,9 @@ class Usage:
         """The ApiKey is gone: nothing to report for it any more."""
         with self._lock:
             self._patched.pop((namespace, name), None)
-            for key in [k for k in self._seen if k[:2] == (namespace, name)]:
-                del self._seen[key]
+            # a snapshot: requests add to _seen without the lock (list() of it is atomic)
+            for key in [k for k in list(self._seen) if k[:2] == (namespace, name)]:
+                self._seen.pop(key, None)
 
 
 def _stamp(when: float) -> str:

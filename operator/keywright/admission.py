@@ -1,0 +1,99 @@
+"""Kopf wiring for the admission webhooks: the server, its TLS, and the two handlers.
+
+Owns: serving `webhooks.check_apikey` (validating, failurePolicy Fail: only ApiKeys
+depend on it) and `webhooks.injection` (mutating Pods on CREATE, failurePolicy Ignore:
+no Pod in the cluster waits on the operator being up) over TLS, and letting Kopf keep
+the `keywright.dev` Validating/MutatingWebhookConfigurations pointing at it with the
+right `caBundle`. Reached by URL on a local control plane, by Service in a cluster.
+Must not: decide (webhooks.py does) or block the event loop (handlers that read the
+API are sync, so Kopf runs them in its thread pool).
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import kopf
+
+from keywright import kube, models, webcerts, webhooks
+
+CONFIGURATION = models.GROUP  # the name of both webhook configurations Kopf manages
+
+
+@dataclass(frozen=True)
+class Settings:
+    port: int = 9443
+    host: str | None = None  # reach the server by URL at this host (a local control plane)
+    service: str | None = None  # reach it through this Service in `namespace` (a cluster)
+    namespace: str = "keywright-system"
+    cert_dir: Path | None = None  # ca.crt, tls.crt, tls.key; None: made at start
+
+
+class Server(kopf.WebhookServer):
+    """Kopf's server, plus: the request's namespace copied into the object (a Pod made
+    by a controller may arrive without one), and a Service reference instead of a URL
+    when the API server reaches the webhooks through a Service."""
+
+    def __init__(self, settings: Settings) -> None:
+        directory = settings.cert_dir
+        if directory is None:
+            directory = Path(tempfile.mkdtemp(prefix="keywright-webhook-"))
+            names = ([settings.host] if settings.host else []) + (
+                webcerts.names_for_service(settings.service, settings.namespace)
+                if settings.service else ["localhost"])
+            webcerts.issue(directory, names)
+        super().__init__(addr="0.0.0.0" if settings.service else settings.host,  # noqa: S104
+                         port=settings.port, host=settings.host,
+                         cafile=directory / "ca.crt", certfile=directory / "tls.crt",
+                         pkeyfile=directory / "tls.key")
+        self.settings = settings
+
+    async def __call__(self, fn: Any) -> AsyncIterator[Any]:
+        async def with_namespace(request: Any, **kwargs: Any) -> Any:
+            inner = request.get("request") or {}
+            for key in ("object", "oldObject"):
+                found = inner.get(key)
+                if isinstance(found, dict) and inner.get("namespace"):
+                    found.setdefault("metadata", {}).setdefault("namespace", inner["namespace"])
+            return await fn(request, **kwargs)
+
+        async for config in super().__call__(with_namespace):
+            if self.settings.service:
+                yield {"caBundle": config.get("caBundle"), "service": {
+                    "namespace": self.settings.namespace, "name": self.settings.service,
+                    "port": 443, "path": ""}}
+            else:
+                yield config
+
+
+def configure(settings: kopf.OperatorSettings, webhook: Settings) -> None:
+    settings.admission.server = Server(webhook)
+    settings.admission.managed = CONFIGURATION
+
+
+@kopf.on.validate(models.GROUP, models.VERSION, models.PLURAL, id="validate-apikey",
+                  operations=["CREATE", "UPDATE"])
+def validate_apikey(**kwargs: Any) -> None:
+    # operation, old and new reach admission handlers as keyword arguments only
+    try:
+        webhooks.check_apikey(kwargs.get("operation") or "", kwargs.get("new"),
+                              kwargs.get("old"))
+    except webhooks.Refused as exc:
+        raise kopf.AdmissionError(str(exc), code=422) from None
+
+
+@kopf.on.mutate("v1", "pods", id="inject-pod", operations=["CREATE"], ignore_failures=True)
+def inject_pod(body: kopf.Body, patch: kopf.Patch, memo: Any, **_: Any) -> None:
+    namespace = body.metadata.namespace or ""
+    api: kube.Kube = memo.reconciler.api
+    try:
+        changed = webhooks.injection(body, namespace,
+                                     lambda name: api.get_apikey(namespace, name))
+    except webhooks.Refused as exc:
+        raise kopf.AdmissionError(str(exc), code=422) from None
+    for field, containers in (changed or {}).items():
+        patch.spec[field] = containers

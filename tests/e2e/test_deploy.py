@@ -1,0 +1,300 @@
+"""deploy/ on the real control plane, and Keywright working under exactly its RBAC.
+
+`kubectl apply -k` installs everything (Pods stay Pending: there is no kubelet). Then the
+operator and the verifier run as processes authenticated with their ServiceAccounts'
+tokens (minted by the controller-manager), the operator serving its admission webhooks,
+and the lifecycle, verification, webhook and injection checks run against them.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from kubernetes import client
+
+from keywright import devcluster, models, processes
+from tests.e2e import helpers
+from tests.e2e.helpers import Cluster, Operator, Verifier, apikey, eventually, kubectl
+
+SYSTEM = helpers.OPERATOR_NAMESPACE
+
+
+@pytest.fixture(scope="module")
+def installed(control_plane: devcluster.ControlPlane,
+              crd: None) -> subprocess.CompletedProcess[str]:
+    return kubectl(control_plane.kubeconfig, "apply", "--validate=false", "-k",
+                   str(helpers.REPO / "deploy" / "k8s-1.20"))
+
+
+@pytest.fixture(scope="module")
+def accounts(installed: Any, control_plane: devcluster.ControlPlane, api: client.ApiClient,
+             tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Kubeconfigs that authenticate as the operator's and the verifier's ServiceAccounts."""
+    directory = tmp_path_factory.mktemp("accounts")
+    return {name: helpers.token_kubeconfig(
+        control_plane.kubeconfig,
+        helpers.service_account_token(api, SYSTEM, f"keywright-{name}"), directory / name)
+        for name in ("operator", "verifier")}
+
+
+@pytest.fixture(scope="module")
+def as_deployed(accounts: dict[str, Path], operator: Operator, verifier: Verifier,
+                control_plane: devcluster.ControlPlane) -> Iterator[tuple[Operator, Verifier]]:
+    """The session's operator and verifier, restarted under their ServiceAccounts, the
+    operator with its webhooks on; put back as they were afterwards."""
+    operator.stop()
+    verifier.stop()
+    port = processes.free_port()
+    operator.start(kubeconfig=accounts["operator"], extra=(
+        "--webhook-port", str(port), "--webhook-host", "127.0.0.1"))
+    verifier.start(wait_ready=False, kubeconfig=accounts["verifier"])
+    try:
+        eventually(lambda: verifier.get("/readyz")[0] == 200, timeout=30, what="verifier")
+        eventually(lambda: _webhooks_configured(control_plane.kubeconfig), timeout=30,
+                   what="webhook configurations")
+        yield operator, verifier
+    finally:
+        operator.stop()
+        verifier.stop()
+        for kind in ("validatingwebhookconfiguration", "mutatingwebhookconfiguration"):
+            kubectl(control_plane.kubeconfig, "delete", kind, models.GROUP,
+                    "--ignore-not-found")
+
+
+def _webhooks_configured(kubeconfig: Path) -> bool:
+    found = kubectl(kubeconfig, "get", "validatingwebhookconfiguration,"
+                    "mutatingwebhookconfiguration", "-o", "name", check=False).stdout
+    return found.count(models.GROUP) == 2
+
+
+def _service_account(api: client.ApiClient, kubeconfig: Path, namespace: str, name: str,
+                     role: str, directory: Path) -> Path:
+    """A ServiceAccount in `namespace` bound there to the built-in ClusterRole `role`."""
+    core = client.CoreV1Api(api)
+    core.create_namespaced_service_account(namespace, client.V1ServiceAccount(
+        metadata=client.V1ObjectMeta(name=name)))
+    kubectl(kubeconfig, "-n", namespace, "create", "rolebinding", name,
+            f"--clusterrole={role}", f"--serviceaccount={namespace}:{name}")
+    token = helpers.service_account_token(api, namespace, name)
+    return helpers.token_kubeconfig(kubeconfig, token, directory / name)
+
+
+def test_apply_k_installs_everything(installed: subprocess.CompletedProcess[str],
+                                     control_plane: devcluster.ControlPlane) -> None:
+    for created in ("serviceaccount/keywright-operator", "serviceaccount/keywright-verifier",
+                    "deployment.apps/keywright-operator", "deployment.apps/keywright-verifier",
+                    "service/keywright-verifier", "service/keywright-webhook",
+                    "poddisruptionbudget.policy/keywright-verifier",
+                    "clusterrole.rbac.authorization.k8s.io/keywright-view"):
+        assert created in installed.stdout
+    operator = json.loads(kubectl(control_plane.kubeconfig, "-n", SYSTEM, "get", "deployment",
+                                  "keywright-operator", "-o", "json").stdout)
+    assert operator["spec"]["strategy"]["type"] == "Recreate"
+    container = operator["spec"]["template"]["spec"]["containers"][0]
+    assert container["securityContext"] == {
+        "allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
+        "capabilities": {"drop": ["ALL"]}}
+
+
+def test_the_1_20_overlay_changes_only_the_pdb_api_version() -> None:
+    def render(folder: str) -> list[dict[str, Any]]:
+        out = subprocess.run(["kubectl", "kustomize", str(helpers.REPO / folder)],
+                             capture_output=True, text=True, check=True).stdout
+        return list(yaml.safe_load_all(out))
+    base, old = render("deploy"), render("deploy/k8s-1.20")
+    assert len(base) == len(old)
+    for current, legacy in zip(base, old, strict=True):
+        if current["kind"] == "PodDisruptionBudget":
+            assert (current["apiVersion"], legacy["apiVersion"]) == ("policy/v1",
+                                                                     "policy/v1beta1")
+            legacy = {**legacy, "apiVersion": "policy/v1"}
+        assert current == legacy
+
+
+def test_the_built_in_roles_gain_apikeys_but_view_still_reads_no_secret(
+    installed: Any, control_plane: devcluster.ControlPlane, api: client.ApiClient,
+    namespace: str, tmp_path: Path
+) -> None:
+    viewer = _service_account(api, control_plane.kubeconfig, namespace, "viewer", "view",
+                              tmp_path)
+    editor = _service_account(api, control_plane.kubeconfig, namespace, "editor", "edit",
+                              tmp_path)
+    eventually(lambda: kubectl(viewer, "-n", namespace, "get", "apikeys",
+                               check=False).returncode == 0, timeout=30,
+               what="view aggregates keywright-view")
+    refused = kubectl(viewer, "-n", namespace, "get", "secrets", check=False)
+    assert refused.returncode != 0
+    assert "forbidden" in refused.stderr.lower()
+    assert kubectl(viewer, "-n", namespace, "apply", "-f", "-", check=False,
+                   stdin=json.dumps(apikey("by-viewer", namespace))).returncode != 0
+    eventually(lambda: kubectl(editor, "-n", namespace, "apply", "-f", "-", check=False,
+                               stdin=json.dumps(apikey("by-editor", namespace))
+                               ).returncode == 0, timeout=30, what="edit can create ApiKeys")
+    patched = kubectl(editor, "-n", namespace, "patch", "apikey", "by-editor",
+                      "--subresource=status", "--type=merge", "-p",
+                      '{"status":{"phase":"Active"}}', check=False)
+    assert patched.returncode != 0  # only Keywright writes status
+
+
+def test_the_lifecycle_works_under_the_operators_rbac(
+    as_deployed: tuple[Operator, Verifier], cluster: Cluster, namespace: str,
+    api: client.ApiClient
+) -> None:
+    apps = client.AppsV1Api(api)
+    apps.create_namespaced_deployment(namespace, _deployment("consumer"))
+    spec = {"scopes": ["Invoices.Read"], "rotation": {
+        "restartTargets": [{"kind": "Deployment", "name": "consumer"}]}}
+    cluster.apply(apikey("life", namespace, **spec))
+    cluster.wait_phase(namespace, "life", "Active")
+    first = cluster.plaintext(namespace, "life")
+
+    manifest = apikey("life", namespace, **spec)
+    manifest["metadata"]["annotations"] = {"keywright.dev/rotate": "under-rbac"}
+    cluster.apply(manifest)
+    eventually(lambda: cluster.status(namespace, "life").get("restartedRevision") == 2,
+               what="rotated and restarted")
+    assert cluster.plaintext(namespace, "life") != first
+    template = apps.read_namespaced_deployment("consumer", namespace).spec.template
+    assert template.metadata.annotations["keywright.dev/revision"] == "2"
+
+    cluster.apply(apikey("life", namespace, active=False, **spec))
+    cluster.wait_phase(namespace, "life", "Inactive")
+    kubectl(cluster.kubeconfig, "-n", namespace, "delete", "apikey", "life")
+    eventually(lambda: cluster.secret(namespace, "life") is None, timeout=90,
+               what="Secret collected (the garbage collector learns a new CRD within 30 s)")
+    log = as_deployed[0].log.read_text()
+    assert "forbidden" not in log.lower(), "the operator was refused something"
+
+
+def test_verification_works_under_the_verifiers_rbac(
+    as_deployed: tuple[Operator, Verifier], cluster: Cluster, namespace: str
+) -> None:
+    verifier = as_deployed[1]
+    cluster.apply(apikey("checked", namespace, scopes=["Invoices.Read"]))
+    cluster.wait_phase(namespace, "checked", "Active")
+    key = cluster.plaintext(namespace, "checked")
+    eventually(lambda: verifier.get("/verify?scope=Invoices.Read",
+                                    {"X-API-Key": key})[0] == 200, timeout=10, what="verified")
+    eventually(lambda: cluster.status(namespace, "checked").get("lastUsedAt"), timeout=10,
+               what="lastUsedAt written by the verifier")
+    assert "forbidden" not in verifier.log.read_text().lower()
+
+
+def test_the_verifiers_token_reads_the_pepper_and_no_tenant_secret(
+    as_deployed: Any, accounts: dict[str, Path], cluster: Cluster, namespace: str
+) -> None:
+    cluster.apply(apikey("tenant", namespace))
+    cluster.wait_phase(namespace, "tenant", "Active")
+    refused = kubectl(accounts["verifier"], "-n", namespace, "get", "secret", "tenant",
+                      check=False)
+    assert refused.returncode != 0
+    assert "forbidden" in refused.stderr.lower()
+    assert kubectl(accounts["verifier"], "-n", SYSTEM, "get", "secret", "keywright-pepper",
+                   "-o", "name").stdout.strip() == "secret/keywright-pepper"
+    others = kubectl(accounts["verifier"], "-n", SYSTEM, "get", "secrets", check=False)
+    assert others.returncode != 0  # listing all of them: no
+
+
+def test_the_webhook_refuses_changing_expiration_and_names_the_field(
+    as_deployed: Any, cluster: Cluster, namespace: str
+) -> None:
+    cluster.apply(apikey("fixed", namespace, expiration="30d"))
+    changed = kubectl(cluster.kubeconfig, "apply", "-f", "-", check=False,
+                      stdin=json.dumps(apikey("fixed", namespace, expiration="90d")))
+    assert changed.returncode != 0
+    assert "spec.expiration" in changed.stderr
+    assert "immutable" in changed.stderr
+    assert cluster.apikey(namespace, "fixed")["spec"]["expiration"] == "30d"
+    # a change to anything else still goes through
+    cluster.apply(apikey("fixed", namespace, expiration="30d", description="still fine"))
+
+
+def test_the_webhook_refuses_what_only_code_can_check(
+    as_deployed: Any, cluster: Cluster, namespace: str
+) -> None:
+    refused = kubectl(cluster.kubeconfig, "apply", "-f", "-", check=False,
+                      stdin=json.dumps(apikey("hosty", namespace, ipAllowlist=["10.0.0.1/8"])))
+    assert refused.returncode != 0
+    assert "spec.ipAllowlist[0]" in refused.stderr
+    found = kubectl(cluster.kubeconfig, "-n", namespace, "get", "apikey", "hosty",
+                    check=False)
+    assert found.returncode != 0  # nothing was stored
+
+
+def test_a_deployment_annotated_for_injection_gets_pods_with_the_key_from_its_secret(
+    as_deployed: Any, cluster: Cluster, namespace: str, api: client.ApiClient
+) -> None:
+    cluster.apply(apikey("injected", namespace, secret={"name": "injected-key",
+                                                         "key": "token"}))
+    cluster.wait_phase(namespace, "injected", "Active")
+    client.AppsV1Api(api).create_namespaced_deployment(namespace, _deployment(
+        "app", {"keywright.dev/inject": "injected", "keywright.dev/inject-env": "MY_KEY"}))
+    core = client.CoreV1Api(api)
+    pods = eventually(lambda: core.list_namespaced_pod(namespace,
+                                                       label_selector="app=app").items,
+                      timeout=30, what="pods made by the controller-manager")
+    env = pods[0].spec.containers[0].env
+    assert [(e.name, e.value_from.secret_key_ref.name, e.value_from.secret_key_ref.key)
+            for e in env] == [("MY_KEY", "injected-key", "token")]
+
+
+def test_a_pod_naming_a_missing_apikey_is_refused_with_a_clear_message(
+    as_deployed: Any, cluster: Cluster, namespace: str
+) -> None:
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {
+        "name": f"lost-{uuid.uuid4().hex[:6]}", "namespace": namespace,
+        "annotations": {"keywright.dev/inject": "nowhere"}},
+        "spec": {"containers": [{"name": "main", "image": "busybox"}]}}
+    refused = kubectl(cluster.kubeconfig, "apply", "-f", "-", check=False,
+                      stdin=json.dumps(pod))
+    assert refused.returncode != 0
+    assert "ApiKey 'nowhere' not found" in refused.stderr
+
+
+def _deployment(name: str, annotations: dict[str, str] | None = None) -> client.V1Deployment:
+    return client.V1Deployment(
+        metadata=client.V1ObjectMeta(name=name),
+        spec=client.V1DeploymentSpec(
+            replicas=1, selector=client.V1LabelSelector(match_labels={"app": name}),
+            template=client.V1PodTemplateSpec(
+                metadata=client.V1ObjectMeta(labels={"app": name}, annotations=annotations),
+                spec=client.V1PodSpec(containers=[client.V1Container(name="main",
+                                                                     image="busybox")]))))
+
+
+def test_the_operator_writes_nothing_a_gitops_diff_would_show(
+    as_deployed: Any, cluster: Cluster, namespace: str
+) -> None:
+    """What Argo CD or Flux compare, the applied manifest against the live object, stays
+    equal through issue, rotation and usage: Keywright writes only status (and Kopf only
+    its bookkeeping inside status)."""
+    manifest = apikey("gitops", namespace, scopes=["Invoices.Read"],
+                      rotation={"gracePeriod": "1m"})
+    manifest["metadata"]["annotations"] = {"keywright.dev/rotate": "from-git-1"}
+    cluster.apply(manifest)  # a value present at creation is recorded, not acted on
+    cluster.wait_phase(namespace, "gitops", "Active")
+    manifest["metadata"]["annotations"] = {"keywright.dev/rotate": "from-git-2"}
+    cluster.apply(manifest)
+    eventually(lambda: cluster.status(namespace, "gitops").get("revision") == 2,
+               what="rotated by the new annotation value in git")
+    key = cluster.plaintext(namespace, "gitops")
+    verifier = as_deployed[1]
+    eventually(lambda: verifier.get("/verify", {"X-API-Key": key})[0] == 200, timeout=10,
+               what="verified")
+    eventually(lambda: cluster.status(namespace, "gitops").get("lastUsedAt"), timeout=10,
+               what="usage written")
+    diff = kubectl(cluster.kubeconfig, "diff", "-f", "-", stdin=json.dumps(manifest),
+                   check=False)
+    assert (diff.returncode, diff.stdout) == (0, "")
+    live = cluster.apikey(namespace, "gitops")
+    writers = {entry["manager"]: entry["fieldsV1"] for entry in live["metadata"]["managedFields"]
+               if entry["manager"] != "kubectl-client-side-apply"}
+    assert writers  # the operator's and the verifier's writes are there
+    assert all(list(fields) == ["f:status"] for fields in writers.values()), writers
