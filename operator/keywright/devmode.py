@@ -1,9 +1,9 @@
 """`keywright dev`: the embedded default, everything on one local control plane.
 
-Owns: starting the control plane, installing the CRD, running the operator and the
-verifier as child processes, applying the samples, telling the user how to reach it all
-(down to a `curl` line that verifies the sample key), and stopping exactly what it
-started on Ctrl-C.
+Owns: starting the control plane, installing the CRD, running the operator (with its
+admission webhooks) and the verifier as child processes, applying the samples, telling
+the user how to reach it all (down to a `curl` line that verifies the sample key), and
+stopping exactly what it started on Ctrl-C.
 Must not: leave a process behind; it uses processes.spawn, whose children die with it.
 """
 
@@ -41,7 +41,8 @@ def run(workdir: Path | None, say: Say) -> int:
         logs = plane.workdir / "logs"
         common = ["--kubeconfig", str(plane.kubeconfig), "--namespace", OPERATOR_NAMESPACE]
         operator = processes.spawn(
-            [sys.executable, "-m", "keywright.cli", "operator", *common],
+            [sys.executable, "-m", "keywright.cli", "operator", *common,
+             "--webhook-port", str(processes.free_port()), "--webhook-host", "127.0.0.1"],
             logs / "operator.log")
         port = _port()
         verifier = processes.spawn(
