@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from kubernetes import client, config
@@ -49,20 +50,35 @@ def namespace(api: client.ApiClient) -> str:
 
 @pytest.fixture(scope="session")
 def crd(control_plane: devcluster.ControlPlane) -> None:
-    """The committed CRD, installed the way a user would (1.20 drops the CEL rule)."""
+    """Keywright installed the way a user would: `kubectl apply -k` of deploy/ (its 1.20
+    variant; --validate=false because 1.20 drops the CRD's CEL rule). That brings the
+    CRD, the namespace, the ServiceAccounts and their RBAC; the Deployments' Pods stay
+    Pending (no kubelet): the tests run the processes themselves, under those accounts."""
     helpers.kubectl(control_plane.kubeconfig, "apply", "--validate=false", "-k",
-                    str(helpers.REPO / "crds"))
+                    str(helpers.REPO / "deploy" / "k8s-1.20"))
     helpers.kubectl(control_plane.kubeconfig, "wait", "--for=condition=established",
                     "crd/apikeys.keywright.dev", "--timeout=30s")
-    helpers.kubectl(control_plane.kubeconfig, "create", "namespace",
-                    helpers.OPERATOR_NAMESPACE)
 
 
 @pytest.fixture(scope="session")
-def operator(control_plane: devcluster.ControlPlane, crd: None,
+def accounts(control_plane: devcluster.ControlPlane, crd: None, api: client.ApiClient,
+             tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Kubeconfigs that authenticate as the operator's and the verifier's ServiceAccounts
+    (tokens minted by the controller-manager): every e2e test runs Keywright with
+    exactly the RBAC deploy/ grants."""
+    directory = tmp_path_factory.mktemp("accounts")
+    return {name: helpers.token_kubeconfig(
+        control_plane.kubeconfig,
+        helpers.service_account_token(api, helpers.OPERATOR_NAMESPACE, f"keywright-{name}"),
+        directory / name) for name in ("operator", "verifier")}
+
+
+@pytest.fixture(scope="session")
+def operator(accounts: dict[str, Path],
              tmp_path_factory: pytest.TempPathFactory) -> Iterator[helpers.Operator]:
-    """One operator for the session, at DEBUG; tests that crash it start it again."""
-    running = helpers.Operator(control_plane.kubeconfig, tmp_path_factory.mktemp("operator"))
+    """One operator for the session, at DEBUG, as its ServiceAccount; tests that crash
+    it start it again."""
+    running = helpers.Operator(accounts["operator"], tmp_path_factory.mktemp("operator"))
     running.start()
     yield running
     running.stop()
@@ -82,11 +98,11 @@ def cluster(api: client.ApiClient, control_plane: devcluster.ControlPlane) -> he
 
 
 @pytest.fixture(scope="session")
-def verifier(control_plane: devcluster.ControlPlane, crd: None,
+def verifier(accounts: dict[str, Path],
              tmp_path_factory: pytest.TempPathFactory) -> Iterator[helpers.Verifier]:
-    """One verifier for the session, at DEBUG, trusting 127.0.0.2 (the test gateway's
-    address) as a proxy; its logs are kept for the hygiene scan."""
-    running = helpers.Verifier(control_plane.kubeconfig, tmp_path_factory.mktemp("verifier"),
+    """One verifier for the session, at DEBUG, as its ServiceAccount, trusting 127.0.0.2
+    (the test gateway's address) as a proxy; its logs are kept for the hygiene scan."""
+    running = helpers.Verifier(accounts["verifier"], tmp_path_factory.mktemp("verifier"),
                                "--trusted-proxy", "127.0.0.2/32")
     running.start(wait_ready=False)
     yield running

@@ -67,9 +67,7 @@ class Operator:
     def log(self) -> Path:
         return self.logdir / f"operator-{self.runs}.log"
 
-    def start(self, crash_at: str | None = None, kubeconfig: Path | None = None,
-              extra: tuple[str, ...] = ()) -> None:
-        """Start it, by default as the admin; `kubeconfig` runs it as someone else."""
+    def start(self, crash_at: str | None = None, extra: tuple[str, ...] = ()) -> None:
         assert self.popen is None or self.popen.poll() is not None, "already running"
         self.runs += 1
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
@@ -78,7 +76,7 @@ class Operator:
             env["KEYWRIGHT_CRASH_AT"] = crash_at
         self.popen = processes.spawn(
             [sys.executable, "-m", "keywright.cli", "operator", "--kubeconfig",
-             str(kubeconfig or self.kubeconfig), "--namespace", OPERATOR_NAMESPACE,
+             str(self.kubeconfig), "--namespace", OPERATOR_NAMESPACE,
              "--log-level", "DEBUG", *extra],
             self.log, env=env)
         eventually(lambda: "Activity 'login' succeeded" in self.log.read_text(),
@@ -138,12 +136,12 @@ class Verifier:
     def audit(self) -> Path:
         return self.logdir / f"audit-{self.runs}.log"
 
-    def start(self, wait_ready: bool = True, kubeconfig: Path | None = None) -> None:
+    def start(self, wait_ready: bool = True) -> None:
         self.runs += 1
         with self.audit.open("ab") as out, self.log.open("ab") as err:
             self.popen = subprocess.Popen(
                 [sys.executable, "-m", "keywright.cli", "verifier", "--kubeconfig",
-                 str(kubeconfig or self.kubeconfig), "--namespace", OPERATOR_NAMESPACE, "--host",
+                 str(self.kubeconfig), "--namespace", OPERATOR_NAMESPACE, "--host",
                  "127.0.0.1", "--port", str(self.port), "--log-level", "DEBUG", *self.extra],
                 stdin=subprocess.DEVNULL, stdout=out, stderr=err,
                 preexec_fn=processes.die_with_parent)

@@ -34,27 +34,16 @@ def installed(control_plane: devcluster.ControlPlane,
 
 
 @pytest.fixture(scope="module")
-def accounts(installed: Any, control_plane: devcluster.ControlPlane, api: client.ApiClient,
-             tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """Kubeconfigs that authenticate as the operator's and the verifier's ServiceAccounts."""
-    directory = tmp_path_factory.mktemp("accounts")
-    return {name: helpers.token_kubeconfig(
-        control_plane.kubeconfig,
-        helpers.service_account_token(api, SYSTEM, f"keywright-{name}"), directory / name)
-        for name in ("operator", "verifier")}
-
-
-@pytest.fixture(scope="module")
-def as_deployed(accounts: dict[str, Path], operator: Operator, verifier: Verifier,
+def as_deployed(installed: Any, operator: Operator, verifier: Verifier,
                 control_plane: devcluster.ControlPlane) -> Iterator[tuple[Operator, Verifier]]:
-    """The session's operator and verifier, restarted under their ServiceAccounts, the
-    operator with its webhooks on; put back as they were afterwards."""
+    """The session's operator (as its ServiceAccount, like every e2e test) restarted with
+    its webhooks on, and the verifier; the operator is stopped afterwards (the next
+    test's fixture starts it again without webhooks) and the webhook configurations go."""
     operator.stop()
-    verifier.stop()
-    port = processes.free_port()
-    operator.start(kubeconfig=accounts["operator"], extra=(
-        "--webhook-port", str(port), "--webhook-host", "127.0.0.1"))
-    verifier.start(wait_ready=False, kubeconfig=accounts["verifier"])
+    operator.start(extra=("--webhook-port", str(processes.free_port()),
+                          "--webhook-host", "127.0.0.1"))
+    if not verifier.running:
+        verifier.start(wait_ready=False)
     try:
         eventually(lambda: verifier.get("/readyz")[0] == 200, timeout=30, what="verifier")
         eventually(lambda: _webhooks_configured(control_plane.kubeconfig), timeout=30,
@@ -62,7 +51,6 @@ def as_deployed(accounts: dict[str, Path], operator: Operator, verifier: Verifie
         yield operator, verifier
     finally:
         operator.stop()
-        verifier.stop()
         for kind in ("validatingwebhookconfiguration", "mutatingwebhookconfiguration"):
             kubectl(control_plane.kubeconfig, "delete", kind, models.GROUP,
                     "--ignore-not-found")

@@ -102,7 +102,8 @@ class Sync:
                 if exc.status == 410:  # too old to resume from: list again, at once
                     log.info("watch of %s expired; listing again", stream.label)
                     continue
-                log.warning("cannot list or watch %s: %s", stream.label, exc)
+                log.warning("cannot list or watch %s: %s; serving the last snapshot, "
+                            "retrying in %.1f s", stream.label, exc, wait)
             except Exception as exc:  # the API server is away: keep the last snapshot
                 self._lost(stream, False)
                 log.warning("lost the watch of %s (%s); serving the last snapshot, retrying "
