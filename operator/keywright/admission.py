@@ -1,8 +1,9 @@
 """Kopf wiring for the admission webhooks: the server, its TLS, and the two handlers.
 
 Owns: serving `webhooks.check_apikey` (validating, failurePolicy Fail: only ApiKeys
-depend on it) and `webhooks.injection` (mutating Pods on CREATE, failurePolicy Ignore:
-no Pod in the cluster waits on the operator being up) over TLS, and letting Kopf keep
+depend on it) and `webhooks.injection` (mutating Pods on CREATE, failurePolicy Ignore,
+and admitting the Pod unchanged when the ApiKey cannot be looked up: Pods are not held
+hostage to the operator) over TLS, and letting Kopf keep
 the `keywright.dev` Validating/MutatingWebhookConfigurations pointing at it with the
 right `caBundle`. Reached by URL on a local control plane, by Service in a cluster.
 Must not: decide (webhooks.py does) or block the event loop (handlers that read the
@@ -11,6 +12,7 @@ API are sync, so Kopf runs them in its thread pool).
 
 from __future__ import annotations
 
+import logging
 import tempfile
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -21,6 +23,7 @@ import kopf
 
 from keywright import kube, models, webcerts, webhooks
 
+log = logging.getLogger(__name__)
 CONFIGURATION = models.GROUP  # the name of both webhook configurations Kopf manages
 
 
@@ -75,8 +78,10 @@ def configure(settings: kopf.OperatorSettings, webhook: Settings) -> None:
     settings.admission.managed = CONFIGURATION
 
 
+# persistent: Kopf leaves them configured when the operator stops, so ApiKeys stay
+# guarded (fail closed) while it restarts, instead of being admitted unchecked
 @kopf.on.validate(models.GROUP, models.VERSION, models.PLURAL, id="validate-apikey",
-                  operations=["CREATE", "UPDATE"])
+                  operations=["CREATE", "UPDATE"], persistent=True)
 def validate_apikey(**kwargs: Any) -> None:
     # operation, old and new reach admission handlers as keyword arguments only
     try:
@@ -86,8 +91,10 @@ def validate_apikey(**kwargs: Any) -> None:
         raise kopf.AdmissionError(str(exc), code=422) from None
 
 
-@kopf.on.mutate("v1", "pods", id="inject-pod", operations=["CREATE"], ignore_failures=True)
-def inject_pod(body: kopf.Body, patch: kopf.Patch, memo: Any, **_: Any) -> None:
+@kopf.on.mutate("v1", "pods", id="inject-pod", operations=["CREATE"], ignore_failures=True,
+                persistent=True)
+def inject_pod(body: kopf.Body, patch: kopf.Patch, warnings: list[str], memo: Any,
+               **_: Any) -> None:
     namespace = body.metadata.namespace or ""
     api: kube.Kube = memo.reconciler.api
     try:
@@ -95,5 +102,11 @@ def inject_pod(body: kopf.Body, patch: kopf.Patch, memo: Any, **_: Any) -> None:
                                      lambda name: api.get_apikey(namespace, name))
     except webhooks.Refused as exc:
         raise kopf.AdmissionError(str(exc), code=422) from None
+    except Exception as exc:  # the API server is unwell: fail open, as when unreachable
+        log.warning("cannot inject into a Pod in %s (%s); admitted without its key",
+                    namespace, type(exc).__name__)
+        warnings.append(f"keywright: could not look up the ApiKey to inject "
+                        f"({type(exc).__name__}); the Pod is admitted without its key")
+        return
     for field, containers in (changed or {}).items():
         patch.spec[field] = containers

@@ -56,9 +56,10 @@ def test_no_plaintext_or_pepper_in_logs_events_status_or_annotations(
     # Both ran as their ServiceAccounts all session: deploy/'s RBAC never refused them.
     # (The watches retried a few refusals in the second after test_verifier restarts
     # kube-apiserver, whose RBAC authorizer answers before its caches are filled.)
-    refused = [line[:200] for line in (logs + verified).decode(errors="replace").splitlines()
-               if "forbidden" in line.lower() and "retry" not in line.lower()]
-    assert refused == []
+    lines = [line[:200] for line in (logs + verified).decode(errors="replace").splitlines()
+             if "forbidden" in line.lower()]
+    assert [line for line in lines if "retry" not in line.lower()] == []
+    assert len(lines) <= 20, lines  # a lasting gap would be retried far more often
     if verifier.runs:
         assert b'"code":"OK"' in verified, "expected the verifier e2e tests' audit lines"
     places = {"operator log": logs, "verifier log and audit": verified, "events": events,
