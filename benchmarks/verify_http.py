@@ -21,8 +21,6 @@ import secrets
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
 from benchmarks import wrkload
@@ -126,19 +124,11 @@ def _write_keys(admin: kube.Kube, peppers: hashing.Peppers, count: int) -> list[
 
 def _indexed(url: str) -> int:
     try:
-        _, _, body = _get(url + "/readyz")
+        _, body = wrkload.get(url + "/readyz")
     except OSError:
         return -1
     found = json.loads(body)
     return int(found["keysIndexed"]) if found.get("ready") else -1
-
-
-def _get(url: str) -> tuple[int, dict[str, str], bytes]:
-    try:
-        with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310 - loopback
-            return response.status, dict(response.headers), response.read()
-    except urllib.error.HTTPError as exc:
-        return exc.code, dict(exc.headers), exc.read()
 
 
 if __name__ == "__main__":

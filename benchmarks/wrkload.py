@@ -14,6 +14,7 @@ import subprocess
 import tempfile
 import textwrap
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -128,15 +129,23 @@ class Nginx:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
+def get(url: str) -> tuple[int, bytes]:
+    """(status, body), an HTTP error status included; OSError if nothing answers."""
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310 - loopback
+            return response.status, response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
 def wait_http(url: str, timeout: float) -> None:
+    """Until anything answers at `url`, whatever its status."""
     deadline = time.monotonic() + timeout
     while True:
         try:
-            with urllib.request.urlopen(url, timeout=2):  # noqa: S310 - loopback
-                return
-        except OSError as exc:
-            if getattr(exc, "code", None):  # an HTTP error status: it is up
-                return
+            get(url)
+            return
+        except OSError:
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.1)

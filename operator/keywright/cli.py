@@ -60,18 +60,11 @@ def _parser() -> argparse.ArgumentParser:
     crd_command.set_defaults(run=_crd)
 
     op = commands.add_parser("operator", help="the controller (Kopf), on the current kubeconfig")
-    op.add_argument("--kubeconfig", help="kubeconfig file (default: $KUBECONFIG, in-cluster)")
-    op.add_argument("--namespace", default=os.environ.get("KEYWRIGHT_NAMESPACE",
-                                                          "keywright-system"),
-                    help="the operator's namespace, home of the pepper Secret")
-    op.add_argument("--watch-namespace", action="append", default=[], metavar="NS",
-                    help="watch only this namespace (repeatable; default: all)")
+    _common(op, "watch only this namespace (repeatable; default: all)")
     op.add_argument("--default-prefix", default="kw", type=_prefix,
                     help="key prefix when an ApiKey sets none (default: kw)")
     op.add_argument("--workers", type=_positive, default=8,
                     help="threads running reconciles (default: 8)")
-    op.add_argument("--log-level", default="INFO",
-                    choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     op.add_argument("--webhook-port", type=_port_or_zero, default=0, metavar="PORT",
                     help="serve the admission webhooks (ApiKey validation, Pod injection) "
                     "over TLS on this port (default: 0, off)")
@@ -90,12 +83,7 @@ def _parser() -> argparse.ArgumentParser:
     op.set_defaults(run=_operator)
 
     ver = commands.add_parser("verifier", help="the verification service gateways call")
-    ver.add_argument("--kubeconfig", help="kubeconfig file (default: $KUBECONFIG, in-cluster)")
-    ver.add_argument("--namespace", default=os.environ.get("KEYWRIGHT_NAMESPACE",
-                                                           "keywright-system"),
-                     help="the operator's namespace, home of the pepper Secret")
-    ver.add_argument("--watch-namespace", action="append", default=[], metavar="NS",
-                     help="index only this namespace's ApiKeys (repeatable; default: all)")
+    _common(ver, "index only this namespace's ApiKeys (repeatable; default: all)")
     ver.add_argument("--host", default="0.0.0.0", help="address to listen on")  # noqa: S104
     ver.add_argument("--port", type=_port, default=8080, help="port (default: 8080)")
     ver.add_argument("--key-header", action="append", default=[], metavar="NAME",
@@ -109,10 +97,22 @@ def _parser() -> argparse.ArgumentParser:
                      "server this long (default: 0, never: the last snapshot keeps serving)")
     ver.add_argument("--no-audit", dest="audit", action="store_false",
                      help="do not write the audit line per decision to stdout")
-    ver.add_argument("--log-level", default="INFO",
-                     choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     ver.set_defaults(run=_verifier)
     return parser
+
+
+def _common(command: argparse.ArgumentParser, watch_help: str) -> None:
+    """What the operator and the verifier both take: where the cluster is, their
+    namespace, which ApiKeys, how much to log."""
+    command.add_argument("--kubeconfig",
+                         help="kubeconfig file (default: $KUBECONFIG, in-cluster)")
+    command.add_argument("--namespace", default=os.environ.get("KEYWRIGHT_NAMESPACE",
+                                                               "keywright-system"),
+                         help="the operator's namespace, home of the pepper Secret")
+    command.add_argument("--watch-namespace", action="append", default=[], metavar="NS",
+                         help=watch_help)
+    command.add_argument("--log-level", default="INFO",
+                         choices=["DEBUG", "INFO", "WARNING", "ERROR"])
 
 
 def _positive(text: str) -> int:
@@ -137,9 +137,9 @@ def _header_name(text: str) -> str:
     return text.lower()
 
 
-def _network(text: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+def _network(text: str) -> str:
     try:
-        return ipaddress.ip_network(text, strict=False)
+        return str(ipaddress.ip_network(text, strict=False))
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not an address or CIDR") from None
 
@@ -208,7 +208,7 @@ def _verifier(args: argparse.Namespace) -> int:
     server.serve(server.Options(
         host=args.host, port=args.port, kubeconfig=args.kubeconfig,
         pepper_namespace=args.namespace, namespaces=args.watch_namespace,
-        key_headers=args.key_header, trusted_proxies=[str(n) for n in args.trusted_proxy],
+        key_headers=args.key_header, trusted_proxies=args.trusted_proxy,
         max_staleness=args.max_staleness, audit=args.audit, log_level=args.log_level))
     return 0
 

@@ -26,11 +26,7 @@ def test_a_key_added_many_times_while_waiting_is_worked_on_once() -> None:
     queue.add("b")
     assert len(queue) == 2
     queue.start()
-    deadline = time.monotonic() + 5
-    while len(seen) < 2 and time.monotonic() < deadline:
-        time.sleep(0.01)
-    time.sleep(0.1)
-    queue.stop()
+    _stop_after(queue, seen, 2)
     assert seen == ["a", "b"]
 
 
@@ -63,11 +59,7 @@ def test_a_key_added_while_being_worked_on_runs_again_after_and_never_in_paralle
     time.sleep(0.2)
     assert calls == ["a"]  # the other three workers did not take it in parallel
     gate.set()
-    deadline = time.monotonic() + 5
-    while len(calls) < 2 and time.monotonic() < deadline:
-        time.sleep(0.01)
-    time.sleep(0.1)
-    queue.stop()
+    _stop_after(queue, calls, 2)
     assert calls == ["a", "a"]
     assert overlaps == []
 
@@ -89,3 +81,13 @@ def test_work_that_raises_does_not_stop_the_worker() -> None:
         time.sleep(0.01)
     queue.stop()
     assert done == ["good"]
+
+
+def _stop_after(queue: workqueue.WorkQueue[str], done: list[str], count: int) -> None:
+    """Stop the queue once `count` runs are recorded (or 5 s passed), plus a moment in
+    which an unwanted extra run would show."""
+    deadline = time.monotonic() + 5
+    while len(done) < count and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.1)
+    queue.stop()

@@ -104,9 +104,6 @@ class Verifier:
         else:
             answer = decision.decide(decision.Ask(headers, peer, scopes, namespace), self.keys,
                                      peppers, now, self.settings.policy, self.buckets)
-        if answer.client is None:  # rejected before the address mattered; audit names it
-            found = decision.client_address(peer, headers, self.settings.policy.trusted_proxies)
-            answer = answer._replace(client=str(found) if found is not None else peer)
         code, record = answer.code, answer.record
         if code == decision.OK and record is not None:
             response_headers = [JSON, *record.identity]
@@ -118,6 +115,10 @@ class Verifier:
         if record is not None:
             self.usage.used(record, now)
         if self.settings.audit:
+            if answer.client is None:  # rejected before the address mattered; audit names it
+                found = decision.client_address(peer, headers,
+                                                self.settings.policy.trusted_proxies)
+                answer = answer._replace(client=str(found) if found is not None else peer)
             audit.emit(answer, scopes, scope.get("method", ""), _uri(headers), now)
         self.metrics.observe(code, time.perf_counter() - started)
 

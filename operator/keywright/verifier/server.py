@@ -62,17 +62,15 @@ def build(api: kube.Kube, options: Options) -> tuple[app.Verifier, sync.Sync]:
                                          *(h.lower() for h in options.key_headers)])),
         trusted_proxies=tuple(ipaddress.ip_network(n, strict=False)
                               for n in options.trusted_proxies))
-    holder: list[sync.Sync] = []
+    syncer = sync.Sync(api, keys, options.pepper_namespace, options.namespaces)
     verifier = app.Verifier(
-        keys, peppers=lambda: holder[0].peppers, ready=lambda: holder[0].ready,
-        staleness=lambda: holder[0].seconds_since_sync(),
+        keys, peppers=lambda: syncer.peppers, ready=lambda: syncer.ready,
+        staleness=syncer.seconds_since_sync,
         settings=app.Settings(policy=policy, max_staleness=options.max_staleness,
                               audit=options.audit))
-    syncer = sync.Sync(api, keys, options.pepper_namespace, options.namespaces,
-                       forget=verifier.forget,
-                       restarted=lambda label: verifier.metrics.watch_restarts.labels(
-                           label.partition(" ")[0]).inc())
-    holder.append(syncer)
+    syncer.forget = verifier.forget
+    syncer.restarted = lambda label: verifier.metrics.watch_restarts.labels(
+        label.partition(" ")[0]).inc()
     return verifier, syncer
 
 

@@ -76,12 +76,6 @@ class Sync:
     def stop(self) -> None:
         self._stop.set()
 
-    def wait_ready(self, timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
-        while not self.ready and time.monotonic() < deadline:
-            time.sleep(0.05)
-        return self.ready
-
     # -- the loop ---------------------------------------------------------------------
 
     def _run(self, stream: Stream) -> None:
