@@ -25,7 +25,10 @@ from pathlib import Path
 
 from kubernetes import client, config, watch
 
-from keywright import crd, devcluster, kube, kubebuild, models, processes
+from keywright import kube
+from keywright.core import names
+from keywright.dev import binaries, controlplane, install
+from keywright.kits import processes
 
 OPERATOR_USER = "keywright-operator"
 NAMESPACE = "bench"
@@ -40,7 +43,7 @@ def main() -> int:
                         help="keys applied one at a time first, each after the last is ready")
     args = parser.parse_args()
 
-    plane = devcluster.ControlPlane(kubebuild.ensure_binaries(print), audit=True)
+    plane = controlplane.ControlPlane(binaries.ensure_binaries(print), audit=True)
     plane.add_token_user(OPERATOR_USER, ["system:masters"])
     operator = None
     try:
@@ -49,9 +52,7 @@ def main() -> int:
         api.configuration.connection_pool_maxsize = args.concurrency * 2
         core, custom = client.CoreV1Api(api), client.CustomObjectsApi(api)
         admin = kube.Kube.connect(str(plane.kubeconfig))
-        admin.apply_crd(crd.definition())
-        for name in ("keywright-system", NAMESPACE):
-            admin.ensure_namespace(name)
+        install.bootstrap(admin, [NAMESPACE])
         log = plane.workdir / "logs" / "operator.log"
         operator = processes.spawn(
             [sys.executable, "-m", "keywright.cli", "operator", "--kubeconfig",
@@ -77,8 +78,8 @@ def main() -> int:
         def create(name: str) -> None:
             created[name] = time.monotonic()  # before the call: latency includes the create
             custom.create_namespaced_custom_object(
-                models.GROUP, models.VERSION, NAMESPACE, models.PLURAL,
-                {"apiVersion": f"{models.GROUP}/{models.VERSION}", "kind": models.KIND,
+                names.GROUP, names.VERSION, NAMESPACE, names.PLURAL,
+                {"apiVersion": f"{names.GROUP}/{names.VERSION}", "kind": names.KIND,
                  "metadata": {"name": name}, "spec": {"expiration": "90d"}})
 
         # One at a time: the latency of a lone `kubectl apply` on an idle operator.
@@ -150,8 +151,8 @@ def _watch_secrets(core: client.CoreV1Api, seen: dict[str, float],
 
 def _watch_ready(custom: client.CustomObjectsApi, seen: dict[str, float],
                  stop: threading.Event) -> None:
-    stream = watch.Watch().stream(custom.list_namespaced_custom_object, models.GROUP,
-                                  models.VERSION, NAMESPACE, models.PLURAL,
+    stream = watch.Watch().stream(custom.list_namespaced_custom_object, names.GROUP,
+                                  names.VERSION, NAMESPACE, names.PLURAL,
                                   timeout_seconds=600)
     try:
         for event in stream:

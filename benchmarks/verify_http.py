@@ -24,7 +24,10 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 from benchmarks import wrkload
-from keywright import crd, devcluster, hashing, kube, kubebuild, models, pepper, processes, tokens
+from keywright import kube
+from keywright.core import hashing, names, tokens
+from keywright.dev import binaries, controlplane, install
+from keywright.kits import processes
 
 NAMESPACE = "bench"
 RATE_TARGET, P99_TARGET_MS = 15_000, 2.0
@@ -38,17 +41,15 @@ def main() -> None:
     args = parser.parse_args()
     wrkload.ensure_tools()
 
-    plane = devcluster.ControlPlane(kubebuild.ensure_binaries(print))
+    plane = controlplane.ControlPlane(binaries.ensure_binaries(print))
     verifier = None
     try:
         plane.start()
         admin = kube.Kube.connect(str(plane.kubeconfig))
-        admin.apply_crd(crd.definition())
-        for name in ("keywright-system", NAMESPACE):
-            admin.ensure_namespace(name)
+        install.bootstrap(admin, [NAMESPACE])
         peppers = hashing.Peppers("v1", {"v1": secrets.token_bytes(32)})
-        admin.create_secret("keywright-system", {
-            "metadata": {"name": pepper.NAME}, "type": "Opaque",
+        admin.create_secret(names.DEFAULT_NAMESPACE, {
+            "metadata": {"name": names.PEPPER_SECRET}, "type": "Opaque",
             "data": kube.Kube.secret_data(peppers.to_data())})
         plaintexts = _write_keys(admin, peppers, args.keys)
 
@@ -103,8 +104,8 @@ def _write_keys(admin: kube.Kube, peppers: hashing.Peppers, count: int) -> list[
 
     def write(i: int) -> None:
         name = f"key-{i:05d}"
-        admin.create_apikey(NAMESPACE, {
-            "apiVersion": f"{models.GROUP}/{models.VERSION}", "kind": models.KIND,
+        install.create_apikey(admin, NAMESPACE, {
+            "apiVersion": f"{names.GROUP}/{names.VERSION}", "kind": names.KIND,
             "metadata": {"name": name, "namespace": NAMESPACE},
             "spec": {"expiration": "90d", "scopes": ["Reviews.Write"]}})
         key = plaintexts[i]

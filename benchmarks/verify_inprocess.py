@@ -16,7 +16,7 @@ import statistics
 import time
 from typing import Any
 
-from keywright import hashing, tokens
+from keywright.core import hashing, tokens
 from keywright.verifier import decision, index
 
 TARGET = 300_000

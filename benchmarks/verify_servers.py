@@ -27,7 +27,8 @@ from granian import Granian
 from granian.constants import Interfaces, Loops
 
 from benchmarks import wrkload
-from keywright import hashing, processes, tokens
+from keywright.core import hashing, tokens
+from keywright.kits import processes
 from keywright.verifier import app, index
 from keywright.verifier import server as server_module
 

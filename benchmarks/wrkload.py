@@ -20,7 +20,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from keywright import debian, processes
+from keywright.dev import apt
+from keywright.kits import processes
 
 SERVER_CORE, LOAD_CORE = "0", "1"
 
@@ -37,7 +38,7 @@ class Result:
 
 
 def ensure_tools() -> None:
-    debian.ensure(["wrk", "nginx"], print)
+    apt.ensure(["wrk", "nginx"], print)
 
 
 def lua(keys: Sequence[str], path: str) -> str:

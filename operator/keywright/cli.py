@@ -15,13 +15,15 @@ import os
 import re
 import signal
 import sys
+import types
 from collections.abc import Sequence
 from pathlib import Path
-from types import FrameType
 
 import kopf
 
-from keywright import crd, debian, devcluster, devmode, kube, kubebuild, pepper, reconcile, tokens
+from keywright import kube
+from keywright.controller import pepper, reconcile
+from keywright.core import crd, errors, names, tokens
 
 # the gateway the verifier's end-to-end tests put in front of it, and the benchmarks' load
 TOOL_PACKAGES = ("nginx", "wrk")
@@ -33,8 +35,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         result: int = args.run(args)
         return result
-    except (devcluster.ControlPlaneError, kubebuild.BuildError, debian.DebianError,
-            pepper.PepperUnavailable, kube.KubeError) as exc:
+    except errors.KeywrightError as exc:
         print(f"keywright: {exc}", file=sys.stderr)
         return 1
 
@@ -61,7 +62,7 @@ def _parser() -> argparse.ArgumentParser:
 
     op = commands.add_parser("operator", help="the controller (Kopf), on the current kubeconfig")
     _common(op, "watch only this namespace (repeatable; default: all)")
-    op.add_argument("--default-prefix", default="kw", type=_prefix,
+    op.add_argument("--default-prefix", default=names.DEFAULT_PREFIX, type=_prefix,
                     help="key prefix when an ApiKey sets none (default: kw)")
     op.add_argument("--workers", type=_positive, default=8,
                     help="threads running reconciles (default: 8)")
@@ -106,8 +107,8 @@ def _common(command: argparse.ArgumentParser, watch_help: str) -> None:
     namespace, which ApiKeys, how much to log."""
     command.add_argument("--kubeconfig",
                          help="kubeconfig file (default: $KUBECONFIG, in-cluster)")
-    command.add_argument("--namespace", default=os.environ.get("KEYWRIGHT_NAMESPACE",
-                                                               "keywright-system"),
+    command.add_argument("--namespace", default=os.environ.get(names.NAMESPACE_ENV,
+                                                               names.DEFAULT_NAMESPACE),
                          help="the operator's namespace, home of the pepper Secret")
     command.add_argument("--watch-namespace", action="append", default=[], metavar="NS",
                          help=watch_help)
@@ -154,21 +155,39 @@ def _say(line: str) -> None:
     print(line, flush=True)
 
 
+def _dev_wing() -> types.ModuleType:
+    """The dev wing, imported on demand: the production image ships without it."""
+    try:
+        return importlib.import_module("keywright.dev")
+    except ModuleNotFoundError:
+        raise errors.KeywrightError(
+            "this installation has no local control plane (the image ships without "
+            "keywright.dev); install the keywright package from source to use it") from None
+
+
 def _prepare(args: argparse.Namespace) -> int:
-    kubebuild.ensure_binaries(_say)
-    debian.ensure(TOOL_PACKAGES, _say)
+    _dev_wing()
+    from keywright.dev import apt, binaries
+
+    binaries.ensure_binaries(_say)
+    apt.ensure(TOOL_PACKAGES, _say)
     return 0
 
 
 def _dev(args: argparse.Namespace) -> int:
+    _dev_wing()
+    from keywright.dev import stack
+
     signal.signal(signal.SIGTERM, _interrupt)
     signal.signal(signal.SIGINT, signal.default_int_handler)  # even if started with it ignored
-    return devmode.run(args.workdir, _say)
+    return stack.run(args.workdir, _say)
 
 
 def _crd(args: argparse.Namespace) -> int:
     if args.write:
-        _say(f"wrote {crd.write(args.write)}")
+        path = args.write / crd.FILE_NAME
+        path.write_text(crd.render())
+        _say(f"wrote {path}")
     else:
         sys.stdout.write(crd.render())
     return 0
@@ -181,17 +200,17 @@ def _operator(args: argparse.Namespace) -> int:
         os.environ["KUBECONFIG"] = args.kubeconfig  # Kopf's own login reads it too
     api = kube.Kube.connect(args.kubeconfig)
     peppers = pepper.load_or_create(api, args.namespace)
-    reconciler = reconcile.Reconciler(api, reconcile.Settings(
+    reconciler = reconcile.Reconciler(api, reconcile.ReconcilerSettings(
         namespace=args.namespace, default_prefix=args.default_prefix, workers=args.workers),
         peppers)
-    importlib.import_module("keywright.handlers")  # registers the Kopf handlers
+    importlib.import_module("keywright.controller.handlers")  # registers the Kopf handlers
     memo = kopf.Memo(reconciler=reconciler)
     if args.webhook_port:
         if not (args.webhook_service or args.webhook_host):
             raise SystemExit("keywright operator: --webhook-port needs --webhook-service "
                              "(in a cluster) or --webhook-host (a local control plane)")
-        from keywright import admission  # registers the admission handlers
-        memo.webhook = admission.Settings(
+        from keywright.controller import webhooks  # registers the admission handlers
+        memo.webhook = webhooks.WebhookServerSettings(
             port=args.webhook_port, host=args.webhook_host, service=args.webhook_service,
             namespace=args.namespace, cert_dir=args.webhook_cert_dir)
     kopf.run(standalone=True, clusterwide=not args.watch_namespace,
@@ -213,7 +232,7 @@ def _verifier(args: argparse.Namespace) -> int:
     return 0
 
 
-def _interrupt(signum: int, frame: FrameType | None) -> None:
+def _interrupt(signum: int, frame: types.FrameType | None) -> None:
     raise KeyboardInterrupt
 
 

@@ -9,11 +9,9 @@ Must not: log request or response bodies (they can hold a key), or decide anythi
 from __future__ import annotations
 
 import base64
-import contextlib
 import json
 import os
 import socket
-import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -21,18 +19,18 @@ from typing import Any
 
 from kubernetes import client, config
 
-from keywright import models, times
+from keywright.core import errors, names, times
 
-FIELD_MANAGER = "keywright"
-APIKEYS = f"/apis/{models.GROUP}/{models.VERSION}/namespaces/{{ns}}/{models.PLURAL}/{{name}}"
+APIKEYS = f"/apis/{names.GROUP}/{names.VERSION}/namespaces/{{ns}}/{names.PLURAL}/{{name}}"
 SECRETS = "/api/v1/namespaces/{ns}/secrets"
 EVENTS = "/api/v1/namespaces/{ns}/events"
+AS_OPERATOR = {"fieldManager": names.OPERATOR_FIELD_MANAGER}  # the query of every operator write
 METADATA_ONLY = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1"
 WORKLOADS = {"Deployment": "deployments", "StatefulSet": "statefulsets",
              "DaemonSet": "daemonsets"}
 
 
-class KubeError(RuntimeError):
+class KubeError(errors.KeywrightError):
     """The API answered with an error; `status` is the HTTP code."""
 
     def __init__(self, status: int, message: str) -> None:
@@ -100,12 +98,12 @@ class Kube:
     @staticmethod
     def apikeys_path(namespace: str | None = None) -> str:
         """The ApiKey collection: one namespace's, or the whole cluster's."""
-        base = f"/apis/{models.GROUP}/{models.VERSION}"
-        return f"{base}/namespaces/{namespace}/{models.PLURAL}" if namespace else \
-            f"{base}/{models.PLURAL}"
+        base = f"/apis/{names.GROUP}/{names.VERSION}"
+        return f"{base}/namespaces/{namespace}/{names.PLURAL}" if namespace else \
+            f"{base}/{names.PLURAL}"
 
     def patch_apikey_status(self, namespace: str, name: str, patch: Mapping[str, Any],
-                            field_manager: str = FIELD_MANAGER) -> None:
+                            field_manager: str = names.OPERATOR_FIELD_MANAGER) -> None:
         self._call("PATCH", APIKEYS.format(ns=namespace, name=name) + "/status",
                    body={"status": dict(patch)}, query={"fieldManager": field_manager},
                    content_type="application/merge-patch+json")
@@ -165,13 +163,13 @@ class Kube:
 
     def create_secret(self, namespace: str, body: Mapping[str, Any]) -> dict[str, Any]:
         return self._call("POST", SECRETS.format(ns=namespace), body=dict(body),
-                          query={"fieldManager": FIELD_MANAGER})
+                          query=AS_OPERATOR)
 
     def patch_secret(self, namespace: str, name: str, patch: Mapping[str, Any]) -> dict[str, Any]:
         """JSON merge patch; a metadata.resourceVersion in it makes it fail (409) if the
         Secret changed since it was read."""
         return self._call("PATCH", f"{SECRETS.format(ns=namespace)}/{name}", body=dict(patch),
-                          query={"fieldManager": FIELD_MANAGER},
+                          query=AS_OPERATOR,
                           content_type="application/merge-patch+json")
 
     @staticmethod
@@ -191,7 +189,7 @@ class Kube:
         path = f"/apis/apps/v1/namespaces/{namespace}/{WORKLOADS[kind]}/{name}"
         patch = {"spec": {"template": {"metadata": {"annotations": dict(annotations)}}}}
         try:
-            self._call("PATCH", path, body=patch, query={"fieldManager": FIELD_MANAGER},
+            self._call("PATCH", path, body=patch, query=AS_OPERATOR,
                        content_type="application/merge-patch+json")
         except KubeError as exc:
             if exc.status == 404:
@@ -199,36 +197,16 @@ class Kube:
             raise
         return True
 
-    # -- set-up (dev mode, tests) -------------------------------------------------------
+    # -- any object, by path (set-up in dev mode and benchmarks) -------------------------
 
-    def ensure_namespace(self, name: str) -> None:
-        with contextlib.suppress(Conflict):
-            self._call("POST", "/api/v1/namespaces", body={"metadata": {"name": name}})
+    def get_object(self, path: str) -> dict[str, Any] | None:
+        return self._get(path)
 
-    def apply_crd(self, definition: Mapping[str, Any], timeout: float = 30.0) -> None:
-        """Create or update a CustomResourceDefinition and wait until it is Established."""
-        path = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
-        name = definition["metadata"]["name"]
-        current = self._get(f"{path}/{name}")
-        if current is None:
-            self._call("POST", path, body=dict(definition))
-        else:
-            body = {**definition, "metadata": {
-                **definition["metadata"],
-                "resourceVersion": current["metadata"]["resourceVersion"]}}
-            self._call("PUT", f"{path}/{name}", body=body)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            found = self._get(f"{path}/{name}") or {}
-            if any(c.get("type") == "Established" and c.get("status") == "True"
-                   for c in (found.get("status") or {}).get("conditions") or []):
-                return
-            time.sleep(0.2)
-        raise KubeError(504, f"CustomResourceDefinition {name} not Established in {timeout}s")
-
-    def create_apikey(self, namespace: str, body: Mapping[str, Any]) -> dict[str, Any]:
-        path = APIKEYS.format(ns=namespace, name="").rstrip("/")
+    def create_object(self, path: str, body: Mapping[str, Any]) -> dict[str, Any]:
         return self._call("POST", path, body=dict(body))
+
+    def replace_object(self, path: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        return self._call("PUT", path, body=dict(body))
 
     # -- Events ---------------------------------------------------------------------
 
@@ -245,7 +223,7 @@ class Kube:
             },
             "type": type_, "reason": reason, "message": message[:1024],
             "source": {"component": self.component},
-            "reportingComponent": f"{models.GROUP}/{self.component}",
+            "reportingComponent": f"{names.GROUP}/{self.component}",
             "reportingInstance": self.instance,
             "firstTimestamp": now, "lastTimestamp": now, "count": 1,
         })

@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 from kubernetes import client, config
 
-from keywright import devcluster, kubebuild, processes
-from tests.e2e import helpers
+from keywright.dev import binaries, controlplane
+from keywright.kits import processes
+from tests.support import k8s
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -20,8 +21,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 @pytest.fixture(scope="session")
-def control_plane() -> Iterator[devcluster.ControlPlane]:
-    plane = devcluster.ControlPlane(kubebuild.ensure_binaries(print), say=print)
+def control_plane() -> Iterator[controlplane.ControlPlane]:
+    plane = controlplane.ControlPlane(binaries.ensure_binaries(print), say=print)
     plane.start()
     started = plane.pids
     try:
@@ -33,7 +34,7 @@ def control_plane() -> Iterator[devcluster.ControlPlane]:
 
 
 @pytest.fixture(scope="session")
-def api(control_plane: devcluster.ControlPlane) -> Iterator[client.ApiClient]:
+def api(control_plane: controlplane.ControlPlane) -> Iterator[client.ApiClient]:
     with config.new_client_from_config(config_file=str(control_plane.kubeconfig)) as api_client:
         yield api_client
 
@@ -49,43 +50,43 @@ def namespace(api: client.ApiClient) -> str:
 
 
 @pytest.fixture(scope="session")
-def crd(control_plane: devcluster.ControlPlane) -> None:
+def crd(control_plane: controlplane.ControlPlane) -> None:
     """Keywright installed the way a user would: `kubectl apply -k` of deploy/ (its 1.20
     variant; --validate=false because 1.20 drops the CRD's CEL rule). That brings the
     CRD, the namespace, the ServiceAccounts and their RBAC; the Deployments' Pods stay
     Pending (no kubelet): the tests run the processes themselves, under those accounts."""
-    helpers.kubectl(control_plane.kubeconfig, "apply", "--validate=false", "-k",
-                    str(helpers.REPO / "deploy" / "k8s-1.20"))
-    helpers.kubectl(control_plane.kubeconfig, "wait", "--for=condition=established",
+    k8s.kubectl(control_plane.kubeconfig, "apply", "--validate=false", "-k",
+                    str(k8s.REPO / "deploy" / "k8s-1.20"))
+    k8s.kubectl(control_plane.kubeconfig, "wait", "--for=condition=established",
                     "crd/apikeys.keywright.dev", "--timeout=30s")
 
 
 @pytest.fixture(scope="session")
-def accounts(control_plane: devcluster.ControlPlane, crd: None, api: client.ApiClient,
+def accounts(control_plane: controlplane.ControlPlane, crd: None, api: client.ApiClient,
              tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Kubeconfigs that authenticate as the operator's and the verifier's ServiceAccounts
     (tokens minted by the controller-manager): every e2e test runs Keywright with
     exactly the RBAC deploy/ grants."""
     directory = tmp_path_factory.mktemp("accounts")
-    return {name: helpers.token_kubeconfig(
+    return {name: k8s.token_kubeconfig(
         control_plane.kubeconfig,
-        helpers.service_account_token(api, helpers.OPERATOR_NAMESPACE, f"keywright-{name}"),
+        k8s.service_account_token(api, k8s.OPERATOR_NAMESPACE, f"keywright-{name}"),
         directory / name) for name in ("operator", "verifier")}
 
 
 @pytest.fixture(scope="session")
 def operator(accounts: dict[str, Path],
-             tmp_path_factory: pytest.TempPathFactory) -> Iterator[helpers.Operator]:
+             tmp_path_factory: pytest.TempPathFactory) -> Iterator[k8s.Operator]:
     """One operator for the session, at DEBUG, as its ServiceAccount; tests that crash
     it start it again."""
-    running = helpers.Operator(accounts["operator"], tmp_path_factory.mktemp("operator"))
+    running = k8s.Operator(accounts["operator"], tmp_path_factory.mktemp("operator"))
     running.start()
     yield running
     running.stop()
 
 
 @pytest.fixture
-def running_operator(operator: helpers.Operator) -> helpers.Operator:
+def running_operator(operator: k8s.Operator) -> k8s.Operator:
     """The session operator, restarted first if an earlier test left it stopped."""
     if operator.popen is None or operator.popen.poll() is not None:
         operator.start()
@@ -93,16 +94,16 @@ def running_operator(operator: helpers.Operator) -> helpers.Operator:
 
 
 @pytest.fixture(scope="session")
-def cluster(api: client.ApiClient, control_plane: devcluster.ControlPlane) -> helpers.Cluster:
-    return helpers.Cluster(api, control_plane.kubeconfig)
+def cluster(api: client.ApiClient, control_plane: controlplane.ControlPlane) -> k8s.Cluster:
+    return k8s.Cluster(api, control_plane.kubeconfig)
 
 
 @pytest.fixture(scope="session")
 def verifier(accounts: dict[str, Path],
-             tmp_path_factory: pytest.TempPathFactory) -> Iterator[helpers.Verifier]:
+             tmp_path_factory: pytest.TempPathFactory) -> Iterator[k8s.Verifier]:
     """One verifier for the session, at DEBUG, as its ServiceAccount, trusting 127.0.0.2
     (the test gateway's address) as a proxy; its logs are kept for the hygiene scan."""
-    running = helpers.Verifier(accounts["verifier"], tmp_path_factory.mktemp("verifier"),
+    running = k8s.Verifier(accounts["verifier"], tmp_path_factory.mktemp("verifier"),
                                "--trusted-proxy", "127.0.0.2/32")
     running.start(wait_ready=False)
     yield running

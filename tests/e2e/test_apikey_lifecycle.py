@@ -7,8 +7,10 @@ import json
 import time
 from datetime import UTC, datetime, timedelta
 
-from keywright import hashing, times, tokens
-from tests.e2e.helpers import Cluster, Operator, apikey, eventually, kubectl
+from keywright.core import hashing, times, tokens
+from tests.support.k8s import Cluster, Operator, kubectl
+from tests.support.manifests import apikey
+from tests.support.waiting import eventually
 
 
 def parse(text: str) -> datetime:

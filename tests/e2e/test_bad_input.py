@@ -12,7 +12,8 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.helpers import Cluster, Operator, apikey, kubectl
+from tests.support.k8s import Cluster, Operator, kubectl
+from tests.support.manifests import apikey
 
 REFUSED_AT_APPLY = [
     pytest.param({"expiration": "5x"}, "spec.expiration", id="expiration 5x"),

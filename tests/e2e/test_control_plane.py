@@ -9,23 +9,15 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from kubernetes import client, config
 from kubernetes.client import ApiException
 
-from keywright import devcluster, processes
-
-
-def eventually(check: Callable[[], bool], timeout: float = 30.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(0.25)
-    return check()
+from keywright.dev import controlplane
+from keywright.kits import processes
+from tests.support.waiting import eventually
 
 
 def test_garbage_collector_removes_a_secret_whose_owner_is_deleted(
@@ -52,7 +44,7 @@ def test_garbage_collector_removes_a_secret_whose_owner_is_deleted(
 
 
 def test_a_token_user_is_refused_what_rbac_does_not_grant(
-    control_plane: devcluster.ControlPlane, api: client.ApiClient, namespace: str
+    control_plane: controlplane.ControlPlane, api: client.ApiClient, namespace: str
 ) -> None:
     rbac = client.RbacAuthorizationV1Api(api)
     rbac.create_namespaced_role(namespace, client.V1Role(
@@ -81,7 +73,7 @@ def test_a_token_user_is_refused_what_rbac_does_not_grant(
         assert elsewhere.value.status == 403
 
 
-def test_prepare_reuses_the_cached_binaries(control_plane: devcluster.ControlPlane) -> None:
+def test_prepare_reuses_the_cached_binaries(control_plane: controlplane.ControlPlane) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "keywright.cli", "cluster", "prepare"],
         capture_output=True, text=True, timeout=60, check=True)
@@ -90,7 +82,7 @@ def test_prepare_reuses_the_cached_binaries(control_plane: devcluster.ControlPla
 
 
 def test_keywright_dev_runs_operator_and_verifier_and_its_curl_line_works_and_ctrl_c_cleans_up(
-    control_plane: devcluster.ControlPlane,
+    control_plane: controlplane.ControlPlane,
 ) -> None:
     dev = subprocess.Popen(
         [sys.executable, "-u", "-m", "keywright.cli", "dev"],

@@ -12,8 +12,10 @@ import time
 
 import pytest
 
-from keywright import hashing
-from tests.e2e.helpers import Cluster, Operator, Plaintext, apikey, eventually
+from keywright.core import hashing
+from tests.support.k8s import Cluster, Operator, Plaintext
+from tests.support.manifests import apikey
+from tests.support.waiting import eventually
 
 
 def assert_consistent(cluster: Cluster, namespace: str, name: str) -> Plaintext:

@@ -19,23 +19,27 @@ import pytest
 import yaml
 from kubernetes import client
 
-from keywright import devcluster, models, processes
-from tests.e2e import helpers
-from tests.e2e.helpers import Cluster, Operator, Verifier, apikey, eventually, kubectl
+from keywright.core import names
+from keywright.dev import controlplane
+from keywright.kits import processes
+from tests.support import k8s
+from tests.support.k8s import Cluster, Operator, Verifier, kubectl
+from tests.support.manifests import apikey
+from tests.support.waiting import eventually
 
-SYSTEM = helpers.OPERATOR_NAMESPACE
+SYSTEM = k8s.OPERATOR_NAMESPACE
 
 
 @pytest.fixture(scope="module")
-def installed(control_plane: devcluster.ControlPlane,
+def installed(control_plane: controlplane.ControlPlane,
               crd: None) -> subprocess.CompletedProcess[str]:
     return kubectl(control_plane.kubeconfig, "apply", "--validate=false", "-k",
-                   str(helpers.REPO / "deploy" / "k8s-1.20"))
+                   str(k8s.REPO / "deploy" / "k8s-1.20"))
 
 
 @pytest.fixture(scope="module")
 def as_deployed(installed: Any, operator: Operator, verifier: Verifier,
-                control_plane: devcluster.ControlPlane) -> Iterator[tuple[Operator, Verifier]]:
+                control_plane: controlplane.ControlPlane) -> Iterator[tuple[Operator, Verifier]]:
     """The session's operator (as its ServiceAccount, like every e2e test) restarted with
     its webhooks on, and the verifier; the operator is stopped afterwards (the next
     test's fixture starts it again without webhooks) and the webhook configurations go."""
@@ -52,14 +56,14 @@ def as_deployed(installed: Any, operator: Operator, verifier: Verifier,
     finally:
         operator.stop()
         for kind in ("validatingwebhookconfiguration", "mutatingwebhookconfiguration"):
-            kubectl(control_plane.kubeconfig, "delete", kind, models.GROUP,
+            kubectl(control_plane.kubeconfig, "delete", kind, names.GROUP,
                     "--ignore-not-found")
 
 
 def _webhooks_configured(kubeconfig: Path) -> bool:
     found = kubectl(kubeconfig, "get", "validatingwebhookconfiguration,"
                     "mutatingwebhookconfiguration", "-o", "name", check=False).stdout
-    return found.count(models.GROUP) == 2
+    return found.count(names.GROUP) == 2
 
 
 def _service_account(api: client.ApiClient, kubeconfig: Path, namespace: str, name: str,
@@ -70,12 +74,12 @@ def _service_account(api: client.ApiClient, kubeconfig: Path, namespace: str, na
         metadata=client.V1ObjectMeta(name=name)))
     kubectl(kubeconfig, "-n", namespace, "create", "rolebinding", name,
             f"--clusterrole={role}", f"--serviceaccount={namespace}:{name}")
-    token = helpers.service_account_token(api, namespace, name)
-    return helpers.token_kubeconfig(kubeconfig, token, directory / name)
+    token = k8s.service_account_token(api, namespace, name)
+    return k8s.token_kubeconfig(kubeconfig, token, directory / name)
 
 
 def test_apply_k_installs_everything(installed: subprocess.CompletedProcess[str],
-                                     control_plane: devcluster.ControlPlane) -> None:
+                                     control_plane: controlplane.ControlPlane) -> None:
     for created in ("serviceaccount/keywright-operator", "serviceaccount/keywright-verifier",
                     "deployment.apps/keywright-operator", "deployment.apps/keywright-verifier",
                     "service/keywright-verifier", "service/keywright-webhook",
@@ -93,7 +97,7 @@ def test_apply_k_installs_everything(installed: subprocess.CompletedProcess[str]
 
 def test_the_1_20_overlay_changes_only_the_pdb_api_version() -> None:
     def render(folder: str) -> list[dict[str, Any]]:
-        out = subprocess.run(["kubectl", "kustomize", str(helpers.REPO / folder)],
+        out = subprocess.run(["kubectl", "kustomize", str(k8s.REPO / folder)],
                              capture_output=True, text=True, check=True).stdout
         return list(yaml.safe_load_all(out))
     base, old = render("deploy"), render("deploy/k8s-1.20")
@@ -107,7 +111,7 @@ def test_the_1_20_overlay_changes_only_the_pdb_api_version() -> None:
 
 
 def test_the_built_in_roles_gain_apikeys_but_view_still_reads_no_secret(
-    installed: Any, control_plane: devcluster.ControlPlane, api: client.ApiClient,
+    installed: Any, control_plane: controlplane.ControlPlane, api: client.ApiClient,
     namespace: str, tmp_path: Path
 ) -> None:
     viewer = _service_account(api, control_plane.kubeconfig, namespace, "viewer", "view",

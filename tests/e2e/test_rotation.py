@@ -9,8 +9,10 @@ from typing import Any
 
 from kubernetes import client
 
-from keywright import hashing, times
-from tests.e2e.helpers import Cluster, Operator, apikey, eventually, kubectl
+from keywright.core import hashing, times
+from tests.support.k8s import Cluster, Operator, kubectl
+from tests.support.manifests import apikey
+from tests.support.waiting import eventually
 
 
 def rotate(cluster: Cluster, namespace: str, name: str, value: str) -> None:

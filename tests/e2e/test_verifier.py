@@ -12,9 +12,12 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from keywright import devcluster, tokens
-from tests.e2e import gateway
-from tests.e2e.helpers import Cluster, Operator, Plaintext, Verifier, apikey, eventually
+from keywright.core import tokens
+from keywright.dev import controlplane
+from tests.support import gateway
+from tests.support.k8s import Cluster, Operator, Plaintext, Verifier
+from tests.support.manifests import apikey
+from tests.support.waiting import eventually
 
 
 @pytest.fixture(scope="module")
@@ -283,7 +286,7 @@ def test_metrics_count_decisions_and_keys(ready: Verifier, keys: dict[str, Plain
 
 
 def test_not_ready_until_the_first_list(
-    control_plane: devcluster.ControlPlane, tmp_path_factory: pytest.TempPathFactory
+    control_plane: controlplane.ControlPlane, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
     unreachable = tmp_path_factory.mktemp("nowhere") / "kubeconfig"
     unreachable.write_text(control_plane.kubeconfig.read_text().replace(
@@ -300,7 +303,7 @@ def test_not_ready_until_the_first_list(
 
 
 def test_it_keeps_serving_its_last_snapshot_while_the_api_server_is_away(
-    ready: Verifier, control_plane: devcluster.ControlPlane, keys: dict[str, Plaintext]
+    ready: Verifier, control_plane: controlplane.ControlPlane, keys: dict[str, Plaintext]
 ) -> None:
     def stale() -> float:
         for line in ready.get("/metrics")[2].decode().splitlines():

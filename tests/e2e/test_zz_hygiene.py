@@ -15,8 +15,9 @@ import json
 
 from kubernetes import client
 
-from keywright import models
-from tests.e2e.helpers import Cluster, Operator, Verifier, apikey, kubectl
+from keywright.core import names
+from tests.support.k8s import Cluster, Operator, Verifier, kubectl
+from tests.support.manifests import apikey
 
 
 def needles_of(secret_value: bytes) -> list[bytes]:
@@ -48,7 +49,7 @@ def test_no_plaintext_or_pepper_in_logs_events_status_or_annotations(
     events = json.dumps(client.ApiClient().sanitize_for_serialization(
         cluster.core.list_event_for_all_namespaces().items)).encode()
     apikeys = json.dumps(cluster.custom.list_cluster_custom_object(
-        models.GROUP, models.VERSION, models.PLURAL)).encode()
+        names.GROUP, names.VERSION, names.PLURAL)).encode()
     metadata = json.dumps([{"labels": s.metadata.labels, "annotations": s.metadata.annotations}
                            for s in managed]).encode()
 

@@ -21,7 +21,7 @@ from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from keywright import hashing
+from keywright.core import hashing
 from keywright.verifier import audit, decision, index, metrics, ratelimit, usage
 
 Scope = Mapping[str, Any]
@@ -39,7 +39,7 @@ HEADERS = {code: [JSON, CHALLENGE] if status == 401 else [JSON]
 
 
 @dataclass
-class Settings:
+class VerifierSettings:
     policy: decision.Policy = field(default_factory=decision.Policy)
     max_staleness: float = 0.0  # seconds; 0: /readyz never fails for staleness
     audit: bool = True
@@ -50,9 +50,9 @@ class Verifier:
 
     def __init__(self, keys: index.Index, peppers: Callable[[], hashing.Peppers | None],
                  ready: Callable[[], bool], staleness: Callable[[], float],
-                 settings: Settings | None = None) -> None:
+                 settings: VerifierSettings | None = None) -> None:
         self.keys, self.peppers, self.ready, self.staleness = keys, peppers, ready, staleness
-        self.settings = settings or Settings()
+        self.settings = settings or VerifierSettings()
         self.buckets = ratelimit.Buckets()
         self.usage = usage.Usage()
         self.metrics = metrics.Metrics(lambda: float(keys.hash_count()), staleness)

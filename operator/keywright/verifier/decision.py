@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from keywright import hashing, tokens
+from keywright.core import hashing, tokens
 from keywright.verifier import index
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -109,11 +109,6 @@ def client_address(peer: str, headers: Mapping[str, Sequence[bytes]],
     return _parse(real[-1]) if real else address
 
 
-def scopes_satisfied(granted: frozenset[str], required: frozenset[str]) -> bool:
-    """Every required scope is granted; `Area.Write` also grants `Area.Read`."""
-    return required <= index.implied(granted)
-
-
 def decide(ask: Ask, keys: index.Index, peppers: hashing.Peppers, now: float,
            policy: Policy = Policy(), rate: RateCheck | None = None) -> Answer:
     raw, problem = extract_key(ask.headers, policy.key_headers)
@@ -124,7 +119,7 @@ def decide(ask: Ask, keys: index.Index, peppers: hashing.Peppers, now: float,
     record = None
     for version, table in keys.tables.items():
         pads = peppers.pads.get(version)
-        if pads is not None:  # hashing.raw_mac, inlined: this is the hot path
+        if pads is not None:  # HMAC from precomputed pads (hashing.Peppers.pads)
             inner, outer = pads[0].copy(), pads[1].copy()
             inner.update(raw)
             outer.update(inner.digest())

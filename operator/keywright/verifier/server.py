@@ -1,4 +1,4 @@
-"""`keywright verifier`: the index, its watches, the usage flush and the HTTP server.
+"""`keywright verifier`: the index, its watches, the usage patches and the HTTP server.
 
 Owns: wiring the parts together and running them; the only module that imports the
 HTTP server. That is granian (a Rust HTTP stack running the ASGI app), in its own
@@ -20,7 +20,6 @@ import logging
 import os
 import sys
 import threading
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -28,13 +27,12 @@ from granian import Granian
 from granian.constants import Interfaces, Loops
 from granian.http import HTTP1Settings
 
-from keywright import kube, processes
-from keywright.verifier import app, audit, decision, index, sync
+from keywright import kube
+from keywright.core import names
+from keywright.kits import processes
+from keywright.verifier import app, audit, decision, index, sync, usagepatch
 
 log = logging.getLogger(__name__)
-FIELD_MANAGER = "keywright-verifier"
-FLUSH_SECONDS = 1.0  # how often due usage patches are looked for (each key: once a minute)
-PATCH_PAUSE = 0.005  # between two usage patches: at most 200 a second
 OPTIONS_ENV = "KEYWRIGHT_VERIFIER_OPTIONS"  # how the supervisor hands options to its worker
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
@@ -44,7 +42,7 @@ class Options:
     host: str = "0.0.0.0"  # noqa: S104 - a Service in front of it is the point
     port: int = 8080
     kubeconfig: str | None = None
-    pepper_namespace: str = "keywright-system"
+    pepper_namespace: str = names.DEFAULT_NAMESPACE
     namespaces: Sequence[str] = ()
     key_headers: Sequence[str] = ()  # extra key headers, after X-API-Key
     trusted_proxies: Sequence[str] = ()  # CIDRs
@@ -66,43 +64,12 @@ def build(api: kube.Kube, options: Options) -> tuple[app.Verifier, sync.Sync]:
     verifier = app.Verifier(
         keys, peppers=lambda: syncer.peppers, ready=lambda: syncer.ready,
         staleness=syncer.seconds_since_sync,
-        settings=app.Settings(policy=policy, max_staleness=options.max_staleness,
+        settings=app.VerifierSettings(policy=policy, max_staleness=options.max_staleness,
                               audit=options.audit))
     syncer.forget = verifier.forget
     syncer.restarted = lambda label: verifier.metrics.watch_restarts.labels(
         label.partition(" ")[0]).inc()
     return verifier, syncer
-
-
-def flush_usage(api: kube.Kube, verifier: app.Verifier, stop: threading.Event) -> None:
-    """Send due lastUsedAt patches until `stop`; a failed one is retried later, and
-    nothing ends the loop but `stop`."""
-    while not stop.wait(FLUSH_SECONDS):
-        try:
-            _flush_once(api, verifier, stop)
-        except Exception:
-            log.exception("usage flush failed; trying again in %.0f s", FLUSH_SECONDS)
-
-
-def _flush_once(api: kube.Kube, verifier: app.Verifier, stop: threading.Event) -> None:
-    for patch in verifier.usage.due(time.time()):
-        stop.wait(PATCH_PAUSE)  # spread a burst: thousands of keys used in one second
-        namespace, name, fields = patch
-        try:
-            api.patch_apikey_status(namespace, name, fields, field_manager=FIELD_MANAGER)
-            verifier.metrics.usage_patches.labels("ok").inc()
-        except kube.KubeError as exc:
-            if exc.status == 404:  # deleted meanwhile: nothing to tell
-                verifier.forget(namespace, name)
-                continue
-            verifier.usage.failed(patch, time.time())
-            verifier.metrics.usage_patches.labels("failed").inc()
-            log.warning("cannot record usage of ApiKey %s/%s: %s", namespace, name, exc)
-        except Exception as exc:  # the API server is away; keep the note for later
-            verifier.usage.failed(patch, time.time())
-            verifier.metrics.usage_patches.labels("failed").inc()
-            log.warning("cannot record usage of ApiKey %s/%s (%s)", namespace, name,
-                        type(exc).__name__)
 
 
 def serve(options: Options) -> None:
@@ -133,8 +100,8 @@ def worker_app() -> app.Verifier:
     api = kube.Kube.connect(options.kubeconfig, component="keywright-verifier")
     verifier, syncer = build(api, options)
     syncer.start()
-    threading.Thread(target=flush_usage, args=(api, verifier, threading.Event()),
-                     daemon=True, name="usage flush").start()
+    threading.Thread(target=usagepatch.run, args=(api, verifier, threading.Event()),
+                     daemon=True, name="usage patches").start()
     return verifier
 
 

@@ -17,7 +17,8 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
-from keywright import hashing, kube, pepper
+from keywright import kube
+from keywright.core import hashing, names
 from keywright.verifier import index
 
 log = logging.getLogger(__name__)
@@ -53,8 +54,9 @@ class Sync:
                    self._apikeys_listed(ns), self._apikey_event)
             for ns in ([*namespaces] if namespaces else [None])]
         self.streams.append(Stream(
-            f"secret {pepper_namespace}/{pepper.NAME}", kube.SECRETS.format(ns=pepper_namespace),
-            {"fieldSelector": f"metadata.name={pepper.NAME}"},
+            f"secret {pepper_namespace}/{names.PEPPER_SECRET}",
+            kube.SECRETS.format(ns=pepper_namespace),
+            {"fieldSelector": f"metadata.name={names.PEPPER_SECRET}"},
             self._pepper_listed, self._pepper_event))
 
     @property

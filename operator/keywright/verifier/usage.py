@@ -12,7 +12,7 @@ import threading
 from datetime import UTC, datetime
 from typing import Any
 
-from keywright import times
+from keywright.core import times
 from keywright.verifier import index
 
 INTERVAL = 60.0  # the contract: at most once a minute per key

@@ -1,0 +1,299 @@
+"""One ApiKey through observe -> decide (lifecycle) -> act (kube), one key at a time.
+
+Owns: the work queue every trigger feeds (Kopf events, Secret events, the scheduler),
+retries with backoff, reading the ApiKey and its Secret, the only place a plaintext key
+exists (between `tokens.generate` and the Secret write), status patches and events.
+Kopf handlers only enqueue, so a burst of thousands of keys holds a key each in the
+queue instead of a suspended handler each in memory.
+Must not: decide anything itself (lifecycle does), or keep, log or return a plaintext.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from keywright import kube
+from keywright.core import hashing, lifecycle, models, names, secretview, times, tokens
+from keywright.kits import faults, scheduler, workqueue
+
+log = logging.getLogger(__name__)
+FIRST_RETRY = timedelta(seconds=1)
+LAST_RETRY = timedelta(minutes=5)
+Key = tuple[str, str]
+
+
+@dataclass(frozen=True)
+class ReconcilerSettings:
+    namespace: str = names.DEFAULT_NAMESPACE  # where the pepper lives
+    default_prefix: str = names.DEFAULT_PREFIX
+    workers: int = 8  # threads running handlers; each reconcile mostly waits on the API
+
+
+class Reconciler:
+    def __init__(self, api: kube.Kube, settings: ReconcilerSettings, peppers: hashing.Peppers,
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+        self.api = api
+        self.settings = settings
+        self.peppers = peppers
+        self.clock = clock
+        self.queue: workqueue.WorkQueue[Key] = workqueue.WorkQueue(
+            self._work, settings.workers, name="reconcile")
+        self.scheduler: scheduler.Scheduler[Key] = scheduler.Scheduler(self.queue.add, clock)
+        self._guard = threading.Lock()
+        self._bodies: dict[Key, dict[str, Any]] = {}
+        self._failures: dict[Key, int] = {}
+        self._due: dict[Key, datetime] = {}  # the last successful reconcile's next_due
+        self._touched: set[Key] = set()  # keys this process has written to
+        # The Secret each key's last write left behind (data key, hash, revision): lets a
+        # Secret event that only echoes our own write be skipped without two GETs.
+        self._expected: dict[Key, tuple[str, str | None, int | None]] = {}
+
+    def start(self) -> None:
+        self.queue.start()
+        self.scheduler.start()
+
+    def stop(self) -> None:
+        self.scheduler.stop()
+        self.queue.stop()
+
+    def submit(self, namespace: str, name: str, body: dict[str, Any] | None = None) -> None:
+        """Queue a reconcile of one ApiKey; never blocks (safe in the event loop)."""
+        key = (namespace, name)
+        if body is not None:
+            with self._guard:
+                self._bodies[key] = body
+        self.queue.add(key)
+
+    def forget(self, namespace: str, name: str) -> None:
+        key = (namespace, name)
+        self.scheduler.set(key, None)
+        with self._guard:
+            for table in (self._expected, self._bodies, self._failures, self._due):
+                table.pop(key, None)
+            self._touched.discard(key)
+
+    def secret_changed(self, namespace: str, apikey: str, secret: dict[str, Any] | None) -> None:
+        """A Secret of ours changed (None: deleted): reconcile its ApiKey unless the
+        Secret is exactly what that ApiKey's last reconcile left behind."""
+        with self._guard:
+            expected = self._expected.get((namespace, apikey))
+        if secret is not None and expected is not None:
+            view = secretview.view_secret(secret, expected[0])
+            if view.has_key and not view.data_changed_by_others and \
+                    (view.hash, view.revision) == expected[1:]:
+                return
+        self.submit(namespace, apikey)
+
+    def _work(self, key: Key) -> None:
+        with self._guard:
+            body = self._bodies.pop(key, None)
+        try:
+            self.reconcile(*key, body=body)
+        except Exception as exc:
+            with self._guard:
+                failures = self._failures[key] = self._failures.get(key, 0) + 1
+                due = self._due.get(key)
+            delay = min(FIRST_RETRY * 2 ** (failures - 1), LAST_RETRY)
+            log.error("%s/%s: reconcile failed (%s); retrying in %ss", *key, exc,
+                      delay.total_seconds())
+            retry = self.clock() + delay
+            self.scheduler.set(key, min(retry, due) if due else retry)  # a sooner expiry stays
+        else:
+            with self._guard:
+                self._failures.pop(key, None)
+
+    def reconcile(self, namespace: str, name: str, body: dict[str, Any] | None = None) -> None:
+        """Bring one ApiKey in line; the queue guarantees one call per key at a time.
+
+        `body`, when Kopf had a fresh one, saves a GET; it is used only for a key this
+        process has not written to yet, since no status patch of ours can be missing
+        from it."""
+        key = (namespace, name)
+        with self._guard:
+            fresh = body is not None and key not in self._touched
+        raw = body if fresh else self.api.get_apikey(namespace, name)
+        if raw is None:
+            self.forget(namespace, name)
+            return
+        with self._guard:
+            self._touched.add(key)
+        observed = self._observe(raw, secret=None, fetch=True)
+        # Each step's plan is carried out, its status merged into what we observed, and
+        # the next step decided from that, until a decision asks for nothing more: write a
+        # Secret, adopt it into status, roll the workloads, record that they rolled.
+        for _step in range(6):
+            plan = lifecycle.decide(observed, self.clock())
+            if plan.issue is not None:
+                written = self._issue(raw, plan.issue, observed.secret)
+                faults.crash_point("after-secret-write", f"{namespace}/{name}")
+                if written is not None:
+                    view = secretview.view_secret(written, plan.issue.data_key)
+                    with self._guard:
+                        self._expected[key] = (plan.issue.data_key, view.hash, view.revision)
+                observed = self._observe(raw, secret=written, fetch=written is None,
+                                         status=observed.status)
+                continue
+            events = list(plan.events) + self._restart(raw, plan.restarts, observed.status)
+            if plan.status:
+                self.api.patch_apikey_status(namespace, name, plan.status)
+                faults.crash_point("after-status-patch", f"{namespace}/{name}")
+                observed = dataclasses.replace(
+                    observed, status=_merged(observed.status, plan.status))
+            for event in events:
+                self._post(raw, event)
+            if not plan.status and not plan.restarts:
+                break
+        else:
+            raise RuntimeError(f"reconciling {namespace}/{name} did not settle")
+        self.scheduler.set(key, plan.next_due)
+        with self._guard:
+            if plan.next_due is None:
+                self._due.pop(key, None)
+            else:
+                self._due[key] = plan.next_due
+            self._expected[key] = (_data_key(observed.spec), observed.status.hash,
+                                   observed.status.revision)
+
+    def _post(self, raw: dict[str, Any], event: lifecycle.Event) -> None:
+        """Log and post an event; best effort: a refused event never blocks the key."""
+        meta = raw["metadata"]
+        log.log(logging.WARNING if event.type == lifecycle.WARNING else logging.INFO,
+                "%s/%s: %s: %s", meta["namespace"], meta["name"], event.reason,
+                event.message)
+        try:
+            self.api.post_event(raw, event.type, event.reason, event.message)
+        except kube.KubeError as exc:
+            log.warning("%s/%s: could not post event %s: %s", meta["namespace"],
+                        meta["name"], event.reason, exc)
+
+    def _restart(self, raw: dict[str, Any], targets: tuple[models.RestartTarget, ...],
+                 status: models.ApiKeyStatus) -> list[lifecycle.Event]:
+        """Roll each workload by its pod-template annotations; best effort: a missing or
+        refused one is a Warning event, never a failure of the rotation."""
+        meta = raw["metadata"]
+        events = []
+        revision, rotated_at = status.revision or 1, status.rotatedAt or ""
+        for target in targets:
+            try:
+                found = self.api.annotate_pod_template(
+                    meta["namespace"], target.kind, target.name, {
+                        names.REVISION_ANNOTATION: str(revision),
+                        # unique per rotation: rolls even if another ApiKey (or an earlier
+                        # one of the same name) already wrote this revision number
+                        names.ROTATED_AT_ANNOTATION: rotated_at})
+            except kube.KubeError as exc:
+                events.append(lifecycle.Event(
+                    lifecycle.WARNING, "RestartFailed",
+                    f"{target.kind} {target.name} was not restarted: {exc} (the rotation "
+                    "itself succeeded)"))
+                continue
+            if not found:
+                events.append(lifecycle.Event(
+                    lifecycle.WARNING, "RestartTargetMissing",
+                    f"{target.kind} {target.name} in {meta['namespace']} does not exist; "
+                    "it was not restarted (the rotation itself succeeded)"))
+        return events
+
+    def _observe(self, raw: dict[str, Any], secret: dict[str, Any] | None, fetch: bool,
+                 status: models.ApiKeyStatus | None = None) -> lifecycle.Observed:
+        meta = raw["metadata"]
+        try:
+            spec: models.ApiKeySpec | models.SpecError = models.validate_spec(raw.get("spec"))
+        except models.SpecError as exc:
+            spec = exc
+        if status is None:
+            status = models.ApiKeyStatus.model_validate(raw.get("status") or {})
+        observed = lifecycle.Observed(
+            namespace=meta["namespace"], name=meta["name"], uid=meta["uid"],
+            generation=meta.get("generation", 1),
+            created=times.parse(meta["creationTimestamp"]),
+            spec=spec, status=status, secret=secretview.MISSING,
+            default_prefix=self.settings.default_prefix,
+            rotate_request=(meta.get("annotations") or {}).get(names.ROTATE_ANNOTATION),
+        )
+        if fetch:
+            secret = self.api.get_secret_metadata(meta["namespace"],
+                                                  lifecycle.secret_name(observed))
+        return dataclasses.replace(observed,
+                                   secret=secretview.view_secret(secret, _data_key(spec)))
+
+    def _issue(self, raw: dict[str, Any], issue: lifecycle.Issue,
+               seen: secretview.SecretView) -> dict[str, Any] | None:
+        """Write a fresh key into the Secret. Returns the Secret as written, or None when
+        it changed since `seen` (the caller then reads it again and decides again): a
+        rotation is a merge patch conditional on the resourceVersion that was decided on,
+        so it never lands on a Secret someone replaced, nor races another writer into two
+        plaintexts for one revision."""
+        meta = raw["metadata"]
+        token = tokens.generate(issue.prefix)
+        body = _secret_body(raw, issue, token, hashing.digest(token, self.peppers),
+                            times.timestamp(self.clock()))
+        del token  # the plaintext now lives only in `body`, which goes to the API server
+        faults.crash_point("before-secret-write", f"{meta['namespace']}/{meta['name']}")
+        try:
+            if not issue.replace:
+                return self.api.create_secret(meta["namespace"], body)
+            new = body["metadata"]
+            return self.api.patch_secret(meta["namespace"], issue.secret_name, {
+                "metadata": {
+                    "resourceVersion": seen.resource_version,
+                    "labels": new["labels"],
+                    "annotations": {names.ROTATE_REQUEST_ANNOTATION: None,
+                                    **new["annotations"]},
+                },
+                # our data key replaced; one we wrote under an earlier name removed;
+                # anything others put there kept
+                "data": {**dict.fromkeys(seen.our_data_keys), **body["data"]},
+            })
+        except kube.KubeError as exc:
+            if exc.status not in (404, 409):
+                raise
+            log.info("%s/%s: Secret %s changed while writing a key; deciding again",
+                     meta["namespace"], meta["name"], issue.secret_name)
+            return None
+
+
+def _data_key(spec: models.ApiKeySpec | models.SpecError) -> str:
+    return spec.secret.key if isinstance(spec, models.ApiKeySpec) else "api-key"
+
+
+def _secret_body(raw: dict[str, Any], issue: lifecycle.Issue, token: str, hashed: str,
+                 now: str) -> dict[str, Any]:
+    meta = raw["metadata"]
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "type": "Opaque",
+        "metadata": {
+            "name": issue.secret_name,
+            "namespace": meta["namespace"],
+            "labels": issue.labels,
+            "annotations": {
+                **issue.annotations,
+                names.HASH_ANNOTATION: hashed,
+                names.REVISION_ANNOTATION: str(issue.revision),
+                names.LAST_CHARACTERS_ANNOTATION: tokens.last_characters(token),
+                names.ISSUED_AT_ANNOTATION: now,
+                **({names.ROTATE_REQUEST_ANNOTATION: issue.request}
+                   if issue.request else {}),
+            },
+            "ownerReferences": [{
+                "apiVersion": raw["apiVersion"], "kind": raw["kind"], "name": meta["name"],
+                "uid": meta["uid"], "controller": True, "blockOwnerDeletion": True,
+            }],
+        },
+        "data": kube.Kube.secret_data({issue.data_key: token.encode("ascii")}),
+    }
+
+
+def _merged(status: models.ApiKeyStatus, patch: dict[str, Any]) -> models.ApiKeyStatus:
+    """`status` after a JSON merge patch of its top-level fields (None removes one)."""
+    fields = {**status.model_dump(exclude_none=True), **patch}
+    return models.ApiKeyStatus.model_validate({k: v for k, v in fields.items()
+                                               if v is not None})

@@ -1,0 +1,86 @@
+"""Admission decisions, pure: is this ApiKey acceptable; what does this Pod get injected.
+
+Owns: the checks the CRD schema cannot make on every Kubernetes version (an immutable
+`expiration`, CIDRs, scope grammar, durations, context keys: all of `models.validate_spec`),
+and the env var a Pod annotated `keywright.dev/inject` gets from its key's Secret.
+Must not: do I/O (the caller looks the ApiKey up), or ever hold a key: injection
+references the Secret (`secretKeyRef`); it never reads it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from keywright.core import models, names
+
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_OBJECT_NAME = re.compile(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?")
+
+Obj = Mapping[str, Any]
+
+
+class Refused(ValueError):
+    """The admission request is refused; the message says which field and why."""
+
+
+def check_apikey(operation: str, new: Obj | None, old: Obj | None) -> None:
+    """Raise Refused if an ApiKey create or update must not be admitted."""
+    if new is None or operation not in ("CREATE", "UPDATE"):
+        return
+    if (new.get("metadata") or {}).get("deletionTimestamp"):
+        return  # never stand in the way of a deletion (finalizers coming off)
+    spec, before = new.get("spec"), (old or {}).get("spec")
+    if operation == "UPDATE" and spec == before:
+        return  # metadata or annotations only: the spec was admitted before
+    try:
+        models.validate_spec(spec)
+    except models.SpecError as exc:
+        raise Refused(f"{exc.field}: {exc.reason}") from None
+    if operation == "UPDATE" and isinstance(before, Mapping):
+        was, now = before.get("expiration"), (spec or {}).get("expiration")
+        if was is not None and now != was:
+            raise Refused(f"spec.expiration: is immutable (it was {was!r}, not {now!r}); "
+                          "it is chosen once, at creation. Create a new ApiKey for "
+                          "another lifetime")
+
+
+def injection(pod: Obj, namespace: str, lookup: Callable[[str], Obj | None],
+              ) -> dict[str, list[dict[str, Any]]] | None:
+    """The Pod's containers and init containers with the key's env var added, or None
+    when the Pod asks for nothing. Raise Refused when it asks for a key that cannot be
+    given: a missing ApiKey, or a bad env var name. A container that already sets
+    the variable keeps its own value."""
+    annotations = (pod.get("metadata") or {}).get("annotations") or {}
+    wanted = annotations.get(names.INJECT_ANNOTATION)
+    if wanted is None:
+        return None
+    wanted = wanted.strip()
+    env_name = (annotations.get(names.INJECT_ENV_ANNOTATION) or names.DEFAULT_INJECT_ENV).strip()
+    inject, inject_env = names.INJECT_ANNOTATION, names.INJECT_ENV_ANNOTATION
+    if not _OBJECT_NAME.fullmatch(wanted):
+        raise Refused(f"metadata.annotations[{inject!r}]: {wanted!r} is not an ApiKey name")
+    if not _ENV_NAME.fullmatch(env_name):
+        raise Refused(f"metadata.annotations[{inject_env!r}]: {env_name!r} is not a valid "
+                      "environment variable name")
+    apikey = lookup(wanted)
+    if apikey is None:
+        raise Refused(f"metadata.annotations[{inject!r}]: ApiKey {wanted!r} not found in "
+                      f"namespace {namespace!r}; create it first, or fix the annotation")
+    spec, status = apikey.get("spec") or {}, apikey.get("status") or {}
+    secret = spec.get("secret") or {}
+    variable = {"name": env_name, "valueFrom": {"secretKeyRef": {
+        "name": status.get("secretName") or secret.get("name") or wanted,
+        "key": secret.get("key") or names.DEFAULT_DATA_KEY}}}
+    pod_spec = pod.get("spec") or {}
+    changed: dict[str, list[dict[str, Any]]] = {}
+    for field in ("initContainers", "containers"):
+        containers = pod_spec.get(field)
+        if not containers:
+            continue
+        changed[field] = [
+            container if any(e.get("name") == env_name for e in container.get("env") or [])
+            else {**container, "env": [*(container.get("env") or []), variable]}
+            for container in containers]
+    return changed

@@ -1,0 +1,43 @@
+"""metav1.Condition bookkeeping: build conditions and merge them into a list. Pure.
+
+A condition's lastTransitionTime moves only when its status flips, as Kubernetes expects.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from keywright.core import models, times
+
+_PLACEHOLDER = "1970-01-01T00:00:00Z"  # replaced by merge()
+
+
+def true(kind: str, reason: str, message: str) -> models.Condition:
+    return models.Condition(type=kind, status="True", reason=reason, message=message,
+                            lastTransitionTime=_PLACEHOLDER)
+
+
+def false(kind: str, reason: str, message: str) -> models.Condition:
+    return models.Condition(type=kind, status="False", reason=reason, message=message,
+                            lastTransitionTime=_PLACEHOLDER)
+
+
+def find(existing: Sequence[models.Condition], kind: str) -> models.Condition | None:
+    return next((c for c in existing if c.type == kind), None)
+
+
+def merge(existing: Sequence[models.Condition], updates: Sequence[models.Condition],
+          now: datetime, generation: int) -> list[models.Condition]:
+    """`existing` with `updates` applied; conditions not updated are kept as they were."""
+    stamp = times.timestamp(now)
+    merged = {c.type: c for c in existing}
+    for update in updates:
+        before = merged.get(update.type)
+        kept = before.lastTransitionTime if before and before.status == update.status else None
+        merged[update.type] = update.model_copy(update={
+            "lastTransitionTime": kept or stamp,
+            "observedGeneration": generation,
+        })
+    order = {c.type: i for i, c in enumerate(existing)}
+    return sorted(merged.values(), key=lambda c: order.get(c.type, len(order)))

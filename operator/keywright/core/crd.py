@@ -1,0 +1,113 @@
+"""The ApiKey CustomResourceDefinition, generated from models.py.
+
+Owns: turning pydantic's JSON Schema into a Kubernetes structural schema (inline refs,
+no nulls, no titles), printer columns, short names and the status subresource. Pure.
+The committed `crds/` file is this module's output; a unit test checks they agree.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+
+from keywright.core import models, names
+
+FILE_NAME = f"{names.PLURAL}.{names.GROUP}.yaml"
+_DROP = {"title", "default_factory"}
+
+PRINTER_COLUMNS = [
+    {"name": "Active", "type": "boolean", "jsonPath": ".spec.active"},
+    {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
+    {"name": "Key", "type": "string", "jsonPath": ".status.keyPreview"},
+    {"name": "Scopes", "type": "string", "jsonPath": ".spec.scopes"},
+    {"name": "Expires", "type": "string", "jsonPath": ".status.expiresAt"},
+    {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+]
+
+
+def definition() -> dict[str, Any]:
+    spec = _structural(models.ApiKeySpec.model_json_schema())
+    status = _structural(models.ApiKeyStatus.model_json_schema())
+    status.pop("additionalProperties", None)
+    status["properties"]["kopf"] = {
+        "type": "object",
+        "description": "The operator framework's own bookkeeping.",
+        "x-kubernetes-preserve-unknown-fields": True,
+    }
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": f"{names.PLURAL}.{names.GROUP}"},
+        "spec": {
+            "group": names.GROUP,
+            "scope": "Namespaced",
+            "names": {
+                "kind": names.KIND,
+                "plural": names.PLURAL,
+                "singular": names.SINGULAR,
+                "shortNames": list(names.SHORT_NAMES),
+                "listKind": f"{names.KIND}List",
+            },
+            "versions": [{
+                "name": names.VERSION,
+                "served": True,
+                "storage": True,
+                "subresources": {"status": {}},
+                "additionalPrinterColumns": PRINTER_COLUMNS,
+                "schema": {"openAPIV3Schema": {
+                    "type": "object",
+                    "description": "An API key: Keywright issues it into a Secret, keeps only "
+                                   "its hash, and runs its expiry, deactivation and rotation.",
+                    "required": ["spec"],
+                    "properties": {
+                        "apiVersion": {"type": "string"},
+                        "kind": {"type": "string"},
+                        "metadata": {"type": "object"},
+                        "spec": spec,
+                        "status": status,
+                    },
+                }},
+            }],
+        },
+    }
+
+
+def render() -> str:
+    header = "# Generated from operator/keywright/core/models.py by `keywright crd`. Do not edit.\n"
+    return header + yaml.safe_dump(definition(), sort_keys=False, width=100)
+
+
+def _structural(schema: dict[str, Any]) -> dict[str, Any]:
+    definitions = schema.get("$defs", {})
+
+    def convert(node: dict[str, Any]) -> dict[str, Any]:
+        if "$ref" in node:
+            target = definitions[node["$ref"].rsplit("/", 1)[1]]
+            merged = {**target, **{k: v for k, v in node.items() if k != "$ref"}}
+            return convert(merged)
+        if "anyOf" in node:  # Optional[X]: Kubernetes leaves the field out instead of null
+            options = [o for o in node["anyOf"] if o.get("type") != "null"]
+            if len(options) != 1:
+                raise ValueError(f"cannot express {node['anyOf']} structurally")
+            rest = {k: v for k, v in node.items() if k not in ("anyOf", "default")}
+            return convert({**options[0], **rest})
+        out: dict[str, Any] = {}
+        for key, value in node.items():
+            if key in _DROP or key == "$defs":
+                continue
+            if key == "properties":
+                out[key] = {name: convert(child) for name, child in value.items()}
+            elif key in ("items", "additionalProperties") and isinstance(value, dict):
+                out[key] = convert(value)
+            elif key == "default" and (value is None or value == [] or value == {}):
+                continue  # an absent list or map is already empty
+            elif key == "const":
+                out["enum"] = [value]
+            else:
+                out[key] = value
+        if out.get("additionalProperties") is False:
+            del out["additionalProperties"]  # structural schemas prune unknown fields anyway
+        return out
+
+    return convert(schema)

@@ -1,0 +1,301 @@
+"""Given an ApiKey, what exists and the time, decide what to do. Pure: `now` is a parameter.
+
+Owns: phases, conditions, which events a change deserves, when a key is issued or
+rotated, how a Secret written before a crash is adopted, retirement of previous keys,
+restarts of workloads, and the next instant the key needs attention.
+Must not: do I/O, generate keys, or see a plaintext: the Secret is known only by its
+metadata (`secretview.SecretView`).
+
+Writing a key is two steps so that a crash between them is harmless: the Secret is
+written first, carrying hash, revision and what the status needs as annotations; the
+status is then derived from those annotations ("adopted"). A restart after the first step
+adopts the same Secret, so there is never a hash without its Secret, nor a second
+plaintext for one revision, and the key being replaced moves to `previous` in the same
+status write that brings in its successor.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from keywright.core import conditions, durations, models, names, rotation, secretview, times, tokens
+
+NORMAL, WARNING = "Normal", "Warning"
+ROTATE = names.ROTATE_ANNOTATION
+CONFLICT_RECHECK = timedelta(seconds=60)  # a foreign Secret sends no event we can watch
+
+
+@dataclass(frozen=True)
+class Observed:
+    namespace: str
+    name: str
+    uid: str
+    generation: int
+    created: datetime
+    spec: models.ApiKeySpec | models.SpecError
+    status: models.ApiKeyStatus
+    secret: secretview.SecretView
+    default_prefix: str
+    rotate_request: str | None = None  # the keywright.dev/rotate annotation
+
+
+@dataclass(frozen=True)
+class Issue:
+    """Write a new key into the Secret: create it, or replace the data of our own."""
+
+    secret_name: str
+    data_key: str
+    prefix: str
+    revision: int
+    labels: dict[str, str]
+    annotations: dict[str, str]
+    replace: bool
+    request: str | None = None  # recorded on the Secret: the rotate request it answers
+
+
+@dataclass(frozen=True)
+class Event:
+    type: str
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True)
+class Plan:
+    issue: Issue | None = None
+    status: dict[str, Any] = field(default_factory=dict)
+    events: tuple[Event, ...] = ()
+    restarts: tuple[models.RestartTarget, ...] = ()  # done before `status` is written
+    next_due: datetime | None = None
+
+
+def secret_name(o: Observed) -> str:
+    if o.status.secretName:
+        return o.status.secretName  # fixed at issue: a Secret never moves under a key
+    spec = o.spec if isinstance(o.spec, models.ApiKeySpec) else None
+    return (spec.secret.name if spec else None) or o.name
+
+
+def decide(o: Observed, now: datetime) -> Plan:
+    request = rotation.pending_request(o.rotate_request, o.status)
+    if isinstance(o.spec, models.SpecError):
+        return _failed(o, now, "InvalidSpec", str(o.spec), request)
+    spec = o.spec
+    s = o.secret
+    name = secret_name(o)
+    if s.exists and s.owner_uid != o.uid:
+        return _failed(o, now, "SecretConflict",
+                       f"Secret {name} exists and is not owned by this ApiKey; "
+                       "Keywright never overwrites it. Delete it or set spec.secret.name",
+                       request)
+    expires = _expires_at(o, spec)
+    current = o.status.revision or 0
+    if (s.exists and s.hash and s.revision == current + 1 and s.last_characters
+            and s.has_key and not s.data_changed_by_others):
+        return _adopt(o, spec, now, expires)
+    if not o.status.hash:
+        if expires is not None and now >= expires:
+            return _never_issued_expired(o, now, expires)
+        return Plan(issue=_issue(o, spec, name, revision=current + 1,
+                                 request=o.rotate_request))
+    expired = expires is not None and now >= expires
+    if not expired and spec.active:
+        due = rotation.next_rotation(spec, o.status, expires)
+        if request or (due is not None and now >= due):
+            return Plan(issue=_issue(o, spec, name, revision=current + 1,
+                                     request=request or o.status.lastRotateRequest))
+    return _steady(o, spec, now, expires, events=(), refused=request)
+
+
+def _issue(o: Observed, spec: models.ApiKeySpec, name: str, revision: int,
+           request: str | None) -> Issue:
+    return Issue(
+        secret_name=name, data_key=spec.secret.key, prefix=spec.prefix or o.default_prefix,
+        revision=revision,
+        labels={**spec.secret.labels, names.MANAGED_BY: names.MANAGED_BY_VALUE,
+                names.APIKEY_LABEL: o.name},
+        annotations=dict(spec.secret.annotations), replace=o.secret.exists, request=request)
+
+
+def _expires_at(o: Observed, spec: models.ApiKeySpec) -> datetime | None:
+    if o.status.createdAt:  # fixed at creation: a later spec edit never moves it
+        return times.parse(o.status.expiresAt) if o.status.expiresAt else None
+    lifetime = durations.parse_expiration(spec.expiration)
+    return o.created + lifetime if lifetime is not None else None
+
+
+def _adopt(o: Observed, spec: models.ApiKeySpec, now: datetime,
+           expires: datetime | None) -> Plan:
+    s = o.secret
+    assert s.revision is not None
+    assert s.last_characters is not None
+    prefix = spec.prefix or o.default_prefix
+    preview = tokens.preview(prefix, s.last_characters)
+    issued_at = times.parse(s.issued_at) if s.issued_at else now
+    adopted: dict[str, Any] = dict(
+        revision=s.revision, hash=s.hash, prefix=prefix, lastCharacters=s.last_characters,
+        keyPreview=preview, secretName=secret_name(o),
+        createdAt=o.status.createdAt or times.timestamp(o.created),
+        expiresAt=times.timestamp(expires) if expires else None,
+        lastRotateRequest=s.rotate_request or o.status.lastRotateRequest,
+    )
+    previous = list(o.status.previous)
+    if o.status.hash:  # a rotation: the replaced key leaves now, or after its grace
+        grace = durations.parse(spec.rotation.gracePeriod)
+        previous = rotation.previous_after_rotation(o.status, issued_at, grace, expires)
+        adopted.update(rotatedAt=times.timestamp(issued_at),
+                       previous=[p.model_dump() for p in previous], lastRotateRefused=None)
+        kept_old = previous and previous[-1].revision == o.status.revision
+        after = f"valid until {previous[-1].retiresAt}" if kept_old else "invalid from now on"
+        event = Event(NORMAL, "Rotated", f"Rotated to key {preview} (revision {s.revision}); "
+                      f"previous key {o.status.keyPreview} is {after}")
+    else:
+        event = Event(NORMAL, "Issued", f"Issued key {preview} (revision {s.revision}) "
+                      f"into Secret {adopted['secretName']}")
+    base = o.status.model_copy(update={**adopted, "previous": previous})
+    extra = {k: v for k, v in adopted.items() if v is not None or k == "lastRotateRefused"}
+    return _steady(o, spec, now, expires, events=(event,), refused=None, base=base,
+                   extra=extra)
+
+
+def _steady(o: Observed, spec: models.ApiKeySpec, now: datetime, expires: datetime | None,
+            events: tuple[Event, ...], refused: str | None,
+            base: models.ApiKeyStatus | None = None,
+            extra: dict[str, Any] | None = None) -> Plan:
+    status = base or o.status
+    preview = status.keyPreview or ""
+    expired = expires is not None and now >= expires
+    if expired:
+        phase, ready = "Expired", conditions.false("Ready", "Expired",
+                                                   f"key expired at {status.expiresAt}")
+    elif not spec.active:
+        phase, ready = "Inactive", conditions.false("Ready", "Deactivated",
+                                                    "spec.active is false")
+    else:
+        until = f"until {status.expiresAt}" if expires else "and never expires"
+        phase, ready = "Active", conditions.true("Ready", "Active",
+                                                 f"key {preview} is valid {until}")
+    more = list(events)
+    patch: dict[str, Any] = dict(extra or {})
+    last_refused = status.lastRotateRefused
+    if refused:  # only an Inactive or Expired key gets here with a pending request
+        patch.update(lastRotateRequest=refused, lastRotateRefused=refused)
+        last_refused = refused
+        more.append(Event(WARNING, "RotationRefused",
+                          f"rotation request {ROTATE}={refused} refused: the key is "
+                          f"{phase}; it is not queued, request again once the key is Active"))
+    if last_refused and phase != "Active":
+        ready = ready.model_copy(update={
+            "message": f"{ready.message}; rotation request {last_refused!r} was refused"})
+    expiry = (conditions.true("Expired", "Expired", f"expired at {status.expiresAt}")
+              if expired else conditions.false(
+                  "Expired", "NotExpired",
+                  f"expires at {status.expiresAt}" if expires else "expiration is Never"))
+    synced = secretview.condition(o.secret, status, status.secretName or secret_name(o))
+    new_conditions = conditions.merge(status.conditions, [ready, synced, expiry], now,
+                                      o.generation)
+    more += _transition_events(o.status, phase, synced, status)
+    more += _expiration_warning(o, spec, expires, status)
+    kept, retired = rotation.retire(status.previous, now)
+    if retired:
+        patch["previous"] = [p.model_dump() for p in kept]
+        more += [Event(NORMAL, "Retired", f"Previous key {status.prefix}_..."
+                       f"{p.lastCharacters} (revision {p.revision}) retired at {p.retiresAt}")
+                 for p in retired]
+    next_rotation = rotation.next_rotation(spec, status, expires)
+    restarts: tuple[models.RestartTarget, ...] = ()
+    if (o.status.revision or 1) > (o.status.restartedRevision or 1) and base is None:
+        restarts = tuple(spec.rotation.restartTargets)
+        patch["restartedRevision"] = o.status.revision
+    patch.update({
+        "phase": phase, "observedGeneration": o.generation,
+        "nextRotationAt": times.timestamp(next_rotation) if next_rotation else None,
+        "conditions": [c.model_dump(exclude_none=True) for c in new_conditions]})
+    due = [t for t in (None if expired else expires, rotation.next_retirement(kept),
+                       next_rotation if phase == "Active" else None) if t is not None]
+    return Plan(status=_changed(o.status, patch), events=tuple(more), restarts=restarts,
+                next_due=min(due, default=None))
+
+
+
+def _expiration_warning(o: Observed, spec: models.ApiKeySpec, expires: datetime | None,
+                        status: models.ApiKeyStatus) -> list[Event]:
+    if o.generation == o.status.observedGeneration or not o.status.createdAt:
+        return []
+    wanted = durations.parse_expiration(spec.expiration)
+    if ((o.created + wanted) if wanted is not None else None) == expires:
+        return []
+    return [Event(WARNING, "ExpirationImmutable",
+                  f"spec.expiration is now {spec.expiration}, but expiration is fixed at "
+                  f"creation: expiresAt stays {status.expiresAt or 'absent (Never)'}")]
+
+
+def _transition_events(old: models.ApiKeyStatus, phase: str, synced: models.Condition,
+                       status: models.ApiKeyStatus) -> list[Event]:
+    events = []
+    if old.phase != phase:
+        if phase == "Expired":
+            events.append(Event(NORMAL, "Expired", f"Key {status.keyPreview} expired at "
+                                f"{status.expiresAt}"))
+        elif phase == "Inactive":
+            events.append(Event(NORMAL, "Deactivated", f"Key {status.keyPreview} deactivated"))
+        elif phase == "Active" and old.phase == "Inactive":
+            events.append(Event(NORMAL, "Activated", f"Key {status.keyPreview} activated"))
+    before = conditions.find(old.conditions, "SecretSynced")
+    if synced.status == "False" and (before is None or before.reason != synced.reason):
+        events.append(Event(WARNING, synced.reason, synced.message))
+    elif synced.status == "True" and before is not None and before.status == "False":
+        events.append(Event(NORMAL, "SecretSynced", synced.message))
+    return events
+
+
+def _failed(o: Observed, now: datetime, reason: str, message: str,
+            refused: str | None) -> Plan:
+    """Failed: nothing is written to the Secret, but an issued key still expires and its
+    previous keys still retire on time (the verifier checks both by the clock)."""
+    ready = conditions.false("Ready", reason, message)
+    found = [ready]
+    if reason == "SecretConflict":
+        found.append(conditions.false("SecretSynced", reason, message))
+    merged = conditions.merge(o.status.conditions, found, now, o.generation)
+    before = conditions.find(o.status.conditions, "Ready")
+    events = [] if before is not None and (before.reason, before.message) == (reason, message) \
+        else [Event(WARNING, reason, message)]
+    patch: dict[str, Any] = {"phase": "Failed", "observedGeneration": o.generation,
+                             "conditions": [c.model_dump(exclude_none=True) for c in merged]}
+    if refused:
+        patch.update(lastRotateRequest=refused, lastRotateRefused=refused)
+        events.append(Event(WARNING, "RotationRefused",
+                            f"rotation request {ROTATE}={refused} refused: the ApiKey is "
+                            f"Failed ({reason}); it is not queued"))
+    kept, retired = rotation.retire(o.status.previous, now)
+    if retired:
+        patch["previous"] = [p.model_dump() for p in kept]
+    expires = times.parse(o.status.expiresAt) if o.status.expiresAt else None
+    due = [t for t in (expires if expires and expires > now else None,
+                       rotation.next_retirement(kept),
+                       now + CONFLICT_RECHECK if reason == "SecretConflict" else None)
+           if t is not None]
+    return Plan(status=_changed(o.status, patch), events=tuple(events),
+                next_due=min(due, default=None))
+
+
+def _never_issued_expired(o: Observed, now: datetime, expires: datetime) -> Plan:
+    message = f"expired at {times.timestamp(expires)} before a key was issued; none was"
+    merged = conditions.merge(o.status.conditions, [
+        conditions.false("Ready", "Expired", message),
+        conditions.true("Expired", "Expired", message)], now, o.generation)
+    patch = {"phase": "Expired", "observedGeneration": o.generation,
+             "createdAt": times.timestamp(o.created), "expiresAt": times.timestamp(expires),
+             "conditions": [c.model_dump(exclude_none=True) for c in merged]}
+    events = () if o.status.phase == "Expired" else (Event(NORMAL, "Expired", message),)
+    return Plan(status=_changed(o.status, patch), events=events)
+
+
+def _changed(old: models.ApiKeyStatus, patch: dict[str, Any]) -> dict[str, Any]:
+    """Only the fields whose value differs: an unchanged status costs no API write. A
+    None removes a field (JSON merge patch), and is kept only if the field is there."""
+    current = old.model_dump(exclude_none=True)
+    return {k: v for k, v in patch.items() if current.get(k) != v}

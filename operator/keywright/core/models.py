@@ -1,0 +1,232 @@
+"""The ApiKey resource as pydantic models: the single source of the CRD schema.
+
+Owns: every field of spec and status, its description (what `kubectl explain` shows),
+its pattern, its default, and the checks only code can make (`validate_spec`).
+Must not: do I/O. Field names are the CRD's camelCase names on purpose, so the models and
+the YAML read the same.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Callable
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from keywright.core import durations, names, tokens
+
+DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+SECRET_DATA_KEY = r"^[-._a-zA-Z0-9]+$"  # noqa: S105 - a pattern, not a password
+SCOPE = r"^[A-Za-z][A-Za-z0-9]*\.(Read|Write)$"
+_OCTET = r"(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+IPV4 = rf"{_OCTET}(\.{_OCTET}){{3}}(/(3[0-2]|[12]?[0-9]))?"
+IPV6 = r"[0-9A-Fa-f:.]*:[0-9A-Fa-f:.]*(/(12[0-8]|1[01][0-9]|[1-9]?[0-9]))?"
+ADDRESS = rf"^({IPV4}|{IPV6})$"
+# a context entry travels as the header X-Keywright-Context-<key>: <value>
+CONTEXT_KEY = r"^[A-Za-z0-9][A-Za-z0-9-]{0,62}$"
+CONTEXT_VALUE = r"^[^\x00-\x1f\x7f]*$"  # no control characters: no header splitting
+
+Phase = Literal["Pending", "Active", "Inactive", "Expired", "Failed"]
+Timestamp = Annotated[str, Field(json_schema_extra={"format": "date-time"})]
+
+
+def _x(**extra: Any) -> dict[str, Any]:
+    """Schema keys pydantic has no words for (x-kubernetes-*), passed through to the CRD."""
+    return {key.replace("_", "-"): value for key, value in extra.items()}
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SecretTarget(_Model):
+    """Where the plaintext key is written."""
+
+    name: Annotated[str | None, Field(
+        None, max_length=253, pattern=DNS_SUBDOMAIN,
+        description="Name of the Secret in the ApiKey's namespace. Default: the ApiKey's name.")]
+    key: Annotated[str, Field(
+        names.DEFAULT_DATA_KEY, max_length=253, pattern=SECRET_DATA_KEY,
+        description="Data key that holds the plaintext key.")]
+    labels: Annotated[dict[str, str], Field(
+        default_factory=dict, description="Extra labels for the Secret.")]
+    annotations: Annotated[dict[str, str], Field(
+        default_factory=dict, description="Extra annotations for the Secret.")]
+
+
+class RestartTarget(_Model):
+    kind: Annotated[Literal["Deployment", "StatefulSet", "DaemonSet"], Field(
+        description="Workload kind, in the ApiKey's namespace.")]
+    name: Annotated[str, Field(max_length=253, pattern=DNS_SUBDOMAIN,
+                               description="Workload name.")]
+
+
+class Rotation(_Model):
+    """When the key is replaced and what happens to the previous one."""
+
+    every: Annotated[str | None, Field(
+        None, max_length=20, pattern=durations.POSITIVE_PATTERN,
+        description="Rotate on this schedule, counted from the last rotation: <n>s|m|h|d.")]
+    gracePeriod: Annotated[str, Field(
+        "0s", max_length=20, pattern=durations.PATTERN,
+        description="How long the previous key stays valid after a rotation. "
+                    "Default 0s: invalid at once.")]
+    restartTargets: Annotated[list[RestartTarget], Field(
+        default_factory=list, max_length=32,
+        description="Deployments, StatefulSets and DaemonSets rolled after each rotation.")]
+
+
+class RateLimit(_Model):
+    requests: Annotated[int, Field(ge=1, description="Requests allowed per period.")]
+    period: Annotated[str, Field(max_length=20, pattern=durations.POSITIVE_PATTERN,
+                                 description="The period: <n>s|m|h|d.")]
+
+
+class ApiKeySpec(_Model):
+    """The desired API key. Only `expiration` is required."""
+
+    description: Annotated[str | None, Field(
+        None, max_length=1024, description="Free text: what the key is for, who owns it.")]
+    scopes: Annotated[list[Annotated[str, Field(max_length=128, pattern=SCOPE)]], Field(
+        default_factory=list, max_length=64,
+        json_schema_extra=_x(x_kubernetes_list_type="set"),
+        description="Granted scopes, <Area>.<Level> with Level Read or Write; "
+                    "Area.Write satisfies Area.Read. Example: Reviews.Read.")]
+    expiration: Annotated[str, Field(
+        max_length=20, pattern=durations.EXPIRATION_PATTERN,
+        json_schema_extra=_x(x_kubernetes_validations=[{
+            "rule": "self == oldSelf",
+            "message": "expiration is immutable: it is chosen once, at creation"}]),
+        description="Lifetime counted from creation: Never or <n>s|m|h|d "
+                    "(presets 1h 1d 7d 30d 90d 180d 360d). Immutable; rotation does "
+                    "not extend it.")]
+    active: Annotated[bool, Field(
+        True, description="false deactivates the key (history kept); true reactivates it "
+                          "unless it has expired.")]
+    ipAllowlist: Annotated[list[Annotated[str, Field(max_length=64, pattern=ADDRESS)]], Field(
+        default_factory=list, max_length=256,
+        description="IPv4/IPv6 addresses or CIDRs the key may be used from. "
+                    "Empty: any origin.")]
+    prefix: Annotated[str | None, Field(
+        None, pattern=tokens.PREFIX_PATTERN,
+        description="Key prefix, ^[a-z][a-z0-9]{1,15}$. Default: the operator's setting.")]
+    context: Annotated[dict[str, Annotated[str, Field(max_length=1024, pattern=CONTEXT_VALUE)]],
+                       Field(default_factory=dict, max_length=32, description=(
+                           "Strings handed downstream as X-Keywright-Context-<key> on "
+                           "success. Keys: letters, digits and '-', at most 63."))]
+    rateLimit: Annotated[RateLimit | None, Field(
+        None, description="Requests per period; beyond it the verifier answers 429.")]
+    secret: Annotated[SecretTarget, Field(
+        default_factory=SecretTarget, description="Where the plaintext key is written.")]
+    rotation: Annotated[Rotation, Field(
+        default_factory=Rotation, description="Rotation schedule and grace period.")]
+
+    @field_validator("scopes")
+    @classmethod
+    def _unique_scopes(cls, value: list[str]) -> list[str]:
+        if len(set(value)) != len(value):
+            raise ValueError("scopes must not repeat")
+        return value
+
+
+class Condition(_Model):
+    type: str
+    status: Literal["True", "False", "Unknown"]
+    reason: str
+    message: str
+    lastTransitionTime: Timestamp
+    observedGeneration: int | None = None
+
+
+class PreviousKey(_Model):
+    revision: int
+    hash: str
+    lastCharacters: str
+    retiresAt: Timestamp
+
+
+class ApiKeyStatus(_Model):
+    """What the operator observed and did. Written by Keywright only."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    phase: Phase | None = Field(None, description="Pending, Active, Inactive, Expired or Failed.")
+    conditions: list[Condition] = Field(
+        default_factory=list, description="Ready, SecretSynced and Expired conditions.",
+        json_schema_extra=_x(x_kubernetes_list_type="map", x_kubernetes_list_map_keys=["type"]))
+    observedGeneration: int | None = None
+    revision: int | None = Field(None, description="1 at issue, +1 per rotation.")
+    prefix: str | None = None
+    lastCharacters: str | None = Field(None, description="Last 4 characters of the key.")
+    keyPreview: str | None = Field(None, description="<prefix>_...<lastCharacters>.")
+    hash: str | None = Field(None, description="hmac-sha256:<pepper version>:<base64url>.")
+    previous: list[PreviousKey] = Field(
+        default_factory=list, description="Previous keys still inside their grace period.")
+    secretName: str | None = None
+    createdAt: Timestamp | None = None
+    expiresAt: Timestamp | None = Field(None, description="Fixed at creation; absent for Never.")
+    rotatedAt: Timestamp | None = None
+    nextRotationAt: Timestamp | None = None
+    lastUsedAt: Timestamp | None = Field(None, description="Written by the verifier.")
+    lastUsedByRevision: dict[str, Timestamp] = Field(
+        default_factory=dict, description="Last use per revision, written by the verifier.")
+    lastRotateRequest: str | None = Field(
+        None, description="The keywright.dev/rotate value last acted on (done or refused).")
+    lastRotateRefused: str | None = Field(
+        None, description="The last keywright.dev/rotate value refused, until a rotation.")
+    restartedRevision: int | None = Field(
+        None, description="The revision whose restartTargets have been rolled.")
+
+
+def validate_spec(raw: Any) -> ApiKeySpec:
+    """The spec, or SpecError naming the first field that is wrong and why."""
+    try:
+        spec = ApiKeySpec.model_validate(raw if raw is not None else {})
+    except ValidationError as exc:
+        raise SpecError.from_pydantic(exc) from None
+    for index, entry in enumerate(spec.ipAllowlist):
+        try:
+            ipaddress.ip_network(entry, strict=True)
+        except ValueError as exc:
+            raise SpecError(f"spec.ipAllowlist[{index}]", f"{entry!r}: {exc}") from None
+    for key in spec.context:
+        if not re.fullmatch(CONTEXT_KEY, key):
+            raise SpecError(f"spec.context[{key!r}]", "a context key must be 1 to 63 letters, "
+                            "digits or '-', not starting with '-': it becomes the header "
+                            "X-Keywright-Context-<key>")
+    checks: list[tuple[str, str | None, Callable[[str], object]]] = [
+        ("spec.expiration", spec.expiration, durations.parse_expiration)]
+    checks += [("spec.rotation.every", spec.rotation.every, durations.parse),
+               ("spec.rotation.gracePeriod", spec.rotation.gracePeriod, durations.parse)]
+    if spec.rateLimit:
+        checks.append(("spec.rateLimit.period", spec.rateLimit.period, durations.parse))
+    for where, value, parse in checks:
+        if value is not None:
+            try:
+                parse(value)
+            except durations.DurationError as exc:
+                raise SpecError(where, str(exc)) from None
+    every = spec.rotation.every
+    if every and durations.parse(spec.rotation.gracePeriod) >= durations.parse(every):
+        raise SpecError("spec.rotation.gracePeriod",
+                        f"{spec.rotation.gracePeriod} is not shorter than rotation.every "
+                        f"({every}): previous keys would pile up")
+    return spec
+
+
+class SpecError(ValueError):
+    """A spec field is wrong: `field` is its path, `reason` what is wrong with it."""
+
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(f"{field}: {reason}")
+        self.field = field
+        self.reason = reason
+
+    @classmethod
+    def from_pydantic(cls, exc: ValidationError) -> SpecError:
+        first = exc.errors(include_url=False, include_input=False)[0]
+        path = "spec" + "".join(
+            f"[{part}]" if isinstance(part, int) else f".{part}" for part in first["loc"])
+        return cls(path, first["msg"])

@@ -1,0 +1,54 @@
+"""Rotation decisions: when a key is due, what becomes of the previous key, when it retires.
+
+Pure: every function takes the time it needs as a parameter.
+Must not: do I/O or see a plaintext.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+
+from keywright.core import durations, models, times
+
+
+def pending_request(annotation: str | None, status: models.ApiKeyStatus) -> str | None:
+    """The `keywright.dev/rotate` value not yet acted on (performed or refused), if any."""
+    return annotation if annotation and annotation != status.lastRotateRequest else None
+
+
+def next_rotation(spec: models.ApiKeySpec, status: models.ApiKeyStatus,
+                  expires: datetime | None) -> datetime | None:
+    """`rotation.every` after the last rotation (or creation); None if that is never, or
+    not before the key expires anyway."""
+    if spec.rotation.every is None or not status.createdAt:
+        return None
+    base = times.parse(status.rotatedAt or status.createdAt)
+    due = base + durations.parse(spec.rotation.every)
+    return None if expires is not None and due >= expires else due
+
+
+def previous_after_rotation(status: models.ApiKeyStatus, rotated_at: datetime,
+                            grace: timedelta, expires: datetime | None = None,
+                            ) -> list[models.PreviousKey]:
+    """`status.previous` once the current key is replaced at `rotated_at`: the current key
+    joins it for `grace` (with 0s it is invalid at once), never past the key's expiry;
+    each earlier one keeps its own retiresAt."""
+    kept = list(status.previous)
+    retires = rotated_at + grace if expires is None else min(rotated_at + grace, expires)
+    if retires > rotated_at and status.hash and status.revision and status.lastCharacters:
+        kept.append(models.PreviousKey(
+            revision=status.revision, hash=status.hash,
+            lastCharacters=status.lastCharacters, retiresAt=times.timestamp(retires)))
+    return kept
+
+
+def retire(previous: Sequence[models.PreviousKey], now: datetime,
+           ) -> tuple[list[models.PreviousKey], list[models.PreviousKey]]:
+    """(still valid, retired now): a previous key retires at its retiresAt exactly."""
+    kept = [p for p in previous if times.parse(p.retiresAt) > now]
+    return kept, [p for p in previous if times.parse(p.retiresAt) <= now]
+
+
+def next_retirement(previous: Sequence[models.PreviousKey]) -> datetime | None:
+    return min((times.parse(p.retiresAt) for p in previous), default=None)

@@ -1,0 +1,56 @@
+"""Putting Keywright's pieces into a fresh local cluster: the CRD, namespaces, ApiKeys.
+
+Owns: the set-up that `keywright dev` and the benchmarks share (create or update the CRD
+and wait until it is Established, create namespaces and ApiKeys if absent), through
+`kube.Kube`'s generic calls.
+Must not: be needed by the operator or the verifier (a real cluster is installed with
+`kubectl apply -k deploy/`), or decide anything about a key.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from keywright import kube
+from keywright.core import crd, names
+
+CRDS = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
+
+
+def bootstrap(api: kube.Kube, namespaces: Iterable[str] = ()) -> None:
+    """The ApiKey CRD, the operator's namespace and `namespaces`, ready to use."""
+    apply_crd(api, crd.definition())
+    for name in (names.DEFAULT_NAMESPACE, *namespaces):
+        ensure_namespace(api, name)
+
+
+def apply_crd(api: kube.Kube, definition: Mapping[str, Any], timeout: float = 30.0) -> None:
+    """Create or update a CustomResourceDefinition and wait until it is Established."""
+    name = definition["metadata"]["name"]
+    current = api.get_object(f"{CRDS}/{name}")
+    if current is None:
+        api.create_object(CRDS, definition)
+    else:
+        api.replace_object(f"{CRDS}/{name}", {**definition, "metadata": {
+            **definition["metadata"],
+            "resourceVersion": current["metadata"]["resourceVersion"]}})
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = api.get_object(f"{CRDS}/{name}") or {}
+        if any(c.get("type") == "Established" and c.get("status") == "True"
+               for c in (found.get("status") or {}).get("conditions") or []):
+            return
+        time.sleep(0.2)
+    raise kube.KubeError(504, f"CustomResourceDefinition {name} not Established in {timeout}s")
+
+
+def ensure_namespace(api: kube.Kube, name: str) -> None:
+    with contextlib.suppress(kube.Conflict):
+        api.create_object("/api/v1/namespaces", {"metadata": {"name": name}})
+
+
+def create_apikey(api: kube.Kube, namespace: str, body: Mapping[str, Any]) -> dict[str, Any]:
+    return api.create_object(api.apikeys_path(namespace), body)

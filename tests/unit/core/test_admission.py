@@ -1,0 +1,116 @@
+"""Admission decisions as tables: ApiKey validation and Pod injection."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from keywright.core import admission, names
+from tests.support import manifests
+
+
+def apikey(**spec: Any) -> dict[str, Any]:
+    return manifests.apikey("billing", "pay", **spec)
+
+
+@pytest.mark.parametrize(("operation", "new", "old", "refused"), [
+    pytest.param("CREATE", apikey(), None, None, id="a good ApiKey is admitted"),
+    pytest.param("CREATE", apikey(ipAllowlist=["10.0.0.1/8"]), None, "spec.ipAllowlist[0]",
+                 id="a CIDR with host bits is refused, naming the entry"),
+    pytest.param("CREATE", apikey(scopes=["Reviews.Admin"]), None, "spec.scopes[0]",
+                 id="a scope outside the grammar is refused"),
+    pytest.param("CREATE", apikey(context={"bad key": "x"}), None, "spec.context['bad key']",
+                 id="a context key that cannot be a header is refused"),
+    pytest.param("CREATE", apikey(rotation={"every": "1h", "gracePeriod": "2h"}), None,
+                 "spec.rotation.gracePeriod", id="a grace longer than the schedule"),
+    pytest.param("UPDATE", apikey(expiration="90d"), apikey(), "spec.expiration",
+                 id="changing expiration is refused"),
+    pytest.param("UPDATE", apikey(active=False), apikey(), None,
+                 id="changing anything else is admitted"),
+    pytest.param("UPDATE", {**apikey(ipAllowlist=["10.0.0.1/8"]),
+                            "metadata": {"labels": {"a": "b"}}},
+                 apikey(ipAllowlist=["10.0.0.1/8"]), None,
+                 id="a metadata-only update of an old bad spec is admitted"),
+    pytest.param("UPDATE", {**apikey(expiration="90d"),
+                            "metadata": {"deletionTimestamp": "2026-11-24T00:00:00Z"}},
+                 apikey(), None, id="nothing stands in the way of a deletion"),
+    pytest.param("DELETE", None, apikey(), None, id="deletes are not checked"),
+])
+def test_apikey_admission(operation: str, new: dict[str, Any] | None,
+                          old: dict[str, Any] | None, refused: str | None) -> None:
+    if refused is None:
+        admission.check_apikey(operation, new, old)
+    else:
+        with pytest.raises(admission.Refused) as caught:
+            admission.check_apikey(operation, new, old)
+        assert str(caught.value).startswith(refused)
+
+
+def test_the_expiration_refusal_says_what_it_was_and_what_to_do() -> None:
+    with pytest.raises(admission.Refused, match=r"immutable \(it was '30d', not '90d'\)"):
+        admission.check_apikey("UPDATE", apikey(expiration="90d"), apikey())
+
+
+def pod(annotations: dict[str, str] | None = None, **spec: Any) -> dict[str, Any]:
+    return {"metadata": {"name": "p", "annotations": annotations or {}},
+            "spec": {"containers": [{"name": "main", "image": "app"}], **spec}}
+
+
+KEYS: dict[str, dict[str, Any]] = {
+    "billing": {"spec": {"secret": {"name": "billing-secret", "key": "token"}},
+                "status": {"secretName": "billing-secret"}},
+    "plain": {"spec": {}}}
+
+
+def lookup(name: str) -> dict[str, Any] | None:
+    return KEYS.get(name)
+
+
+def env_of(changed: dict[str, list[dict[str, Any]]] | None,
+           field: str = "containers") -> list[Any]:
+    assert changed is not None
+    return [c.get("env") for c in changed[field]]
+
+
+def test_a_pod_without_the_annotation_is_left_alone() -> None:
+    assert admission.injection(pod(), "pay", lookup) is None
+
+
+def test_the_env_var_references_the_keys_secret() -> None:
+    changed = admission.injection(pod({names.INJECT_ANNOTATION: "billing"}), "pay", lookup)
+    assert env_of(changed) == [[{"name": "API_KEY", "valueFrom": {"secretKeyRef": {
+        "name": "billing-secret", "key": "token"}}}]]
+
+
+def test_defaults_and_a_custom_variable_name_in_every_container() -> None:
+    changed = admission.injection(
+        pod({names.INJECT_ANNOTATION: "plain", names.INJECT_ENV_ANNOTATION: "MY_KEY"},
+            initContainers=[{"name": "init", "image": "x"}]), "pay", lookup)
+    expected = [{"name": "MY_KEY", "valueFrom": {"secretKeyRef": {"name": "plain",
+                                                                  "key": "api-key"}}}]
+    assert env_of(changed) == [expected]
+    assert env_of(changed, "initContainers") == [expected]
+
+
+def test_a_container_that_sets_the_variable_itself_keeps_it() -> None:
+    own = [{"name": "API_KEY", "value": "from-the-manifest"}]
+    changed = admission.injection(pod({names.INJECT_ANNOTATION: "plain"}, containers=[
+        {"name": "a", "image": "x", "env": own}, {"name": "b", "image": "x"}]), "pay", lookup)
+    envs = env_of(changed)
+    assert envs[0] == own
+    assert envs[1][0]["valueFrom"]["secretKeyRef"]["name"] == "plain"
+
+
+@pytest.mark.parametrize(("annotations", "message"), [
+    pytest.param({names.INJECT_ANNOTATION: "missing"},
+                 "ApiKey 'missing' not found in namespace 'pay'", id="a missing ApiKey"),
+    pytest.param({names.INJECT_ANNOTATION: "Not A Name"}, "is not an ApiKey name", id="a bad name"),
+    pytest.param({names.INJECT_ANNOTATION: "plain", names.INJECT_ENV_ANNOTATION: "1-bad"},
+                 "is not a valid environment variable name", id="a bad variable name"),
+])
+def test_a_pod_that_asks_for_what_cannot_be_given_is_refused(
+    annotations: dict[str, str], message: str
+) -> None:
+    with pytest.raises(admission.Refused, match=message):
+        admission.injection(pod(annotations), "pay", lookup)

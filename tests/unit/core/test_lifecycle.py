@@ -1,0 +1,248 @@
+"""lifecycle.decide as a table with a fixed clock: what each situation leads to."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import datetime, timedelta
+from typing import Any
+
+import pytest
+
+from keywright.core import lifecycle, secretview
+from tests.support.observed import CREATED, HASH, ISSUED, NOW, SYNCED, UID, observed
+
+
+def reasons(plan: lifecycle.Plan) -> list[str]:
+    return [e.reason for e in plan.events]
+
+
+def condition(plan: lifecycle.Plan, kind: str) -> dict[str, Any]:
+    return next(c for c in plan.status["conditions"] if c["type"] == kind)
+
+
+def test_a_new_key_is_issued_into_a_secret_named_after_it() -> None:
+    plan = lifecycle.decide(observed(spec={"secret": {"labels": {"team": "a"}}}), NOW)
+    assert plan.issue == lifecycle.Issue(
+        secret_name="k", data_key="api-key", prefix="kw", revision=1,
+        labels={"team": "a", "app.kubernetes.io/managed-by": "keywright",
+                "keywright.dev/apikey": "k"},
+        annotations={}, replace=False)
+    assert plan.status == {}
+    assert plan.events == ()
+
+
+def test_the_spec_chooses_the_secret_name_key_and_prefix() -> None:
+    plan = lifecycle.decide(observed(spec={"prefix": "acme", "secret": {
+        "name": "other", "key": "token"}}), NOW)
+    assert plan.issue is not None
+    assert (plan.issue.secret_name, plan.issue.data_key, plan.issue.prefix) == \
+        ("other", "token", "acme")
+
+
+def test_a_secret_written_before_a_crash_is_adopted_not_rewritten() -> None:
+    secret = dataclasses.replace(SYNCED, hash="hmac-sha256:v1:new", last_characters="AbCd")
+    plan = lifecycle.decide(observed(secret=secret), NOW)
+    assert plan.issue is None
+    assert plan.status["hash"] == "hmac-sha256:v1:new"
+    assert plan.status["revision"] == 1
+    assert plan.status["keyPreview"] == "kw_...AbCd"
+    assert plan.status["createdAt"] == "2026-11-01T12:00:00Z"
+    assert plan.status["expiresAt"] == "2026-12-01T12:00:00Z"
+    assert plan.status["phase"] == "Active"
+    assert reasons(plan) == ["Issued"]
+    assert plan.next_due == CREATED + timedelta(days=30)
+
+
+def test_a_foreign_secret_of_that_name_is_a_conflict_and_never_touched() -> None:
+    foreign = secretview.SecretView(exists=True, owner_uid=None, has_key=True)
+    plan = lifecycle.decide(observed(secret=foreign), NOW)
+    assert plan.issue is None
+    assert plan.status["phase"] == "Failed"
+    assert condition(plan, "Ready")["reason"] == "SecretConflict"
+    assert reasons(plan) == ["SecretConflict"]
+
+
+def test_a_conflict_already_reported_is_not_reported_again() -> None:
+    foreign = secretview.SecretView(exists=True, owner_uid="someone-else")
+    first = lifecycle.decide(observed(secret=foreign), NOW)
+    again = lifecycle.decide(observed(status=first.status, secret=foreign), NOW)
+    assert again.events == ()
+    assert again.status == {}
+
+
+@pytest.mark.parametrize(
+    ("spec", "field"),
+    [
+        pytest.param({"ipAllowlist": ["10.0.0.1/8"]}, "spec.ipAllowlist[0]",
+                     id="a CIDR with host bits set fails naming the entry"),
+        pytest.param({"expiration": "99999999d"}, "spec.expiration",
+                     id="an expiration too far away fails naming expiration"),
+    ],
+)
+def test_a_spec_only_code_can_refuse_ends_failed_invalid_spec(
+    spec: dict[str, Any], field: str
+) -> None:
+    plan = lifecycle.decide(observed(spec=spec), NOW)
+    assert plan.issue is None
+    assert plan.status["phase"] == "Failed"
+    ready = condition(plan, "Ready")
+    assert (ready["status"], ready["reason"]) == ("False", "InvalidSpec")
+    assert ready["message"].startswith(field + ":")
+    assert reasons(plan) == ["InvalidSpec"]
+
+
+@pytest.mark.parametrize(
+    ("spec", "now", "phase", "events", "ready_reason"),
+    [
+        pytest.param({}, NOW, "Active", [], "Active", id="an active key in its life stays quiet"),
+        pytest.param({"active": False}, NOW, "Inactive", ["Deactivated"], "Deactivated",
+                     id="active false deactivates with an event"),
+        pytest.param({}, CREATED + timedelta(days=30), "Expired", ["Expired"], "Expired",
+                     id="at the expiry instant exactly the key is expired"),
+        pytest.param({}, CREATED + timedelta(days=30) - timedelta(seconds=1), "Active", [],
+                     "Active", id="one second before expiry it is still active"),
+        pytest.param({"active": False}, CREATED + timedelta(days=31), "Expired", ["Expired"],
+                     "Expired", id="expiry wins over deactivation"),
+    ],
+)
+def test_phase_follows_active_flag_and_clock(
+    spec: dict[str, Any], now: datetime, phase: str, events: list[str], ready_reason: str
+) -> None:
+    plan = lifecycle.decide(observed(spec=spec, status=ISSUED, secret=SYNCED), now)
+    assert plan.issue is None
+    assert plan.status.get("phase", "Active") == phase
+    assert reasons(plan) == events
+    if "conditions" in plan.status:
+        assert condition(plan, "Ready")["reason"] == ready_reason
+
+
+def test_reactivating_an_inactive_key_is_an_activated_event() -> None:
+    inactive = {**ISSUED, "phase": "Inactive"}
+    plan = lifecycle.decide(observed(status=inactive, secret=SYNCED), NOW)
+    assert plan.status["phase"] == "Active"
+    assert reasons(plan) == ["Activated"]
+
+
+def test_reactivating_an_expired_key_keeps_it_expired() -> None:
+    expired = {**ISSUED, "phase": "Expired"}
+    later = CREATED + timedelta(days=40)
+    plan = lifecycle.decide(observed(status=expired, secret=SYNCED, generation=2), later)
+    assert plan.status.get("phase", expired["phase"]) == "Expired"
+    assert condition(plan, "Ready")["reason"] == "Expired"
+    assert "Activated" not in reasons(plan)
+    assert plan.next_due is None
+
+
+def test_the_next_wake_up_is_the_expiry_instant() -> None:
+    plan = lifecycle.decide(observed(status=ISSUED, secret=SYNCED), NOW)
+    assert plan.next_due == CREATED + timedelta(days=30)
+
+
+def test_a_key_that_never_expires_needs_no_wake_up() -> None:
+    never = {**ISSUED, "expiresAt": None}
+    plan = lifecycle.decide(observed(spec={"expiration": "Never"}, status=never,
+                                     secret=SYNCED), NOW)
+    assert plan.next_due is None
+    assert plan.status.get("phase", "Active") == "Active"
+
+
+def test_a_changed_expiration_never_moves_expires_at_and_warns_once() -> None:
+    plan = lifecycle.decide(observed(spec={"expiration": "360d"}, status=ISSUED,
+                                     secret=SYNCED, generation=2), NOW)
+    assert "expiresAt" not in plan.status
+    assert plan.next_due == CREATED + timedelta(days=30)
+    assert reasons(plan) == ["ExpirationImmutable"]
+    assert "expiresAt stays 2026-12-01T12:00:00Z" in plan.events[0].message
+    seen = {**ISSUED, "observedGeneration": 2}
+    again = lifecycle.decide(observed(spec={"expiration": "360d"}, status=seen,
+                                      secret=SYNCED, generation=2), NOW)
+    assert reasons(again) == []
+
+
+@pytest.mark.parametrize(
+    ("secret", "reason"),
+    [
+        pytest.param(secretview.MISSING, "SecretMissing", id="a deleted Secret is missing"),
+        pytest.param(dataclasses.replace(SYNCED, hash="hmac-sha256:v1:other"), "SecretModified",
+                     id="a changed hash annotation is a modification"),
+        pytest.param(dataclasses.replace(SYNCED, has_key=False), "SecretModified",
+                     id="a removed data key is a modification"),
+        pytest.param(dataclasses.replace(SYNCED, data_changed_by_others=True), "SecretModified",
+                     id="data written by another field manager is a modification"),
+    ],
+)
+def test_a_missing_or_altered_secret_is_reported_and_the_key_kept(
+    secret: secretview.SecretView, reason: str
+) -> None:
+    plan = lifecycle.decide(observed(status=ISSUED, secret=secret), NOW)
+    assert plan.issue is None
+    assert "hash" not in plan.status
+    assert "revision" not in plan.status
+    synced = condition(plan, "SecretSynced")
+    assert (synced["status"], synced["reason"]) == ("False", reason)
+    assert [(e.type, e.reason) for e in plan.events] == [("Warning", reason)]
+    again = lifecycle.decide(observed(status={**ISSUED, **plan.status}, secret=secret), NOW)
+    assert again.events == ()
+
+
+def test_a_key_whose_whole_life_passed_before_issuing_is_expired_without_a_secret() -> None:
+    plan = lifecycle.decide(observed(spec={"expiration": "1h"}), CREATED + timedelta(hours=2))
+    assert plan.issue is None
+    assert plan.status["phase"] == "Expired"
+    assert plan.status["expiresAt"] == "2026-11-01T13:00:00Z"
+
+
+def test_an_unchanged_status_costs_no_write() -> None:
+    first = lifecycle.decide(observed(status=ISSUED, secret=SYNCED), NOW)
+    settled = lifecycle.decide(observed(status={**ISSUED, **first.status}, secret=SYNCED),
+                               NOW + timedelta(minutes=1))
+    assert settled.status == {}
+    assert settled.events == ()
+
+
+def test_view_secret_reads_annotations_and_field_managers_not_the_plaintext() -> None:
+    raw: dict[str, Any] = {
+        "metadata": {
+            "ownerReferences": [{"uid": "other", "controller": False},
+                                {"uid": UID, "controller": True}],
+            "annotations": {"keywright.dev/hash": HASH, "keywright.dev/revision": "3",
+                            "keywright.dev/last-characters": "x9Qa"},
+            "managedFields": [
+                {"manager": "keywright", "fieldsV1": {"f:data": {"f:api-key": {}}}},
+                {"manager": "kubectl-edit", "fieldsV1": {"f:metadata": {}}},
+            ],
+        },
+        "data": {"api-key": "c2VjcmV0"},
+    }
+    view = secretview.view_secret(raw, "api-key")
+    assert view == secretview.SecretView(exists=True, owner_uid=UID, hash=HASH, revision=3,
+                                         last_characters="x9Qa", has_key=True,
+                                         data_changed_by_others=False,
+                                         our_data_keys=frozenset({"api-key"}))
+    raw["metadata"]["managedFields"][1]["fieldsV1"] = {"f:data": {"f:api-key": {}}}
+    assert secretview.view_secret(raw, "api-key").data_changed_by_others
+    assert secretview.view_secret(None, "api-key") == secretview.MISSING
+
+
+@pytest.mark.parametrize(
+    ("annotations", "revision", "issued_at"),
+    [
+        pytest.param({"keywright.dev/revision": "\u00b2"}, None, None,
+                     id="a superscript digit is not a revision"),
+        pytest.param({"keywright.dev/revision": "2",
+                      "keywright.dev/issued-at": "yesterday"}, 2, None,
+                     id="an unreadable issued-at is ignored, not a crash"),
+    ],
+)
+def test_view_secret_survives_edited_annotations(
+    annotations: dict[str, str], revision: int | None, issued_at: str | None
+) -> None:
+    view = secretview.view_secret({"metadata": {"annotations": annotations}}, "api-key")
+    assert (view.revision, view.issued_at) == (revision, issued_at)
+
+
+def test_metadata_alone_tells_whether_the_data_key_exists() -> None:
+    meta_only = {"metadata": {"managedFields": [
+        {"manager": "keywright", "fieldsV1": {"f:data": {".": {}, "f:api-key": {}}}}]}}
+    assert secretview.view_secret(meta_only, "api-key").has_key
+    assert not secretview.view_secret(meta_only, "token").has_key

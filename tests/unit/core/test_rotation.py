@@ -1,0 +1,273 @@
+"""Rotation decisions as tables with a fixed clock: due or not, retire or not, refuse or not."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from keywright.core import lifecycle, models, rotation, secretview, times
+from tests.support.observed import CREATED, ISSUED, SYNCED, observed
+
+T0 = CREATED  # 2026-11-01T12:00:00Z
+ROTATED = {**ISSUED, "rotatedAt": "2026-11-05T12:00:00Z", "revision": 2}
+
+
+def spec(**fields: Any) -> models.ApiKeySpec:
+    return models.validate_spec({"expiration": "30d", **fields})
+
+
+def status(**fields: Any) -> models.ApiKeyStatus:
+    return models.ApiKeyStatus.model_validate({**ISSUED, **fields})
+
+
+@pytest.mark.parametrize(
+    ("every", "fields", "expected"),
+    [
+        pytest.param(None, {}, None, id="no schedule, never due"),
+        pytest.param("1d", {}, T0 + timedelta(days=1), id="first rotation counts from creation"),
+        pytest.param("1d", {"rotatedAt": "2026-11-05T12:00:00Z"},
+                     datetime(2026, 11, 6, 12, tzinfo=UTC),
+                     id="later ones count from the last rotation"),
+        pytest.param("30d", {}, None, id="a rotation due at or after expiry never comes"),
+        pytest.param("29d", {}, T0 + timedelta(days=29), id="one due a day before expiry comes"),
+    ],
+)
+def test_next_rotation(every: str | None, fields: dict[str, Any],
+                       expected: datetime | None) -> None:
+    rotation_spec = {"every": every} if every else {}
+    got = rotation.next_rotation(spec(rotation=rotation_spec), status(**fields),
+                                 T0 + timedelta(days=30))
+    assert got == expected
+
+
+@pytest.mark.parametrize(
+    ("annotation", "last", "pending"),
+    [
+        pytest.param(None, None, None, id="no annotation, no request"),
+        pytest.param("a", None, "a", id="a first value is a request"),
+        pytest.param("a", "a", None, id="a value already acted on is not"),
+        pytest.param("b", "a", "b", id="a new value is"),
+        pytest.param("", "a", None, id="an empty value is not"),
+    ],
+)
+def test_pending_request(annotation: str | None, last: str | None,
+                         pending: str | None) -> None:
+    assert rotation.pending_request(annotation, status(lastRotateRequest=last)) == pending
+
+
+def test_without_grace_the_replaced_key_is_gone_at_once() -> None:
+    earlier = {"revision": 0, "hash": "h0", "lastCharacters": "abcd",
+               "retiresAt": "2026-11-05T13:00:00Z"}
+    got = rotation.previous_after_rotation(status(previous=[earlier]), T0, timedelta(0))
+    assert [p.revision for p in got] == [0]  # only what was already in its grace
+
+
+def test_with_grace_the_replaced_key_joins_previous_until_rotation_plus_grace() -> None:
+    earlier = {"revision": 0, "hash": "h0", "lastCharacters": "abcd",
+               "retiresAt": "2026-11-01T12:30:00Z"}
+    got = rotation.previous_after_rotation(status(previous=[earlier]), T0, timedelta(hours=1))
+    assert [(p.revision, p.hash, p.retiresAt) for p in got] == [
+        (0, "h0", "2026-11-01T12:30:00Z"),
+        (1, ISSUED["hash"], "2026-11-01T13:00:00Z")]
+
+
+@pytest.mark.parametrize(
+    ("now", "kept", "retired"),
+    [
+        pytest.param(T0 + timedelta(minutes=29, seconds=59), [0, 1], [],
+                     id="a second before its retiresAt a key is kept"),
+        pytest.param(T0 + timedelta(minutes=30), [1], [0],
+                     id="at its retiresAt exactly it retires"),
+        pytest.param(T0 + timedelta(hours=2), [], [0, 1], id="later all have retired"),
+    ],
+)
+def test_retire(now: datetime, kept: list[int], retired: list[int]) -> None:
+    previous = [models.PreviousKey(revision=0, hash="h0", lastCharacters="aaaa",
+                                   retiresAt="2026-11-01T12:30:00Z"),
+                models.PreviousKey(revision=1, hash="h1", lastCharacters="bbbb",
+                                   retiresAt="2026-11-01T13:00:00Z")]
+    got_kept, got_retired = rotation.retire(previous, now)
+    assert ([p.revision for p in got_kept], [p.revision for p in got_retired]) == \
+        (kept, retired)
+
+
+NOW = T0 + timedelta(days=10)
+
+
+@pytest.mark.parametrize(
+    ("spec_fields", "annotation", "status_fields", "rotates", "recorded"),
+    [
+        pytest.param({}, "r1", {}, True, "r1", id="a new request on an active key rotates"),
+        pytest.param({}, "r1", {"lastRotateRequest": "r1"}, False, None,
+                     id="a request already acted on does nothing"),
+        pytest.param({"rotation": {"every": "1d"}}, None, {}, True, None,
+                     id="an overdue schedule rotates"),
+        pytest.param({"rotation": {"every": "11d"}}, None, {}, False, None,
+                     id="a schedule not yet due does not"),
+        pytest.param({"active": False}, "r1", {}, False, None, id="inactive: refused"),
+        pytest.param({"active": False, "rotation": {"every": "1d"}}, None, {}, False, None,
+                     id="inactive: the schedule waits"),
+    ],
+)
+def test_when_a_rotation_is_decided(spec_fields: dict[str, Any], annotation: str | None,
+                                    status_fields: dict[str, Any], rotates: bool,
+                                    recorded: str | None) -> None:
+    o = dataclasses.replace(observed(spec=spec_fields, status={**ISSUED, **status_fields},
+                                     secret=SYNCED), rotate_request=annotation)
+    plan = lifecycle.decide(o, NOW)
+    assert (plan.issue is not None) == rotates
+    if plan.issue is not None:
+        assert (plan.issue.revision, plan.issue.replace, plan.issue.request) == \
+            (2, True, recorded)
+
+
+def test_an_expired_key_refuses_a_request_and_records_it() -> None:
+    o = dataclasses.replace(observed(status={**ISSUED, "phase": "Expired"}, secret=SYNCED),
+                            rotate_request="late")
+    plan = lifecycle.decide(o, T0 + timedelta(days=31))
+    assert plan.issue is None
+    assert plan.status["lastRotateRequest"] == "late"
+    assert plan.status["lastRotateRefused"] == "late"
+    assert [(e.type, e.reason) for e in plan.events] == [("Warning", "RotationRefused")]
+    ready = next(c for c in plan.status["conditions"] if c["type"] == "Ready")
+    assert "rotation request 'late' was refused" in ready["message"]
+
+
+def test_a_refusal_is_remembered_in_the_condition_and_not_repeated() -> None:
+    refused = {**ISSUED, "phase": "Inactive", "lastRotateRequest": "r1",
+               "lastRotateRefused": "r1"}
+    o = dataclasses.replace(observed(spec={"active": False}, status=refused, secret=SYNCED),
+                            rotate_request="r1")
+    plan = lifecycle.decide(o, NOW)
+    assert plan.events == ()
+    ready = next(c for c in plan.status["conditions"] if c["type"] == "Ready")
+    assert ready["message"] == "spec.active is false; rotation request 'r1' was refused"
+
+
+@pytest.mark.parametrize(
+    ("grace", "previous"),
+    [pytest.param("0s", [], id="grace 0: the old hash is gone with the adoption"),
+     pytest.param("1h", [(1, "hmac-sha256:v1:abc", "2026-11-11T13:00:00Z")],
+                  id="grace 1h: the old hash stays until rotation plus 1h")],
+)
+def test_adopting_a_rotated_secret(grace: str, previous: list[tuple[int, str, str]]) -> None:
+    rotated_secret = dataclasses.replace(
+        SYNCED, hash="hmac-sha256:v1:new", revision=2, last_characters="NeWw",
+        issued_at="2026-11-11T12:00:00Z", rotate_request="r1")
+    o = observed(spec={"rotation": {"gracePeriod": grace}}, status=ISSUED,
+                 secret=rotated_secret)
+    plan = lifecycle.decide(o, NOW + timedelta(minutes=1))
+    assert plan.issue is None
+    assert plan.restarts == ()  # not before the new hash is in status
+    assert (plan.status["revision"], plan.status["hash"], plan.status["rotatedAt"],
+            plan.status["lastRotateRequest"], plan.status["keyPreview"]) == \
+        (2, "hmac-sha256:v1:new", "2026-11-11T12:00:00Z", "r1", "kw_...NeWw")
+    assert [(p["revision"], p["hash"], p["retiresAt"])
+            for p in plan.status.get("previous", [])] == previous
+    assert [e.reason for e in plan.events] == ["Rotated"]
+    if previous:
+        assert plan.next_due == times.parse(previous[0][2])
+
+
+def test_restarts_come_once_the_new_revision_is_in_status() -> None:
+    targets = [{"kind": "Deployment", "name": "app"}]
+    rotated = {**ROTATED, "hash": "hmac-sha256:v1:new"}
+    secret = dataclasses.replace(SYNCED, hash="hmac-sha256:v1:new", revision=2)
+    plan = lifecycle.decide(observed(spec={"rotation": {"restartTargets": targets}},
+                                     status=rotated, secret=secret), NOW)
+    assert [(t.kind, t.name) for t in plan.restarts] == [("Deployment", "app")]
+    assert plan.status["restartedRevision"] == 2
+    done = lifecycle.decide(observed(spec={"rotation": {"restartTargets": targets}},
+                                     status={**rotated, "restartedRevision": 2},
+                                     secret=secret), NOW)
+    assert done.restarts == ()
+    assert "restartedRevision" not in done.status
+
+
+def test_a_retirement_is_an_event_at_its_instant_and_the_next_wake_up_follows() -> None:
+    previous = [{"revision": 1, "hash": "h1", "lastCharacters": "aaaa",
+                 "retiresAt": "2026-11-11T12:00:00Z"},
+                {"revision": 2, "hash": "h2", "lastCharacters": "bbbb",
+                 "retiresAt": "2026-11-11T13:00:00Z"}]
+    current = {**ROTATED, "revision": 3, "previous": previous}
+    secret = dataclasses.replace(SYNCED, revision=3)
+    plan = lifecycle.decide(observed(status=current, secret=secret),
+                            datetime(2026, 11, 11, 12, tzinfo=UTC))
+    assert [p["revision"] for p in plan.status["previous"]] == [2]
+    assert [(e.reason, e.message) for e in plan.events] == [
+        ("Retired", "Previous key kw_...aaaa (revision 1) retired at 2026-11-11T12:00:00Z")]
+    assert plan.next_due == datetime(2026, 11, 11, 13, tzinfo=UTC)
+
+
+def test_the_secret_records_the_request_it_answers() -> None:
+    view = secretview.view_secret({"metadata": {"annotations": {
+        "keywright.dev/rotate-request": "r9"}}, "data": {}}, "api-key")
+    assert view.rotate_request == "r9"
+
+
+def test_a_rotation_clears_the_refusal_record() -> None:
+    rotated_secret = dataclasses.replace(
+        SYNCED, hash="hmac-sha256:v1:new", revision=2, last_characters="NeWw",
+        issued_at="2026-11-11T12:00:00Z", rotate_request="r2")
+    o = observed(status={**ISSUED, "lastRotateRefused": "r1"}, secret=rotated_secret)
+    plan = lifecycle.decide(o, NOW + timedelta(minutes=1))
+    assert plan.status["lastRotateRefused"] is None  # merge patch: removes the field
+
+
+def test_a_grace_period_never_outlives_the_key() -> None:
+    got = rotation.previous_after_rotation(status(), T0 + timedelta(days=29),
+                                           timedelta(days=7), T0 + timedelta(days=30))
+    assert [p.retiresAt for p in got] == ["2026-12-01T12:00:00Z"]
+
+
+@pytest.mark.parametrize(
+    ("secret_change", "adopted"),
+    [
+        pytest.param({}, True, id="the next revision, with its data, is adopted"),
+        pytest.param({"revision": 5}, False, id="a revision that skips ahead is not"),
+        pytest.param({"has_key": False}, False, id="one without its data key is not"),
+        pytest.param({"data_changed_by_others": True}, False,
+                     id="one whose data someone else wrote is not"),
+    ],
+)
+def test_only_a_secret_that_is_really_the_next_revision_is_adopted(
+    secret_change: dict[str, Any], adopted: bool
+) -> None:
+    secret = dataclasses.replace(SYNCED, **{"hash": "hmac-sha256:v1:new", "revision": 2,
+                                            "last_characters": "NeWw", **secret_change})
+    plan = lifecycle.decide(observed(status=ISSUED, secret=secret), NOW)
+    assert ("hash" in plan.status) == adopted
+    if not adopted:
+        synced = next(c for c in plan.status["conditions"] if c["type"] == "SecretSynced")
+        assert synced["reason"] == "SecretModified"
+
+
+def test_a_failed_key_still_expires_and_retires_on_time() -> None:
+    previous = [{"revision": 1, "hash": "h1", "lastCharacters": "aaaa",
+                 "retiresAt": "2026-11-11T12:00:00Z"}]
+    current = {**ROTATED, "previous": previous}
+    plan = lifecycle.decide(observed(spec={"ipAllowlist": ["10.0.0.1/8"]}, status=current,
+                                     secret=SYNCED), NOW - timedelta(hours=1))
+    assert plan.status["phase"] == "Failed"
+    assert plan.next_due == datetime(2026, 11, 11, 12, tzinfo=UTC)
+    later = lifecycle.decide(observed(spec={"ipAllowlist": ["10.0.0.1/8"]},
+                                      status={**current, **plan.status}, secret=SYNCED),
+                             datetime(2026, 11, 11, 12, tzinfo=UTC))
+    assert later.status["previous"] == []
+    assert later.next_due == T0 + timedelta(days=30)
+
+
+def test_a_conflict_is_checked_again_later() -> None:
+    foreign = secretview.SecretView(exists=True, owner_uid="someone-else")
+    plan = lifecycle.decide(observed(secret=foreign), NOW)
+    assert plan.next_due == NOW + lifecycle.CONFLICT_RECHECK
+
+
+def test_grace_not_shorter_than_every_is_refused() -> None:
+    with pytest.raises(models.SpecError) as caught:
+        models.validate_spec({"expiration": "30d",
+                              "rotation": {"every": "1h", "gracePeriod": "1h"}})
+    assert caught.value.field == "spec.rotation.gracePeriod"

@@ -1,0 +1,132 @@
+"""The local control plane refuses to start on bad ground, before starting anything."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from keywright.dev import controlplane
+from keywright.kits import processes
+from tests.support.waiting import eventually
+
+
+@pytest.fixture
+def busy_port() -> Iterator[int]:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        yield sock.getsockname()[1]
+
+
+@pytest.fixture
+def full_bin_dir(tmp_path: Path) -> Path:
+    for name in ("kube-apiserver", "kube-controller-manager"):
+        (tmp_path / name).write_text("#!/bin/sh\nexit 3\n")
+        (tmp_path / name).chmod(0o755)
+    return tmp_path
+
+
+@pytest.mark.parametrize("which", ["etcd_client", "etcd_peer", "apiserver"])
+def test_a_busy_port_is_refused_with_its_role_and_number(
+    which: str, busy_port: int, full_bin_dir: Path, tmp_path: Path
+) -> None:
+    ports = {"etcd_client": processes.free_port(), "etcd_peer": processes.free_port(),
+             "apiserver": processes.free_port(), which: busy_port}
+    workdir = tmp_path / "work"
+    plane = controlplane.ControlPlane(full_bin_dir, workdir=workdir,
+                                      ports=controlplane.Ports(**ports))
+    with pytest.raises(controlplane.ControlPlaneError) as caught:
+        plane.start()
+    role = {"etcd_client": "etcd client", "etcd_peer": "etcd peer",
+            "apiserver": "kube-apiserver"}[which]
+    assert f"{role} port {busy_port} on 127.0.0.1 is already in use" in str(caught.value)
+    assert plane.pids == {}
+    assert not workdir.exists()
+
+
+@pytest.mark.parametrize(
+    ("present", "named"),
+    [
+        ((), "kube-apiserver and kube-controller-manager not found"),
+        (("kube-apiserver",), "kube-controller-manager not found"),
+        (("kube-controller-manager",), "kube-apiserver not found"),
+    ],
+)
+def test_a_missing_binary_is_named_with_the_command_that_builds_it(
+    present: tuple[str, ...], named: str, tmp_path: Path
+) -> None:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for name in present:
+        (bin_dir / name).write_text("#!/bin/sh\n")
+        (bin_dir / name).chmod(0o755)
+    plane = controlplane.ControlPlane(bin_dir, workdir=tmp_path / "work")
+    with pytest.raises(controlplane.ControlPlaneError) as caught:
+        plane.start()
+    assert str(caught.value).startswith(named)
+    assert "keywright cluster prepare" in str(caught.value)
+    assert plane.pids == {}
+
+
+def test_a_binary_that_dies_at_start_is_reported_with_its_log(
+    full_bin_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A fake etcd that exits at once stands in for a crash a real etcd cannot be made
+    # to have on demand.
+    fake = tmp_path / "fakebin"
+    fake.mkdir()
+    (fake / "etcd").write_text("#!/bin/sh\necho 'etcd: cannot open data dir' >&2\nexit 7\n")
+    (fake / "etcd").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake}:{os.environ['PATH']}")
+    plane = controlplane.ControlPlane(full_bin_dir, workdir=tmp_path / "work")
+    with pytest.raises(controlplane.ControlPlaneError) as caught:
+        plane.start(timeout=10)
+    assert "etcd exited with code 7 while starting" in str(caught.value)
+    assert "cannot open data dir" in str(caught.value)
+    assert plane.pids == {}
+
+
+def test_token_file_lists_every_user_with_quoted_groups(tmp_path: Path) -> None:
+    plane = controlplane.ControlPlane(tmp_path, workdir=tmp_path)
+    (tmp_path / "pki").mkdir()
+    plane.add_token_user("viewer", ["team-a", "team-b"])
+    plane.add_token_user("nobody")
+    plane._write_token_file()
+    lines = (tmp_path / "pki" / "tokens.csv").read_text().splitlines()
+    admin, viewer, nobody = plane.users["admin"], plane.users["viewer"], plane.users["nobody"]
+    assert lines == [
+        f'{admin.token},admin,admin-uid,"system:masters"',
+        f'{viewer.token},viewer,viewer-uid,"team-a,team-b"',
+        f"{nobody.token},nobody,nobody-uid",
+    ]
+    with pytest.raises(controlplane.ControlPlaneError, match="'viewer' already exists"):
+        plane.add_token_user("viewer")
+
+
+def test_children_are_killed_when_the_process_that_started_them_is_killed() -> None:
+    # The parent is SIGKILLed, so no Python cleanup can run: only the kernel's
+    # parent-death signal can stop the child.
+    starter = subprocess.Popen(
+        [sys.executable, "-c",
+         "import subprocess, time\n"
+         "from keywright.kits import processes\n"
+         "p = subprocess.Popen(['sleep', '600'], preexec_fn=processes.die_with_parent)\n"
+         "print(p.pid, flush=True)\n"
+         "time.sleep(600)\n"],
+        stdout=subprocess.PIPE, text=True,
+    )
+    assert starter.stdout is not None
+    child = int(starter.stdout.readline())
+    assert processes.alive(child)
+    starter.send_signal(signal.SIGKILL)
+    starter.wait()
+    eventually(lambda: not processes.alive(child), timeout=5, interval=0.05,
+               what="the orphaned child's death")
+    assert not processes.alive(child)

@@ -1,0 +1,299 @@
+"""The verifier's HTTP answers (the ASGI app called directly, no server), usage patches,
+metrics, the audit encoding and the index's re-list. No cluster, no network."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import io
+import ipaddress
+import json
+import logging
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from keywright.core import tokens
+from keywright.verifier import app, audit, decision, index, usage
+from tests.support.keys import KEY, NOW, OTHER, PEPPERS, apikey
+
+Reply = tuple[int, dict[str, str], bytes]
+
+
+def verifier(*apikeys: dict[str, Any], ready: bool = True, stale: float = 0.0,
+             settings: app.VerifierSettings | None = None) -> app.Verifier:
+    keys = index.Index()
+    keys.replace_all(apikeys or [apikey(context={"team": "payments"})])
+    return app.Verifier(keys, lambda: PEPPERS if ready else None, lambda: ready,
+                        lambda: stale, settings or app.VerifierSettings(audit=False))
+
+
+def call(application: app.Verifier, path: str = "/verify", query: bytes = b"",
+         headers: list[tuple[bytes, bytes]] | None = None, peer: str = "203.0.113.9",
+         ) -> Reply:
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: Any) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "method": "GET", "path": path, "query_string": query,
+             "headers": headers if headers is not None else [(b"x-api-key", KEY.encode())],
+             "client": (peer, 40000)}
+    asyncio.run(application(scope, receive, send))
+    start, body = sent
+    return (start["status"], {k.decode(): v.decode() for k, v in start["headers"]},
+            body["body"])
+
+
+def test_a_valid_key_gets_200_with_the_identity_headers() -> None:
+    status, headers, body = call(verifier(), query=b"scope=Reviews.Read")
+    assert (status, body) == (200, b'{"code":"OK"}')
+    assert headers["x-keywright-namespace"] == "pay"
+    assert headers["x-keywright-name"] == "billing"
+    assert headers["x-keywright-scopes"] == "Repos.Read,Reviews.Write"
+    assert headers["x-keywright-context-team"] == "payments"
+    assert headers["content-length"] == str(len(body))
+    assert KEY not in json.dumps(headers)
+
+
+def test_a_401_carries_the_bearer_challenge() -> None:
+    status, headers, body = call(verifier(), headers=[])
+    assert (status, body) == (401, b'{"code":"MISSING_KEY"}')
+    assert headers["www-authenticate"] == 'Bearer realm="keywright"'
+
+
+def test_a_403_has_no_challenge() -> None:
+    status, headers, body = call(verifier(), query=b"scope=Admin.Read")
+    assert (status, body) == (403, b'{"code":"INSUFFICIENT_SCOPE"}')
+    assert "www-authenticate" not in headers
+
+
+def test_a_429_says_when_to_retry() -> None:
+    application = verifier(apikey(rateLimit={"requests": 1, "period": "1m"}))
+    assert call(application)[0] == 200
+    status, headers, body = call(application)
+    assert (status, body) == (429, b'{"code":"RATE_LIMITED"}')
+    assert 55 <= int(headers["retry-after"]) <= 60
+
+
+@pytest.mark.parametrize(("query", "headers", "code"), [
+    pytest.param(b"scope=Reviews.Read,Repos.Read", [], "OK", id="comma-separated scopes"),
+    pytest.param(b"scope=Reviews.Read&scope=Admin.Read", [], "INSUFFICIENT_SCOPE",
+                 id="repeated scope parameters are all required"),
+    pytest.param(b"", [(b"x-keywright-scope", b"Repos.Write")], "INSUFFICIENT_SCOPE",
+                 id="the scope header is a requirement too"),
+    pytest.param(b"scope=Reviews.Read", [(b"x-keywright-scope", b"Admin.Read")],
+                 "INSUFFICIENT_SCOPE", id="query and header requirements add up"),
+    pytest.param(b"namespace=pay", [], "OK", id="the key's own namespace"),
+    pytest.param(b"namespace=other", [], "INVALID_KEY", id="another namespace"),
+    pytest.param(b"namespace=pay", [(b"x-keywright-namespace", b"other")], "INVALID_KEY",
+                 id="two namespaces asked for: no key is in both"),
+    pytest.param(b"", [(b"x-keywright-namespace", b"pay")], "OK",
+                 id="the namespace header alone"),
+])
+def test_requirements_come_from_the_query_and_the_headers(
+    query: bytes, headers: list[tuple[bytes, bytes]], code: str
+) -> None:
+    sent = [(b"x-api-key", KEY.encode()), *headers]
+    assert json.loads(call(verifier(), query=query, headers=sent)[2]) == {"code": code}
+
+
+def test_paths_under_verify_are_verified_for_envoy() -> None:
+    assert call(verifier(), path="/verify/api/v1/reviews")[0] == 200
+    assert call(verifier(), path="/verifyx")[0] == 404
+
+
+def test_before_the_first_list_verify_and_readyz_answer_503() -> None:
+    application = verifier(ready=False)
+    assert call(application)[::2] == (503, b'{"code":"NOT_READY"}')
+    assert call(application, "/readyz")[0] == 503
+    assert call(application, "/healthz")[0] == 200
+
+
+def test_readyz_reports_staleness_and_fails_only_past_the_configured_limit() -> None:
+    stale = verifier(stale=120.0)
+    status, _, body = call(stale, "/readyz")
+    assert status == 200
+    assert json.loads(body) == {"ready": True, "secondsSinceSync": 120.0, "keysIndexed": 1}
+    strict = verifier(stale=120.0, settings=app.VerifierSettings(max_staleness=60, audit=False))
+    assert call(strict, "/readyz")[0] == 503
+
+
+def test_metrics_count_each_decision_and_its_latency() -> None:
+    application = verifier()
+    call(application)
+    call(application, headers=[])
+    call(application, headers=[])
+    text = call(application, "/metrics")[2].decode()
+    assert 'keywright_verifier_decisions_total{code="OK",status="200"} 1.0' in text
+    assert 'keywright_verifier_decisions_total{code="MISSING_KEY",status="401"} 2.0' in text
+    assert 'keywright_verifier_decision_duration_seconds_count 3.0' in text
+    assert 'keywright_verifier_decision_duration_seconds_bucket{le="+Inf"} 3.0' in text
+    assert "keywright_verifier_keys_indexed 1.0" in text
+    assert KEY not in text
+
+
+def test_each_decision_writes_one_audit_line_without_the_key(
+    caplog: pytest.LogCaptureFixture
+) -> None:
+    application = verifier(settings=app.VerifierSettings(audit=True))
+    with caplog.at_level(logging.INFO, logger="keywright.audit"):
+        call(application, headers=[(b"x-api-key", KEY.encode()),
+                                   (b"x-original-uri", b"/v1/reviews?page=2")])
+        call(application, headers=[(b"x-api-key", OTHER.encode())], peer="2001:db8::7")
+    lines = [json.loads(r.getMessage()) for r in caplog.records]
+    assert [(a["code"], a["name"], a["uri"], a["client"]) for a in lines] == [
+        ("OK", "billing", "/v1/reviews?page=2", "203.0.113.9"),
+        ("INVALID_KEY", None, None, "2001:db8::7")]
+    assert KEY not in caplog.text
+    assert OTHER not in caplog.text
+
+
+@given(st.lists(st.text(), max_size=4), st.text(), st.none() | st.text(), st.text())
+def test_the_audit_line_is_json_whatever_the_client_sends(
+    scopes: list[str], method: str, uri: str | None, client: str
+) -> None:
+    answer = decision.Answer(decision.INVALID_KEY, None, client)
+    assert json.loads(audit.line(answer, scopes, method, uri, NOW)) == {
+        "time": "2027-01-15T08:00:00.000+00:00", "code": "INVALID_KEY", "status": 401,
+        "namespace": None, "name": None, "lastCharacters": None, "revision": None,
+        "client": client, "scopes": [s[:128] for s in sorted(scopes)], "method": method,
+        "uri": uri}
+
+
+def test_the_batched_stream_writes_every_line_once() -> None:
+    out = io.StringIO()
+    handler = audit.BatchedStream(out, interval=60)
+    logger = logging.getLogger("test.batched")
+    logger.addHandler(handler)
+    logger.propagate = False
+    for n in range(5):
+        logger.warning("line %d", n)
+    assert out.getvalue() == ""  # nothing yet: batched
+    handler.close()
+    logger.removeHandler(handler)
+    assert out.getvalue() == "".join(f"line {n}\n" for n in range(5))
+
+
+# -- usage ------------------------------------------------------------------------------
+
+def record(name: str = "billing", revision: int = 2) -> index.KeyRecord:
+    found = index.records(apikey(name))[0]
+    return index.KeyRecord(**{**{f: getattr(found, f) for f in found.__slots__},
+                              "revision": revision})
+
+
+def test_usage_is_patched_at_once_then_at_most_once_a_minute_per_key() -> None:
+    tracker = usage.Usage()
+    tracker.used(record(revision=1), NOW)
+    tracker.used(record(revision=2), NOW + 1)
+    assert tracker.due(NOW + 1) == [("pay", "billing", {
+        "lastUsedAt": "2027-01-15T08:00:01Z",
+        "lastUsedByRevision": {"1": "2027-01-15T08:00:00Z", "2": "2027-01-15T08:00:01Z"}})]
+    tracker.used(record(revision=2), NOW + 30)
+    assert tracker.due(NOW + 30) == []  # patched 29 s ago
+    assert tracker.due(NOW + 61) == [("pay", "billing", {
+        "lastUsedAt": "2027-01-15T08:00:30Z",
+        "lastUsedByRevision": {"2": "2027-01-15T08:00:30Z"}})]
+    assert tracker.due(NOW + 200) == []  # nothing new
+
+
+def test_usage_keys_are_independent_and_a_failed_patch_is_retried() -> None:
+    tracker = usage.Usage()
+    tracker.used(record("a"), NOW)
+    tracker.used(record("b"), NOW)
+    patches = tracker.due(NOW)
+    assert [p[1] for p in patches] == ["a", "b"]
+    tracker.failed(patches[0], NOW)
+    assert [p[1] for p in tracker.due(NOW + 61)] == ["a"]
+
+
+def test_usage_of_a_deleted_key_is_forgotten() -> None:
+    tracker = usage.Usage()
+    tracker.used(record("gone"), NOW)
+    tracker.forget("pay", "gone")
+    assert tracker.due(NOW) == []
+
+
+# -- index ------------------------------------------------------------------------------
+
+def test_a_namespace_relist_replaces_only_that_namespace() -> None:
+    keys = index.Index()
+    keys.replace_all([apikey("a", "one", key=KEY), apikey("b", "two", key=OTHER)])
+    third = tokens.generate("kw")
+    keys.replace_all([apikey("c", "one", key=third)], namespace="one")
+    found = {(r.namespace, r.name) for t in keys.tables.values() for r in t.values()}
+    assert found == {("one", "c"), ("two", "b")}
+    assert len(keys) == 2
+    assert keys.hash_count() == 2
+
+
+def test_a_key_in_its_grace_counts_as_a_hash() -> None:
+    keys = index.Index()
+    keys.replace_all([apikey(previous=[{"revision": 1, "hash": "hmac-sha256:v1:AAAA",
+                                        "lastCharacters": "abcd",
+                                        "retiresAt": "2027-01-15T09:00:00Z"}])])
+    assert (len(keys), keys.hash_count()) == (1, 2)
+
+
+def test_an_echo_of_usage_changes_nothing_but_a_spec_change_does() -> None:
+    keys = index.Index()
+    original = apikey()
+    keys.upsert(original)
+    before = next(iter(keys.tables["v1"].values()))
+    used = {**original, "status": {**original["status"], "lastUsedAt": "2027-01-15T08:00:00Z"}}
+    keys.upsert(used)
+    assert next(iter(keys.tables["v1"].values())) is before  # not rebuilt
+    keys.upsert({**used, "spec": {**used["spec"], "active": False}})
+    assert next(iter(keys.tables["v1"].values())).usable is False
+
+
+def test_huge_requirements_are_answered_but_never_cached() -> None:
+    application = verifier()
+    before = app._cached_requirements.cache_info().currsize
+    for n in range(3):
+        huge = b"Reviews.Read," + b"x" * (app.CACHED_REQUIREMENTS + n)
+        status, _, body = call(application, headers=[(b"x-api-key", KEY.encode()),
+                                                     (b"x-keywright-scope", huge)])
+        assert (status, body) == (403, b'{"code":"INSUFFICIENT_SCOPE"}')
+    assert app._cached_requirements.cache_info().currsize == before
+
+
+def test_an_overlong_forwarded_address_is_not_an_address() -> None:
+    trusted = (ipaddress.ip_network("10.0.0.0/8"),)
+    assert decision.client_address("10.0.0.1", {"x-forwarded-for": [b"1" * 65]},
+                                   trusted) is None
+
+
+def test_an_apikey_whose_status_cannot_be_read_is_skipped_not_fatal(
+    caplog: pytest.LogCaptureFixture
+) -> None:
+    broken = apikey("broken", key=OTHER, previous=[{"revision": 1}])  # no hash, no retiresAt
+    keys = index.Index()
+    keys.replace_all([broken, apikey("fine")])
+    assert keys.names() == {("pay", "fine")}
+    assert "pay/broken" in caplog.text
+    assert OTHER not in caplog.text
+
+
+def test_fractional_seconds_in_status_timestamps_are_read() -> None:
+    fractional = apikey(expires="2027-06-01T00:00:00.250Z")
+    midnight = datetime.datetime(2027, 6, 1, tzinfo=datetime.UTC).timestamp()
+    assert index.records(fractional)[0].expires_at == midnight + 0.25
+
+
+def test_a_hash_kept_across_an_update_stays_findable() -> None:
+    keys = index.Index()
+    keys.upsert(apikey())
+    rotated = apikey(key=OTHER, previous=[{
+        "revision": 1, "hash": apikey()["status"]["hash"], "lastCharacters": KEY[-4:],
+        "retiresAt": "2027-01-15T09:00:00Z"}])
+    keys.upsert(rotated)
+    found = {r.revision: r.retires_at is not None for t in keys.tables.values()
+             for r in t.values()}
+    assert found == {2: False, 1: True}
