@@ -14,11 +14,17 @@ import zlib
 ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 BODY_LENGTH = 43  # 62**43 > 2**256: 32 random bytes always fit
 CHECK_LENGTH = 6  # 62**6 > 2**32: any CRC32 fits
-PREFIX_PATTERN = r"^[a-z][a-z0-9]{1,15}$"
-SCANNER_REGEX = r"\b[a-z][a-z0-9]{1,15}_[0-9A-Za-z]{49}\b"
+MIN_PREFIX_LENGTH, MAX_PREFIX_LENGTH = 2, 16
+_PREFIX_SHAPE = f"[a-z][a-z0-9]{{{MIN_PREFIX_LENGTH - 1},{MAX_PREFIX_LENGTH - 1}}}"
+_TAIL_SHAPE = f"[0-9A-Za-z]{{{BODY_LENGTH + CHECK_LENGTH}}}"
+PREFIX_PATTERN = f"^{_PREFIX_SHAPE}$"
+SCANNER_REGEX = rf"\b{_PREFIX_SHAPE}_{_TAIL_SHAPE}\b"
+# The longest and shortest keys there can be; the verifier calls anything longer garbage.
+MAX_LENGTH = MAX_PREFIX_LENGTH + 1 + BODY_LENGTH + CHECK_LENGTH
+MIN_LENGTH = MIN_PREFIX_LENGTH + 1 + BODY_LENGTH + CHECK_LENGTH
 LAST_CHARACTERS = 4
 
-_SHAPE = re.compile(rb"[a-z][a-z0-9]{1,15}_[0-9A-Za-z]{49}")
+_SHAPE = re.compile(f"{_PREFIX_SHAPE}_{_TAIL_SHAPE}".encode("ascii"))
 _PREFIX = re.compile(PREFIX_PATTERN)
 
 
@@ -66,7 +72,7 @@ def well_formed(token: str | bytes) -> bool:
         if not token.isascii():
             return False
         token = token.encode("ascii")
-    if len(token) > 66 or _SHAPE.fullmatch(token) is None:
+    if len(token) > MAX_LENGTH or _SHAPE.fullmatch(token) is None:
         return False
     # the checksum is of public text, not a secret: a plain comparison is right here
     return _check(token[:-CHECK_LENGTH]) == token[-CHECK_LENGTH:]

@@ -19,8 +19,8 @@ from keywright.core import hashing, tokens
 from keywright.verifier import index
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
-MAX_KEY_LENGTH = 64  # well above the longest key (16 + 1 + 49): longer is garbage
 KEY_HEADER = "x-api-key"
+MAX_KEY_LENGTH = tokens.MAX_LENGTH  # the longest key the contract allows; longer is garbage
 
 OK = "OK"
 MISSING_KEY, MALFORMED_KEY, INVALID_KEY = "MISSING_KEY", "MALFORMED_KEY", "INVALID_KEY"

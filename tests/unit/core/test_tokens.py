@@ -4,47 +4,19 @@ from __future__ import annotations
 
 import re
 import secrets
-import string
-import zlib
 
 import pytest
 
 from keywright.core import tokens
+from tests.support import contract
 
-# Written out from the contract, not imported from the module under test.
-SPEC_ALPHABET = string.digits + string.ascii_uppercase + string.ascii_lowercase
-SPEC_SCANNER_REGEX = r"\b[a-z][a-z0-9]{1,15}_[0-9A-Za-z]{49}\b"
+# Written out from the contract (tests/support/contract.py), not imported from the
+# module under test.
 MAX_BODY = "yhjskwdA6OZ1AL1YmHWZWm8LLG7HjnuCA2j5rOw8Xp1"  # 2**256 - 1, worked out by hand
 BODY = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefg"  # 43 characters
 
 
-def reference_base62(number: int, width: int) -> str:
-    """The contract's base62, written independently of the module."""
-    text = ""
-    while number:
-        number, digit = divmod(number, 62)
-        text = SPEC_ALPHABET[digit] + text
-    return text.rjust(width, "0")
-
-
-def reference_decode(text: str) -> int:
-    value = 0
-    for character in text:
-        value = value * 62 + SPEC_ALPHABET.index(character)
-    return value
-
-
-def reference_check(prefix_and_body: str) -> str:
-    return reference_base62(zlib.crc32(prefix_and_body.encode("ascii")), 6)
-
-
-def make(prefix: str, body: str) -> str:
-    """A key with a correct check for whatever prefix and body it is given."""
-    head = f"{prefix}_{body}"
-    return head + reference_check(head)
-
-
-VALID = make("kw", BODY)
+VALID = contract.make("kw", BODY)
 
 
 def with_character(token: str, index: int, character: str) -> str:
@@ -74,18 +46,18 @@ def with_character(token: str, index: int, character: str) -> str:
 )
 def test_base62_known_vectors(number: int, width: int, expected: str) -> None:
     assert tokens.base62(number, width) == expected
-    assert reference_base62(number, width) == expected
+    assert contract.base62(number, width) == expected
 
 
 @pytest.mark.parametrize(
-    "digit", [pytest.param(d, id=f"digit {d} is {SPEC_ALPHABET[d]}") for d in range(62)]
+    "digit", [pytest.param(d, id=f"digit {d} is {contract.ALPHABET[d]}") for d in range(62)]
 )
 def test_base62_digit_order_is_digits_upper_lower(digit: int) -> None:
-    assert tokens.base62(digit, 1) == SPEC_ALPHABET[digit]
+    assert tokens.base62(digit, 1) == contract.ALPHABET[digit]
 
 
 def test_the_alphabet_constant_is_the_contract_alphabet() -> None:
-    assert tokens.ALPHABET == SPEC_ALPHABET
+    assert tokens.ALPHABET == contract.ALPHABET
 
 
 @pytest.mark.parametrize(
@@ -106,9 +78,9 @@ def test_base62_refuses(number: int, width: int) -> None:
     [
         pytest.param("", "000000", id="CRC32 of nothing is zero, padded to six"),
         pytest.param("123456789", "3jZRME", id="the standard CRC32 check string"),
-        pytest.param(f"kw_{BODY}", reference_check(f"kw_{BODY}"),
+        pytest.param(f"kw_{BODY}", contract.check(f"kw_{BODY}"),
                      id="a prefix and body, as the contract computes it"),
-        pytest.param("kw_" + "0" * 43, reference_check("kw_" + "0" * 43),
+        pytest.param("kw_" + "0" * 43, contract.check("kw_" + "0" * 43),
                      id="an all-zero body"),
     ],
 )
@@ -131,19 +103,19 @@ def test_check_changes_with_the_prefix() -> None:
 )
 def test_generate_matches_the_scanner_regex_and_is_well_formed(prefix: str) -> None:
     token = tokens.generate(prefix)
-    assert re.fullmatch(SPEC_SCANNER_REGEX, token)
-    assert re.search(SPEC_SCANNER_REGEX, f"export KEY={token};").group(0) == token
+    assert re.fullmatch(contract.SCANNER_REGEX, token)
+    assert re.search(contract.SCANNER_REGEX, f"export KEY={token};").group(0) == token
     assert tokens.well_formed(token)
     assert token.startswith(f"{prefix}_")
     assert len(token) == len(prefix) + 1 + 43 + 6
     body = token[len(prefix) + 1:-6]
-    assert reference_decode(body) < 2**256
-    assert token[-6:] == reference_check(f"{prefix}_{body}")
+    assert contract.decode(body) < 2**256
+    assert token[-6:] == contract.check(f"{prefix}_{body}")
     assert tokens.prefix_of(token) == prefix
 
 
 def test_the_scanner_regex_constant_is_the_contract_regex() -> None:
-    assert tokens.SCANNER_REGEX == SPEC_SCANNER_REGEX
+    assert tokens.SCANNER_REGEX == contract.SCANNER_REGEX
 
 
 @pytest.mark.parametrize(
@@ -165,7 +137,7 @@ def test_generate_reads_32_random_bytes_as_one_big_endian_number(
         return random_bytes
 
     monkeypatch.setattr(secrets, "token_bytes", token_bytes)  # what tokens.generate calls
-    assert tokens.generate("kw") == make("kw", body)
+    assert tokens.generate("kw") == contract.make("kw", body)
     assert asked == [32]
 
 
@@ -212,13 +184,15 @@ _BODY_AT = len("kw_") + 10  # a character inside the body
                      id="a one-character change in the check"),
         pytest.param(VALID[:-1], id="one character too short"),
         pytest.param(VALID + "0", id="one character too long"),
-        pytest.param(make("kw", BODY[:-1]), id="a 42-character body with a right check"),
-        pytest.param(make("kw", BODY + "h"), id="a 44-character body with a right check"),
-        pytest.param(make("KW", BODY), id="an upper-case prefix with a right check"),
-        pytest.param(make("a" * 17, BODY), id="a seventeen-character prefix with a right check"),
-        pytest.param(make("k", BODY), id="a one-character prefix with a right check"),
-        pytest.param(make("1k", BODY), id="a prefix starting with a digit"),
-        pytest.param(make("kw", BODY).replace("_", "-"), id="a dash instead of the separator"),
+        pytest.param(contract.make("kw", BODY[:-1]), id="a 42-character body with a right check"),
+        pytest.param(contract.make("kw", BODY + "h"), id="a 44-character body with a right check"),
+        pytest.param(contract.make("KW", BODY), id="an upper-case prefix with a right check"),
+        pytest.param(contract.make("a" * 17, BODY),
+                     id="a seventeen-character prefix with a right check"),
+        pytest.param(contract.make("k", BODY), id="a one-character prefix with a right check"),
+        pytest.param(contract.make("1k", BODY), id="a prefix starting with a digit"),
+        pytest.param(contract.make("kw", BODY).replace("_", "-"),
+                     id="a dash instead of the separator"),
         pytest.param("", id="the empty string"),
         pytest.param("kw_", id="a prefix alone"),
         pytest.param(with_character(VALID, _BODY_AT, "\u0430"), id="a Cyrillic letter"),

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from keywright.core import hashing, tokens
 from keywright.verifier import audit, decision, index, ratelimit
+from tests.support import contract
 from tests.support.keys import KEY, NOW, OLD, OTHER, PEPPERS, PROXY, apikey
 
 
@@ -151,7 +152,7 @@ def test_header_parsing_never_crashes_and_returns_a_key_or_a_reason(
     assert (key is None) != (problem is None)
     assert problem in (None, decision.MISSING_KEY, decision.MALFORMED_KEY)
     if key is not None:
-        assert 0 < len(key) <= decision.MAX_KEY_LENGTH
+        assert 0 < len(key) <= contract.LONGEST_KEY
         assert key.isascii()
 
 
