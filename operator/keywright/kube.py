@@ -1,8 +1,10 @@
 """The only module that talks to the Kubernetes API (import-linter keeps it so).
 
-Owns: loading credentials (kubeconfig or in-cluster), and the few calls Keywright makes:
-read an ApiKey, patch its status, read/create/replace a Secret, post an Event. Objects
-travel as the API's own JSON dicts (camelCase), so nothing is lost in translation.
+Owns: loading credentials (kubeconfig or in-cluster), the few calls Keywright makes
+(read an ApiKey, patch its status, read/create/patch a Secret, post an Event), and
+following a collection (list, then watch, forever: `Kube.follow`), which the operator
+and the verifier share. Objects travel as the API's own JSON dicts (camelCase), so
+nothing is lost in translation.
 Must not: log request or response bodies (they can hold a key), or decide anything.
 """
 
@@ -10,9 +12,12 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import os
 import socket
-from collections.abc import Iterator, Mapping
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -26,8 +31,32 @@ SECRETS = "/api/v1/namespaces/{ns}/secrets"
 EVENTS = "/api/v1/namespaces/{ns}/events"
 AS_OPERATOR = {"fieldManager": names.OPERATOR_FIELD_MANAGER}  # the query of every operator write
 METADATA_ONLY = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1"
+FOLLOW_WATCH_SECONDS = 60  # one watch request; the server ends it, we start the next
+FOLLOW_BACKOFF = (0.2, 10.0)  # first and longest wait between attempts while the API is away
+log = logging.getLogger(__name__)
 WORKLOADS = {"Deployment": "deployments", "StatefulSet": "statefulsets",
              "DaemonSet": "daemonsets"}
+
+
+class Stream:
+    """One collection kept in step by `Kube.follow`: what a full list means (`replace`),
+    what each event means (`event`), and whether it is in step right now."""
+
+    def __init__(self, label: str, path: str, query: Mapping[str, str],
+                 replace: Callable[[list[dict[str, Any]]], None],
+                 event: Callable[[str, dict[str, Any]], None],
+                 restarted: Callable[[str], None] = lambda label: None) -> None:
+        self.label, self.path, self.query = label, path, dict(query)
+        self.replace, self.event, self.restarted = replace, event, restarted
+        self.listed = False  # one full list has been handed on
+        self.connected = False  # a watch is open right now
+        self.lost_at = time.monotonic()  # when it last stopped being in step
+
+    def lose(self, expired: bool) -> None:
+        if self.connected:
+            self.connected, self.lost_at = False, time.monotonic()
+        if not expired:
+            self.restarted(self.label)
 
 
 class KubeError(errors.KeywrightError):
@@ -151,6 +180,40 @@ class Kube:
                 yield kind, obj
         finally:
             raw.release_conn()
+
+    def follow(self, stream: Stream, stop: threading.Event) -> None:
+        """Keep `stream` in step until `stop`: list, then watch from that list; list
+        again at once when the watch has expired (410), and after any other error with
+        a backoff (0.2 s doubling to 10 s). What was handed on before stays handed on:
+        the callers keep serving it while the API server is away."""
+        wait = FOLLOW_BACKOFF[0]
+        while not stop.is_set():
+            try:
+                items, version = self.list_objects(stream.path, stream.query)
+                stream.replace(items)
+                stream.listed, stream.connected, wait = True, True, FOLLOW_BACKOFF[0]
+                log.info("listed %s: %d", stream.label, len(items))
+                del items
+                while not stop.is_set():
+                    for kind, obj in self.watch_objects(stream.path, version, stream.query,
+                                                        FOLLOW_WATCH_SECONDS):
+                        stream.connected = True
+                        version = (obj.get("metadata") or {}).get("resourceVersion") or version
+                        if kind != "BOOKMARK":
+                            stream.event(kind, obj)
+            except KubeError as exc:
+                stream.lose(expired=exc.status == 410)
+                if exc.status == 410:
+                    log.info("watch of %s expired; listing again", stream.label)
+                    continue
+                log.warning("cannot list or watch %s: %s; retrying in %.1f s",
+                            stream.label, exc, wait)
+            except Exception as exc:  # the API server is away (its text may quote objects)
+                stream.lose(expired=False)
+                log.warning("lost the watch of %s (%s); retrying in %.1f s", stream.label,
+                            type(exc).__name__, wait)
+            stop.wait(wait)
+            wait = min(FOLLOW_BACKOFF[1], wait * 2)
 
     # -- Secrets --------------------------------------------------------------------
 

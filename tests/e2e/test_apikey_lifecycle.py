@@ -7,7 +7,8 @@ import json
 import time
 from datetime import UTC, datetime, timedelta
 
-from keywright.core import hashing, times, tokens
+from keywright.core import times, tokens
+from tests.support import contract
 from tests.support.k8s import Cluster, Operator, kubectl
 from tests.support.manifests import apikey
 from tests.support.waiting import eventually
@@ -29,14 +30,14 @@ def test_apply_issues_one_key_into_an_owned_secret_and_keeps_only_its_hash(
     assert secret is not None
     key = cluster.plaintext(namespace, "billing")
 
-    assert tokens.well_formed(key)
+    assert contract.well_formed(key)
     assert key.startswith("kw_")
-    pepper = cluster.pepper()  # created by the operator on its first start
-    assert sorted(pepper) == ["active", "v1"]
-    assert pepper["active"] == b"v1"
-    assert len(pepper["v1"]) == 32
-    peppers = hashing.Peppers.from_data(pepper)
-    assert hashing.matches(key, status["hash"], peppers)
+    pepper = cluster.pepper()  # created by the operator on its first start (v1)
+    versions = {name: value for name, value in pepper.items() if name != "active"}
+    assert "v1" in versions  # a pepper rotation test may have added more since
+    assert all(len(value) >= 32 for value in versions.values())
+    active = pepper["active"].decode()
+    assert status["hash"] == contract.hash_of(key, versions[active], active)
     assert status["hash"] == secret.metadata.annotations["keywright.dev/hash"]
     assert secret.metadata.annotations["keywright.dev/revision"] == "1"
     assert secret.metadata.annotations["owner"] == "payments"
@@ -109,8 +110,11 @@ def test_a_key_expires_at_its_instant_within_two_seconds(
     assert cluster.reasons(namespace, "short") == ["Issued", "Expired"]
     kubectl(cluster.kubeconfig, "-n", namespace, "patch", "apikey", "short", "--type=merge",
             "-p", '{"spec": {"active": false}}')
-    time.sleep(1)
-    assert cluster.status(namespace, "short")["phase"] == "Expired"
+    generation = cluster.apikey(namespace, "short")["metadata"]["generation"]
+    seen = eventually(lambda: cluster.status(namespace, "short").get("observedGeneration")
+                      == generation and cluster.status(namespace, "short"), timeout=10,
+                      what="the operator saw the deactivation")
+    assert seen["phase"] == "Expired"
 
 
 def test_a_changed_expiration_never_moves_expires_at_and_warns(
@@ -139,7 +143,7 @@ def test_a_deleted_secret_is_reported_and_the_key_kept(
     assert synced["reason"] == "SecretMissing"
     assert ("Warning", "SecretMissing") in [(t, r) for t, r, _ in
                                             cluster.events(namespace, "gone")]
-    time.sleep(1)
+    time.sleep(1)  # not a wait: a window in which a wrong re-issue would show
     assert cluster.secret(namespace, "gone") is None  # not silently re-issued
     after = cluster.status(namespace, "gone")
     assert (after["hash"], after["revision"]) == (before["hash"], before["revision"])
@@ -177,7 +181,7 @@ def test_a_foreign_secret_is_never_overwritten(
     assert (ready["status"], ready["reason"]) == ("False", "SecretConflict")
     assert "Secret taken exists and is not owned by this ApiKey" in ready["message"]
     assert "hash" not in failed
-    time.sleep(1)
+    time.sleep(1)  # not a wait: a window in which a wrong overwrite would show
     now = cluster.secret(namespace, "taken")
     assert now is not None
     assert now.metadata.resource_version == original.metadata.resource_version

@@ -66,7 +66,7 @@ def test_what_only_code_can_check_ends_invalid_spec_without_a_secret(
     assert detail in ready["message"]
     assert [(t, r) for t, r, _ in cluster.events(namespace, "bad")] == \
         [("Warning", "InvalidSpec")]
-    time.sleep(0.5)
+    time.sleep(0.5)  # not a wait: a window in which a wrongly issued Secret would show
     assert cluster.secret(namespace, "bad") is None
     assert "hash" not in cluster.status(namespace, "bad")
 

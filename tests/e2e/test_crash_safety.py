@@ -15,7 +15,6 @@ import pytest
 from keywright.core import hashing
 from tests.support.k8s import Cluster, Operator, Plaintext
 from tests.support.manifests import apikey
-from tests.support.waiting import eventually
 
 
 def assert_consistent(cluster: Cluster, namespace: str, name: str) -> Plaintext:
@@ -31,29 +30,44 @@ def assert_consistent(cluster: Cluster, namespace: str, name: str) -> Plaintext:
     return key
 
 
-@pytest.mark.parametrize("point", ["before-secret-write", "after-secret-write",
-                                   "after-status-patch"])
-def test_a_crash_at_each_step_of_issuing_heals_on_restart(
-    point: str, operator: Operator, cluster: Cluster, namespace: str
-) -> None:
+def crash_while_issuing(operator: Operator, cluster: Cluster, namespace: str,
+                        point: str) -> None:
+    """Restart the operator armed to SIGKILL itself at `point` for this one key, apply
+    the key, and see it die there."""
     operator.stop()
-    operator.start(crash_at=point)
+    operator.start(crash_at=f"{point}@{namespace}/crashy")
     cluster.apply(apikey("crashy", namespace))
     assert operator.wait_exit() == -9
-    before = cluster.secret(namespace, "crashy")
-    written = cluster.plaintext(namespace, "crashy") if before is not None else None
-    if point == "before-secret-write":
-        assert before is None
-    else:
-        assert before is not None
+
+
+def test_a_crash_before_the_secret_write_leaves_nothing_and_the_restart_issues_once(
+    operator: Operator, cluster: Cluster, namespace: str
+) -> None:
+    crash_while_issuing(operator, cluster, namespace, "before-secret-write")
+    assert cluster.secret(namespace, "crashy") is None
+    assert cluster.status(namespace, "crashy").get("hash") is None  # no hash without a key
+
+    operator.start()
+    assert_consistent(cluster, namespace, "crashy")
+    assert [r for r in cluster.reasons(namespace, "crashy") if r == "Issued"] == ["Issued"]
+
+
+@pytest.mark.parametrize(("point", "issued_events"), [
+    ("after-secret-write", 1),
+    # A crash after the status patch loses that step's event; it never issues twice.
+    ("after-status-patch", 0),
+], ids=["after the secret write", "after the status patch"])
+def test_a_crash_after_the_secret_write_keeps_that_plaintext_through_the_restart(
+    point: str, issued_events: int, operator: Operator, cluster: Cluster, namespace: str
+) -> None:
+    crash_while_issuing(operator, cluster, namespace, point)
+    written = cluster.plaintext(namespace, "crashy")  # the Secret exists: it was written
 
     operator.start()
     key = assert_consistent(cluster, namespace, "crashy")
-    if written is not None:
-        assert key == written, "a second plaintext replaced the one written before the crash"
+    assert key == written, "a second plaintext replaced the one written before the crash"
     issued = [r for r in cluster.reasons(namespace, "crashy") if r == "Issued"]
-    # A crash after the status patch loses that step's event; it never issues twice.
-    assert len(issued) == (0 if point == "after-status-patch" else 1)
+    assert len(issued) == issued_events
 
 
 def test_repeated_sigkills_while_issuing_many_keys_leave_every_key_consistent(
@@ -61,26 +75,24 @@ def test_repeated_sigkills_while_issuing_many_keys_leave_every_key_consistent(
 ) -> None:
     rng = random.Random(20261123)
     names = [f"storm-{i}" for i in range(100)]
-    written: dict[str, str] = {}
+    written: dict[str, Plaintext] = {}  # every plaintext that reached a Secret, by key
     partial = []  # how many keys had Secrets after each kill that landed mid-batch
     operator.stop()
     for name in names:
         cluster.apply(apikey(name, namespace))
     for _ in range(6):
         operator.start()
+        # not a wait for anything: the kill lands at a random instant of the batch
         time.sleep(rng.uniform(0.0, 0.3))
         operator.kill()
-        for name in names:  # what reached a Secret must survive every later crash
-            if cluster.secret(namespace, name) is not None:
-                key = cluster.plaintext(namespace, name)
-                assert written.setdefault(name, key) == key, f"{name}: plaintext replaced"
+        found = {name: cluster.plaintext(namespace, name) for name in names
+                 if cluster.secret(namespace, name) is not None}
+        # what reached a Secret survives every later crash, with the same plaintext
+        assert {name: found.get(name) for name in written} == written
+        written.update(found)
         if 0 < len(written) < len(names):
             partial.append(len(written))
     assert partial, "no kill landed while keys were being issued"
     operator.start()
-    for name in names:
-        key = assert_consistent(cluster, namespace, name)
-        if name in written:
-            assert key == written[name]
-    eventually(lambda: all(cluster.status(namespace, n).get("phase") == "Active"
-                           for n in names), timeout=30)
+    keys = {name: assert_consistent(cluster, namespace, name) for name in names}
+    assert {name: keys[name] for name in written} == written

@@ -1,5 +1,11 @@
 """Rotation on the real control plane: by annotation, on a schedule, with a grace period,
-refused when it must be, rolling Deployments, and surviving a SIGKILL midway."""
+refused when it must be, rolling Deployments, and surviving a SIGKILL midway.
+
+Tests wait on what they can observe. Where a test shows that something does NOT happen
+(no rotation, nothing rolled), it waits for the operator to have handled the change
+(observedGeneration) and then keeps a short explicit window, `QUIET`, for a wrong
+follow-up write to show; locally each reconcile takes milliseconds.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +19,22 @@ from keywright.core import hashing, times
 from tests.support.k8s import Cluster, Operator, kubectl
 from tests.support.manifests import apikey
 from tests.support.waiting import eventually
+
+QUIET = 1.0  # seconds in which an unwanted write would have shown
+
+
+def quiet_window(seconds: float = QUIET) -> None:
+    """Give an unwanted action time to show; never a wait for a wanted one."""
+    time.sleep(seconds)
+
+
+def generation_handled(cluster: Cluster, namespace: str, name: str) -> None:
+    """Wait until the operator has handled the ApiKey's current spec."""
+    def handled() -> bool:
+        body = cluster.apikey(namespace, name)
+        return bool((body.get("status") or {}).get("observedGeneration")
+                    == body["metadata"]["generation"])
+    eventually(handled, timeout=10, what=f"{name}: current generation handled")
 
 
 def rotate(cluster: Cluster, namespace: str, name: str, value: str) -> None:
@@ -60,11 +82,16 @@ def test_rotate_by_annotation_without_grace_replaces_the_key_at_once(
     synced = next(c for c in second["conditions"] if c["type"] == "SecretSynced")
     assert synced["status"] == "True"
 
-    time.sleep(1)  # the same annotation value again is not a new request
+    # an edit that leaves the annotation at the value already acted on is no new request:
+    # the operator handles the edit, and neither the Secret (written first in a rotation)
+    # nor status moves past revision 2
     kubectl(cluster.kubeconfig, "-n", namespace, "patch", "apikey", "r0", "--type=merge",
             "-p", '{"spec": {"description": "touched"}}')
-    time.sleep(1)
+    generation_handled(cluster, namespace, "r0")
+    quiet_window()
     assert cluster.status(namespace, "r0")["revision"] == 2
+    assert cluster.plaintext(namespace, "r0") == new_key
+    assert cluster.secret(namespace, "r0").metadata.annotations["keywright.dev/revision"] == "2"
 
 
 def test_a_grace_period_keeps_each_previous_key_until_its_own_retirement(
@@ -74,7 +101,11 @@ def test_a_grace_period_keeps_each_previous_key_until_its_own_retirement(
     first = cluster.wait_phase(namespace, "graceful", "Active", timeout=10)
     rotate(cluster, namespace, "graceful", "one")
     second = wait_revision(cluster, namespace, "graceful", 2)
-    time.sleep(1.5)
+    # timestamps are whole seconds: rotate again in a later second, so each previous key
+    # gets a retiresAt of its own
+    next_second = times.parse(second["rotatedAt"]) + timedelta(seconds=1)
+    eventually(lambda: datetime.now(UTC) >= next_second, timeout=5, interval=0.05,
+               what="the clock past the second of the first rotation")
     rotate(cluster, namespace, "graceful", "two")
     third = wait_revision(cluster, namespace, "graceful", 3)
 
@@ -110,11 +141,16 @@ def test_scheduled_rotation_follows_every(
     assert key_matches(cluster, cluster.plaintext(namespace, "periodic"), third["hash"])
     kubectl(cluster.kubeconfig, "-n", namespace, "patch", "apikey", "periodic",
             "--type=merge", "-p", '{"spec": {"rotation": {"every": null}}}')
-    eventually(lambda: "nextRotationAt" not in cluster.status(namespace, "periodic"),
-               timeout=10)
-    settled = cluster.status(namespace, "periodic")["revision"]
-    time.sleep(4)
-    assert cluster.status(namespace, "periodic")["revision"] == settled
+
+    def unscheduled() -> dict[str, Any] | None:
+        status = cluster.status(namespace, "periodic")
+        return status if "nextRotationAt" not in status else None
+    settled = eventually(unscheduled, timeout=10, what="the schedule dropped")
+    # the window: until the old schedule would have rotated again (rotatedAt + every),
+    # plus QUIET
+    due = times.parse(settled["rotatedAt"]) + timedelta(seconds=3)
+    quiet_window(max(0.0, (due - datetime.now(UTC)).total_seconds()) + QUIET)
+    assert cluster.status(namespace, "periodic")["revision"] == settled["revision"]
 
 
 def test_a_rotation_request_on_an_inactive_key_is_refused_not_queued(
@@ -136,8 +172,11 @@ def test_a_rotation_request_on_an_inactive_key_is_refused_not_queued(
     kubectl(cluster.kubeconfig, "-n", namespace, "patch", "apikey", "asleep", "--type=merge",
             "-p", '{"spec": {"active": true}}')
     cluster.wait_phase(namespace, "asleep", "Active", timeout=10)
-    time.sleep(1.5)
+    generation_handled(cluster, namespace, "asleep")
+    quiet_window()
     assert cluster.status(namespace, "asleep")["revision"] == 1  # not silently queued
+    assert cluster.secret(namespace, "asleep").metadata.annotations[
+        "keywright.dev/revision"] == "1"
 
 
 def deployment(name: str) -> dict[str, Any]:
@@ -165,8 +204,11 @@ def test_restart_targets_roll_once_per_rotation_and_never_on_unrelated_edits(
         {"kind": "Deployment", "name": "billing"},
         {"kind": "StatefulSet", "name": "not-there"}]}))
     cluster.wait_phase(namespace, "rolled", "Active", timeout=10)
-    time.sleep(1)
-    assert replica_sets() == first_sets  # issuing is not a rotation: nothing rolls
+    quiet_window()
+    # issuing is not a rotation: nothing rolls (the operator's patch would show at once
+    # as a new generation of the Deployment)
+    assert apps.read_namespaced_deployment("billing", namespace).metadata.generation == 1
+    assert replica_sets() == first_sets
 
     rotate(cluster, namespace, "rolled", "go")
     status = wait_revision(cluster, namespace, "rolled", 2)
@@ -183,17 +225,18 @@ def test_restart_targets_roll_once_per_rotation_and_never_on_unrelated_edits(
 
     kubectl(cluster.kubeconfig, "-n", namespace, "patch", "apikey", "rolled", "--type=merge",
             "-p", '{"spec": {"description": "an unrelated edit"}}')
-    eventually(lambda: cluster.apikey(namespace, "rolled")["status"]["observedGeneration"]
-               == 2, timeout=10)
-    time.sleep(2)
+    generation_handled(cluster, namespace, "rolled")
+    quiet_window()
+    rolled_once = apps.read_namespaced_deployment("billing", namespace)
+    assert rolled_once.metadata.generation == 2  # created, then rolled once
+    assert rolled_once.spec.template.metadata.annotations["keywright.dev/revision"] == "2"
     assert len(replica_sets()) == 2
 
 
 def test_sigkill_during_a_rotation_keeps_the_secret_and_the_grace_key(
-    operator: Operator, cluster: Cluster, namespace: str
+    running_operator: Operator, cluster: Cluster, namespace: str
 ) -> None:
-    if operator.popen is None or operator.popen.poll() is not None:
-        operator.start()
+    operator = running_operator
     apps = client.AppsV1Api(cluster.api)
     cluster.apply({**deployment("worker"), "metadata": {"name": "worker",
                                                       "namespace": namespace}})

@@ -7,6 +7,9 @@ under test, so a constant wrong in both places cannot make a test agree with its
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import re
 import string
 import zlib
@@ -50,3 +53,9 @@ def well_formed(text: str) -> bool:
     match = re.fullmatch(rf"({PREFIX})_([{ALPHABET}]{{{BODY_LENGTH}}})([{ALPHABET}]{{6}})",
                          text)
     return match is not None and match.group(3) == check(f"{match.group(1)}_{match.group(2)}")
+
+
+def hash_of(key: str, pepper: bytes, version: str) -> str:
+    """`hmac-sha256:<version>:` + base64url, no padding, of HMAC-SHA-256(pepper, key)."""
+    mac = hmac.new(pepper, key.encode("ascii"), hashlib.sha256).digest()
+    return f"hmac-sha256:{version}:" + base64.urlsafe_b64encode(mac).decode().rstrip("=")

@@ -4,14 +4,18 @@ the cluster back (ApiKeys, Secrets, events, ServiceAccount tokens)."""
 from __future__ import annotations
 
 import base64
+import contextlib
+import http.client
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
-import urllib.error
-import urllib.request
+import urllib.parse
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, cast
 
@@ -20,6 +24,7 @@ from kubernetes import client
 
 from keywright.core import names
 from keywright.kits import processes
+from tests.support.manifests import apikey
 from tests.support.waiting import eventually
 
 REPO = Path(__file__).resolve().parents[2]
@@ -41,6 +46,10 @@ class Plaintext(str):
 
     def __repr__(self) -> str:
         return f"<key ...{self[-4:]}>"
+
+    def bearer(self) -> Plaintext:
+        """`Bearer <key>`, for an Authorization header, as secret as the key itself."""
+        return Plaintext(f"Bearer {self}")
 
 
 class Operator:
@@ -90,20 +99,42 @@ class Operator:
 
 
 Response = tuple[int, dict[str, str], bytes]  # status, headers (lower-case names), body
+Headers = Mapping[str, str] | Sequence[tuple[str, str]]  # pairs: to send a name twice
 
 
-def http_get(url: str, headers: dict[str, str] | None = None) -> Response:
+def http_request(url: str, headers: Headers | None = None, *, method: str = "GET",
+                 body: bytes | None = None, source: str | None = None) -> Response:
+    """One request on a fresh connection; its answer whatever the status, or status 0 if
+    nothing answered at all (so a check of the status must name the one it expects).
+    `source` binds the client's socket to that local address: the session verifier
+    trusts 127.0.0.2 as a proxy."""
+    parts = urllib.parse.urlsplit(url)
+    assert parts.hostname is not None
+    target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    pairs = list(headers.items()) if isinstance(headers, Mapping) else list(headers or ())
+    connection = http.client.HTTPConnection(
+        parts.hostname, parts.port, timeout=10,
+        source_address=(source, 0) if source is not None else None)
+    try:
+        connection.putrequest(method, target)
+        for name, value in pairs:
+            connection.putheader(name, value)
+        if body is not None:
+            connection.putheader("Content-Length", str(len(body)))
+        connection.endheaders(body)
+        response = connection.getresponse()
+        return (response.status, {k.lower(): v for k, v in response.getheaders()},
+                response.read())
+    except (OSError, http.client.HTTPException):
+        return 0, {}, b""
+    finally:
+        connection.close()
+
+
+def http_get(url: str, headers: Headers | None = None) -> Response:
     """A GET that returns 4xx/5xx answers instead of raising; status 0 if nothing
     answered at all."""
-    request = urllib.request.Request(url, headers=headers or {})  # noqa: S310 - http only
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
-            return (response.status, {k.lower(): v for k, v in response.headers.items()},
-                    response.read())
-    except urllib.error.HTTPError as exc:
-        return exc.code, {k.lower(): v for k, v in exc.headers.items()}, exc.read()
-    except OSError:
-        return 0, {}, b""
+    return http_request(url, headers)
 
 
 class Verifier:
@@ -145,8 +176,13 @@ class Verifier:
     def running(self) -> bool:
         return self.popen is not None and self.popen.poll() is None
 
-    def get(self, path: str, headers: dict[str, str] | None = None) -> Response:
+    def get(self, path: str, headers: Headers | None = None) -> Response:
         return http_get(self.url + path, headers)
+
+    def request(self, path: str, headers: Headers | None = None, *, method: str = "GET",
+                body: bytes | None = None, source: str | None = None) -> Response:
+        return http_request(self.url + path, headers, method=method, body=body,
+                            source=source)
 
     def audit_lines(self) -> list[dict[str, Any]]:
         return [json.loads(line) for path in sorted(self.logdir.glob("audit-*.log"))
@@ -226,6 +262,105 @@ class Cluster:
 
     def reasons(self, namespace: str, name: str) -> list[str]:
         return [reason for _, reason, _ in self.events(namespace, name)]
+
+
+def answer(code: str) -> bytes:
+    """The body the contract gives every /verify answer: `{"code":"..."}`, compact."""
+    return f'{{"code":"{code}"}}'.encode()
+
+
+def issue(cluster: Cluster, verifier: Verifier, namespace: str, name: str, *,
+          probe: str = "/verify", expect: str = "OK", **spec: Any) -> Plaintext:
+    """Apply an ApiKey, wait for Active, and for `verifier` to have indexed its key: until
+    it answers `probe` with the key by the code `expect` (a verifier that is down answers
+    nothing, one that has not seen the key yet INVALID_KEY: neither will do). The probe
+    is a request like any other: it counts as use, and an OK takes a rate-limit token;
+    probe a rate-limited key with a scope it lacks to keep its tokens."""
+    cluster.apply(apikey(name, namespace, **spec))
+    status = cluster.wait_phase(namespace, name, "Active")
+    key = cluster.plaintext(namespace, status["secretName"])
+    eventually(lambda: verifier.get(probe, {"X-API-Key": key})[2] == answer(expect),
+               timeout=10, what=f"the verifier answering {expect} for {namespace}/{name}")
+    return key
+
+
+class Relay:
+    """A loopback TCP port that forwards to the API server, for one client to lose its
+    connection while the cluster goes on: `cut()` drops every connection through it and
+    refuses new ones (as a network partition would), `mend()` lets them through again."""
+
+    def __init__(self, target: str) -> None:
+        parts = urllib.parse.urlsplit(target)
+        assert parts.hostname is not None
+        assert parts.port is not None
+        self.target = (parts.hostname, parts.port)
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port: int = self.listener.getsockname()[1]
+        self.server = f"{parts.scheme}://127.0.0.1:{self.port}"
+        self._open = threading.Event()
+        self._open.set()
+        self._sockets: set[socket.socket] = set()
+        self._lock = threading.Lock()
+        threading.Thread(target=self._accept, daemon=True, name="relay").start()
+
+    def kubeconfig(self, source: Path, path: Path) -> Path:
+        """`source` with its server replaced by this relay."""
+        config = yaml.safe_load(source.read_text())
+        for cluster in config["clusters"]:
+            cluster["cluster"]["server"] = self.server
+        path.write_text(yaml.safe_dump(config))
+        path.chmod(0o600)
+        return path
+
+    def cut(self) -> None:
+        self._open.clear()
+        with self._lock:
+            dropped, self._sockets = self._sockets, set()
+        for sock in dropped:
+            _close(sock)
+
+    def mend(self) -> None:
+        self._open.set()
+
+    def stop(self) -> None:
+        self.cut()
+        _close(self.listener)
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                near, _ = self.listener.accept()
+            except OSError:
+                return  # stopped
+            if not self._open.is_set():
+                _close(near)
+                continue
+            try:
+                far = socket.create_connection(self.target, timeout=5)
+                far.settimeout(None)
+            except OSError:
+                _close(near)
+                continue
+            with self._lock:
+                self._sockets |= {near, far}
+            for source, sink in ((near, far), (far, near)):
+                threading.Thread(target=self._pump, args=(source, sink), daemon=True).start()
+
+    def _pump(self, source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+        except OSError:
+            return  # cut, or the other side went away
+        finally:
+            _close(source)
+            _close(sink)
+
+
+def _close(sock: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_RDWR)
+    sock.close()
 
 
 def token_kubeconfig(admin: Path, token: str, path: Path) -> Path:

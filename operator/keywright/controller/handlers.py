@@ -1,7 +1,8 @@
 """Kopf wiring: which events reach the reconciler. Thin on purpose.
 
 Owns: Kopf settings (progress and diff-base kept in status, a server-side label selector
-so only Keywright's Secrets are watched, no Kopf events below WARNING) and the handlers.
+so only Keywright's Secrets are watched, no Kopf events below WARNING), the handlers, and
+starting and stopping, with the operator, the pepper's own watch (`pepper.PepperWatch`).
 Must not: decide, or call the Kubernetes API: the handlers only hand keys to the
 reconciler's queue (non-blocking), so they are async and never stall the event loop, and
 a burst of events costs a queue entry each, not a suspended handler each.
@@ -15,8 +16,7 @@ from typing import Any
 
 import kopf
 
-from keywright import kube
-from keywright.controller import reconcile
+from keywright.controller import pepper, reconcile
 from keywright.core import hashing, names
 
 SELECTOR = f"{names.MANAGED_BY}={names.MANAGED_BY_VALUE}"
@@ -40,7 +40,15 @@ def configure(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
     if webhook is not None:
         from keywright.controller import webhooks  # registers the admission handlers too
         webhooks.configure(settings, webhook)
-    _reconciler(memo).start()
+    found = _reconciler(memo)
+    found.start()
+
+    def use(peppers: hashing.Peppers) -> None:
+        found.peppers = peppers  # new hashes use its active version from now on
+    # followed by name, not through the label-selected Secret watch below: a pepper made
+    # by hand or restored from a backup may carry no label of ours
+    memo.pepper_watch = pepper.PepperWatch(found.api, found.settings.namespace, use)
+    memo.pepper_watch.start()
 
 
 @kopf.on.login()
@@ -56,6 +64,9 @@ def login(memo: Any, **_: Any) -> kopf.ConnectionInfo:
 
 @kopf.on.cleanup()
 def shutdown(memo: Any, **_: Any) -> None:
+    watch = getattr(memo, "pepper_watch", None)
+    if watch is not None:
+        watch.stop()
     _reconciler(memo).stop()
 
 
@@ -76,17 +87,9 @@ async def apikey_event(type: str, namespace: str | None, name: str, memo: Any,
 
 
 @kopf.on.event("v1", "secrets", labels={names.MANAGED_BY: names.MANAGED_BY_VALUE})
-async def secret_event(type: str, namespace: str | None, name: str,
-                       labels: Mapping[str, str], body: kopf.Body, memo: Any,
-                       **_: Any) -> None:
-    found = _reconciler(memo)
-    if namespace is None:
-        return
-    if namespace == found.settings.namespace and name == names.PEPPER_SECRET:
-        if type != "DELETED":  # a deleted pepper is not recreated while we hold it
-            data = kube.Kube.decode_data(body)
-            found.peppers = hashing.Peppers.from_data(data)
-        return
-    owner = labels.get(names.APIKEY_LABEL)
-    if owner:
-        found.secret_changed(namespace, owner, None if type == "DELETED" else dict(body))
+async def secret_event(type: str, namespace: str | None, labels: Mapping[str, str],
+                       body: kopf.Body, memo: Any, **_: Any) -> None:
+    owner = labels.get(names.APIKEY_LABEL)  # a key's Secret (the pepper has no owner)
+    if namespace is not None and owner:
+        _reconciler(memo).secret_changed(namespace, owner,
+                                         None if type == "DELETED" else dict(body))

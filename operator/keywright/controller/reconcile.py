@@ -240,6 +240,7 @@ class Reconciler:
             if not issue.replace:
                 return self.api.create_secret(meta["namespace"], body)
             new = body["metadata"]
+            faults.pause_point("before-secret-patch", f"{meta['namespace']}/{meta['name']}")
             return self.api.patch_secret(meta["namespace"], issue.secret_name, {
                 "metadata": {
                     "resourceVersion": seen.resource_version,

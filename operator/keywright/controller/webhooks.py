@@ -24,6 +24,7 @@ import kopf
 from keywright import kube
 from keywright.controller import webcerts
 from keywright.core import admission, names
+from keywright.kits import faults
 
 log = logging.getLogger(__name__)
 
@@ -98,9 +99,12 @@ def inject_pod(body: kopf.Body, patch: kopf.Patch, warnings: list[str], memo: An
                **_: Any) -> None:
     namespace = body.metadata.namespace or ""
     api: kube.Kube = memo.reconciler.api
+
+    def lookup(name: str) -> dict[str, Any] | None:
+        faults.fail_point("apikey-lookup", f"{namespace}/{name}")
+        return api.get_apikey(namespace, name)
     try:
-        changed = admission.injection(body, namespace,
-                                     lambda name: api.get_apikey(namespace, name))
+        changed = admission.injection(body, namespace, lookup)
     except admission.Refused as exc:
         raise kopf.AdmissionError(str(exc), code=422) from None
     except Exception as exc:  # the API server is unwell: fail open, as when unreachable

@@ -101,6 +101,9 @@ class ControlPlane:
             ADMIN: TokenUser(ADMIN, secrets.token_urlsafe(32), ("system:masters",))
         }
         self._processes: dict[str, _Process] = {}
+        # (stopped, ready again) per kube-apiserver restart, in wall-clock seconds: in the
+        # moments after one, its RBAC authorizer refuses what it will soon allow
+        self.outages: list[tuple[float, float | None]] = []
 
     # -- public surface -------------------------------------------------------------
 
@@ -204,12 +207,15 @@ class ControlPlane:
 
     def stop_apiserver(self) -> None:
         """Stop kube-apiserver alone (etcd keeps all state), as an outage would."""
+        self.outages.append((time.time(), None))
         processes.terminate(self._processes.pop("kube-apiserver").popen)
 
     def start_apiserver(self, timeout: float = 60.0) -> None:
         """Start kube-apiserver again on the same port, and wait until it is ready."""
         self._spawn(self._apiserver())
         self._wait(time.monotonic() + timeout, "kube-apiserver", self._apiserver_ready)
+        if self.outages and self.outages[-1][1] is None:
+            self.outages[-1] = (self.outages[-1][0], time.time())
 
     def user_kubeconfig(self, name: str) -> Path:
         """The kubeconfig of token user `name` (written once the control plane runs)."""

@@ -131,6 +131,8 @@ class Index:
 
     def __init__(self) -> None:
         self._by_object: dict[tuple[str, str], tuple[str, ...]] = {}
+        # which ApiKey object holds each name: another of the same name is another key
+        self._uids: dict[tuple[str, str], str] = {}
         # pepper version -> raw HMAC bytes -> record: what a request looks up, so the
         # hot path never formats a hash string
         self._tables: dict[str, dict[bytes, KeyRecord]] = {}
@@ -145,6 +147,12 @@ class Index:
         """(namespace, name) of the ApiKeys indexed, in one namespace or all."""
         with self._lock:
             return {k for k in self._by_object if namespace is None or k[0] == namespace}
+
+    def uids(self, namespace: str | None = None) -> dict[tuple[str, str], str]:
+        """(namespace, name) -> metadata.uid of the ApiKeys indexed, in one namespace or
+        all: a name that comes back with another uid was deleted and created again."""
+        with self._lock:
+            return {k: v for k, v in self._uids.items() if namespace is None or k[0] == namespace}
 
     def hash_count(self) -> int:
         """Hashes indexed: current keys and keys in their grace period."""
@@ -170,12 +178,15 @@ class Index:
             for hashed, record in new.items():
                 self._tables = _add(self._tables, hashed, record)
             self._tables = _drop(self._tables, [h for h in old if h not in new])
+            self._uids.pop(key, None)
             if new:
                 self._by_object[key] = tuple(new)
+                self._uids[key] = _uid(apikey)
 
     def remove(self, namespace: str, name: str) -> None:
         with self._lock:
             self._fingerprints.pop((namespace, name), None)
+            self._uids.pop((namespace, name), None)
             self._tables = _drop(self._tables, self._by_object.pop((namespace, name), ()))
 
     def replace_all(self, apikeys: Iterable[Mapping[str, Any]],
@@ -186,7 +197,7 @@ class Index:
         for apikey in apikeys:  # the slow part (parsing specs), outside the lock
             meta = apikey.get("metadata") or {}
             fresh.append(((meta.get("namespace", ""), meta.get("name", "")),
-                          entries(apikey), fingerprint(apikey)))
+                          entries(apikey), fingerprint(apikey), _uid(apikey)))
         with self._lock:
             kept = {k: v for k, v in self._by_object.items()
                     if namespace is not None and k[0] != namespace}
@@ -194,16 +205,23 @@ class Index:
             for version, table in self._tables.items():
                 tables[version] = {raw: record for raw, record in table.items()
                                    if (record.namespace, record.name) in kept}
-            for key, new, _ in fresh:
+            uids = {k: v for k, v in self._uids.items() if k in kept}
+            for key, new, _, uid in fresh:
                 for hashed, record in new.items():
                     tables = _add(tables, hashed, record)
                 if new:
                     kept[key] = tuple(new)
+                    uids[key] = uid
             self._by_object = kept
+            self._uids = uids
             self._tables = {v: t for v, t in tables.items() if t}
             self._fingerprints = {k: v for k, v in self._fingerprints.items()
                                   if namespace is not None and k[0] != namespace}
-            self._fingerprints.update((key, seen) for key, _, seen in fresh)
+            self._fingerprints.update((key, seen) for key, _, seen, _ in fresh)
+
+
+def _uid(apikey: Mapping[str, Any]) -> str:
+    return str((apikey.get("metadata") or {}).get("uid") or "")
 
 
 def _add(tables: dict[str, dict[bytes, KeyRecord]], hashed: str,

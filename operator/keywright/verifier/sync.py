@@ -1,9 +1,10 @@
 """Keeps the verifier's index and peppers current: list, then watch, forever.
 
-Owns: one list-then-watch loop per collection (the ApiKeys of the cluster or of each
-configured namespace, and the one pepper Secret, selected by name), re-listing when a
-watch's resourceVersion has expired, backing off while the API server is away, and
-knowing how stale the index may be. Reads no tenant Secret.
+Owns: the collections it follows (the ApiKeys of the cluster or of each configured
+namespace, and the one pepper Secret, selected by name), what their lists and events
+mean for the index and the peppers, and knowing how stale the index may be. The loop
+itself (re-listing when a watch has expired, backing off while the API server is away)
+is `kube.Kube.follow`. Reads no tenant Secret.
 Must not: log an object (the pepper Secret's data is a secret) or clear the index when
 the API server goes away: the last snapshot keeps serving.
 """
@@ -22,23 +23,7 @@ from keywright.core import hashing, names
 from keywright.verifier import index
 
 log = logging.getLogger(__name__)
-WATCH_SECONDS = 60
-BACKOFF = (0.2, 10.0)  # first and longest wait between attempts while the API is away
-
 Obj = Mapping[str, Any]
-
-
-class Stream:
-    """One collection kept in step: what a full list means, and what each event means."""
-
-    def __init__(self, label: str, path: str, query: Mapping[str, str],
-                 replace: Callable[[Sequence[Obj]], None], event: Callable[[str, Obj], None]
-                 ) -> None:
-        self.label, self.path, self.query = label, path, dict(query)
-        self.replace, self.event = replace, event
-        self.listed = False  # one full list has been applied
-        self.connected = False  # a watch is open right now
-        self.lost_at = time.monotonic()  # when it last stopped being in step
 
 
 class Sync:
@@ -50,14 +35,14 @@ class Sync:
         self.peppers: hashing.Peppers | None = None
         self._stop = threading.Event()
         self.streams = [
-            Stream(f"apikeys in {ns}" if ns else "apikeys", kube.Kube.apikeys_path(ns), {},
-                   self._apikeys_listed(ns), self._apikey_event)
+            kube.Stream(f"apikeys in {ns}" if ns else "apikeys", kube.Kube.apikeys_path(ns),
+                        {}, self._apikeys_listed(ns), self._apikey_event, self._restarted)
             for ns in ([*namespaces] if namespaces else [None])]
-        self.streams.append(Stream(
+        self.streams.append(kube.Stream(
             f"secret {pepper_namespace}/{names.PEPPER_SECRET}",
             kube.SECRETS.format(ns=pepper_namespace),
             {"fieldSelector": f"metadata.name={names.PEPPER_SECRET}"},
-            self._pepper_listed, self._pepper_event))
+            self._pepper_listed, self._pepper_event, self._restarted))
 
     @property
     def ready(self) -> bool:
@@ -72,64 +57,30 @@ class Sync:
 
     def start(self) -> None:
         for stream in self.streams:
-            threading.Thread(target=self._run, args=(stream,), daemon=True,
+            threading.Thread(target=self.api.follow, args=(stream, self._stop), daemon=True,
                              name=f"watch {stream.label}").start()
 
     def stop(self) -> None:
         self._stop.set()
 
-    # -- the loop ---------------------------------------------------------------------
-
-    def _run(self, stream: Stream) -> None:
-        wait = BACKOFF[0]
-        while not self._stop.is_set():
-            try:
-                items, version = self.api.list_objects(stream.path, stream.query)
-                stream.replace(items)
-                stream.listed, stream.connected, wait = True, True, BACKOFF[0]
-                log.info("listed %s: %d", stream.label, len(items))
-                del items
-                gc.collect()
-                gc.freeze()  # what a list built lives long: keep full collections off it
-                while not self._stop.is_set():
-                    version = self._watch(stream, version)
-            except kube.KubeError as exc:
-                self._lost(stream, exc.status == 410)
-                if exc.status == 410:  # too old to resume from: list again, at once
-                    log.info("watch of %s expired; listing again", stream.label)
-                    continue
-                log.warning("cannot list or watch %s: %s; serving the last snapshot, "
-                            "retrying in %.1f s", stream.label, exc, wait)
-            except Exception as exc:  # the API server is away: keep the last snapshot
-                self._lost(stream, False)
-                log.warning("lost the watch of %s (%s); serving the last snapshot, retrying "
-                            "in %.1f s", stream.label, type(exc).__name__, wait)
-            self._stop.wait(wait)
-            wait = min(BACKOFF[1], wait * 2)
-
-    def _watch(self, stream: Stream, version: str) -> str:
-        for kind, obj in self.api.watch_objects(stream.path, version, stream.query,
-                                                WATCH_SECONDS):
-            stream.connected = True
-            version = (obj.get("metadata") or {}).get("resourceVersion") or version
-            if kind != "BOOKMARK":
-                stream.event(kind, obj)
-        return version
-
-    def _lost(self, stream: Stream, expired: bool) -> None:
-        if stream.connected:
-            stream.connected, stream.lost_at = False, time.monotonic()
-        if not expired:
-            self.restarted(stream.label)
+    def _restarted(self, label: str) -> None:
+        self.restarted(label)  # looked up late: server.build sets it after construction
 
     # -- what lists and events mean -----------------------------------------------------
 
     def _apikeys_listed(self, namespace: str | None) -> Callable[[Sequence[Obj]], None]:
         def replace(items: Sequence[Obj]) -> None:
-            before = self.keys.names(namespace)
+            # an ApiKey that is gone, or that another of the same name replaced (deleted
+            # and created again while the watch was down: this list is all that says so),
+            # takes its rate-limit bucket and its unreported use with it
+            before = self.keys.uids(namespace)
             self.keys.replace_all(items, namespace)
-            for gone in before - set(_names(items)):
-                self.forget(*gone)
+            gc.collect()
+            gc.freeze()  # what a list built lives long: keep full collections off it
+            now = dict(_uids(items))
+            for key, uid in before.items():
+                if now.get(key) != uid:
+                    self.forget(*key)
         return replace
 
     def _apikey_event(self, kind: str, obj: Obj) -> None:
@@ -160,7 +111,7 @@ class Sync:
         log.info("peppers loaded: %s", self.peppers)  # its repr shows versions, no bytes
 
 
-def _names(items: Iterable[Obj]) -> Iterable[tuple[str, str]]:
+def _uids(items: Iterable[Obj]) -> Iterable[tuple[tuple[str, str], str]]:
     for item in items:
         meta = item.get("metadata") or {}
-        yield meta.get("namespace", ""), meta.get("name", "")
+        yield (meta.get("namespace", ""), meta.get("name", "")), str(meta.get("uid") or "")

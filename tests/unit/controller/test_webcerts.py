@@ -16,6 +16,10 @@ def test_the_webhook_certificate_is_signed_by_its_ca_for_the_service_names(
     tmp_path: Path
 ) -> None:
     dns_names = webcerts.names_for_service("keywright-webhook", "keywright-system")
+    # every name the API server may use for a Service (`<svc>.<ns>.svc` and its forms)
+    assert dns_names == ["keywright-webhook", "keywright-webhook.keywright-system",
+                         "keywright-webhook.keywright-system.svc",
+                         "keywright-webhook.keywright-system.svc.cluster.local"]
     files = webcerts.issue(tmp_path, [*dns_names, "127.0.0.1"])
     cert = x509.load_pem_x509_certificate(files.cert.read_bytes())
     ca = x509.load_pem_x509_certificate(files.ca.read_bytes())

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from keywright.core import admission, names
+from keywright.core import admission
 from tests.support import manifests
 
 
@@ -78,14 +78,14 @@ def test_a_pod_without_the_annotation_is_left_alone() -> None:
 
 
 def test_the_env_var_references_the_keys_secret() -> None:
-    changed = admission.injection(pod({names.INJECT_ANNOTATION: "billing"}), "pay", lookup)
+    changed = admission.injection(pod({"keywright.dev/inject": "billing"}), "pay", lookup)
     assert env_of(changed) == [[{"name": "API_KEY", "valueFrom": {"secretKeyRef": {
         "name": "billing-secret", "key": "token"}}}]]
 
 
 def test_defaults_and_a_custom_variable_name_in_every_container() -> None:
     changed = admission.injection(
-        pod({names.INJECT_ANNOTATION: "plain", names.INJECT_ENV_ANNOTATION: "MY_KEY"},
+        pod({"keywright.dev/inject": "plain", "keywright.dev/inject-env": "MY_KEY"},
             initContainers=[{"name": "init", "image": "x"}]), "pay", lookup)
     expected = [{"name": "MY_KEY", "valueFrom": {"secretKeyRef": {"name": "plain",
                                                                   "key": "api-key"}}}]
@@ -95,7 +95,7 @@ def test_defaults_and_a_custom_variable_name_in_every_container() -> None:
 
 def test_a_container_that_sets_the_variable_itself_keeps_it() -> None:
     own = [{"name": "API_KEY", "value": "from-the-manifest"}]
-    changed = admission.injection(pod({names.INJECT_ANNOTATION: "plain"}, containers=[
+    changed = admission.injection(pod({"keywright.dev/inject": "plain"}, containers=[
         {"name": "a", "image": "x", "env": own}, {"name": "b", "image": "x"}]), "pay", lookup)
     envs = env_of(changed)
     assert envs[0] == own
@@ -103,10 +103,10 @@ def test_a_container_that_sets_the_variable_itself_keeps_it() -> None:
 
 
 @pytest.mark.parametrize(("annotations", "message"), [
-    pytest.param({names.INJECT_ANNOTATION: "missing"},
+    pytest.param({"keywright.dev/inject": "missing"},
                  "ApiKey 'missing' not found in namespace 'pay'", id="a missing ApiKey"),
-    pytest.param({names.INJECT_ANNOTATION: "Not A Name"}, "is not an ApiKey name", id="a bad name"),
-    pytest.param({names.INJECT_ANNOTATION: "plain", names.INJECT_ENV_ANNOTATION: "1-bad"},
+    pytest.param({"keywright.dev/inject": "Not A Name"}, "is not an ApiKey name", id="a bad name"),
+    pytest.param({"keywright.dev/inject": "plain", "keywright.dev/inject-env": "1-bad"},
                  "is not a valid environment variable name", id="a bad variable name"),
 ])
 def test_a_pod_that_asks_for_what_cannot_be_given_is_refused(

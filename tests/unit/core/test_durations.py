@@ -105,9 +105,6 @@ def test_parse_expiration(text: str, expected: timedelta) -> None:
 
 def test_the_presets_are_the_contracts() -> None:
     assert durations.PRESETS == ("1h", "1d", "7d", "30d", "90d", "180d", "360d")
-    for preset in durations.PRESETS:
-        assert durations.parse_expiration(preset) == durations.parse(preset)
-        assert durations.parse(preset) > timedelta(0)
 
 
 @pytest.mark.parametrize(

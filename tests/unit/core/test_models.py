@@ -48,8 +48,8 @@ def test_the_contract_example_parses() -> None:
     assert spec.prefix == "kw"
     assert spec.context == {"team": "payments"}
     assert spec.rateLimit == models.RateLimit(requests=600, period="1m")
-    assert spec.secret == models.SecretTarget.model_validate(
-        {"name": "billing-sync-prod", "key": "api-key"})
+    assert spec.secret.model_dump() == {"name": "billing-sync-prod", "key": "api-key",
+                                        "labels": {}, "annotations": {}}
     assert spec.rotation.every == "30d"
     assert spec.rotation.gracePeriod == "1h"
     assert spec.rotation.restartTargets == [

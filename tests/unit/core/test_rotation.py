@@ -124,6 +124,29 @@ def test_when_a_rotation_is_decided(spec_fields: dict[str, Any], annotation: str
             (2, True, recorded)
 
 
+def test_an_inactive_key_refuses_a_request_and_records_it() -> None:
+    o = dataclasses.replace(observed(spec={"active": False},
+                                     status={**ISSUED, "phase": "Inactive"}, secret=SYNCED),
+                            rotate_request="r1")
+    plan = lifecycle.decide(o, NOW)
+    assert plan.issue is None
+    assert (plan.status["lastRotateRequest"], plan.status["lastRotateRefused"]) == ("r1", "r1")
+    assert [(e.type, e.reason) for e in plan.events] == [("Warning", "RotationRefused")]
+
+
+def test_an_inactive_keys_schedule_waits_and_a_reactivated_overdue_key_rotates_at_once(
+) -> None:
+    every = {"rotation": {"every": "1d"}}  # due at 2026-11-02T12:00:00Z, long past at NOW
+    asleep = {**ISSUED, "phase": "Inactive", "nextRotationAt": "2026-11-02T12:00:00Z"}
+    plan = lifecycle.decide(observed(spec={**every, "active": False}, status=asleep,
+                                     secret=SYNCED), NOW)
+    assert plan.issue is None
+    assert {**asleep, **plan.status}["nextRotationAt"] == "2026-11-02T12:00:00Z"  # stays
+    woken = lifecycle.decide(observed(spec=every, status=asleep, secret=SYNCED), NOW)
+    assert woken.issue is not None
+    assert (woken.issue.revision, woken.issue.replace) == (2, True)
+
+
 def test_an_expired_key_refuses_a_request_and_records_it() -> None:
     o = dataclasses.replace(observed(status={**ISSUED, "phase": "Expired"}, secret=SYNCED),
                             rotate_request="late")
@@ -168,8 +191,9 @@ def test_adopting_a_rotated_secret(grace: str, previous: list[tuple[int, str, st
     assert [(p["revision"], p["hash"], p["retiresAt"])
             for p in plan.status.get("previous", [])] == previous
     assert [e.reason for e in plan.events] == ["Rotated"]
-    if previous:
-        assert plan.next_due == times.parse(previous[0][2])
+    # the next wake-up: the grace key's retirement, or else the key's expiry
+    assert plan.next_due == (times.parse(previous[0][2]) if previous
+                             else datetime(2026, 12, 1, 12, tzinfo=UTC))
 
 
 def test_restarts_come_once_the_new_revision_is_in_status() -> None:
@@ -263,7 +287,7 @@ def test_a_failed_key_still_expires_and_retires_on_time() -> None:
 def test_a_conflict_is_checked_again_later() -> None:
     foreign = secretview.SecretView(exists=True, owner_uid="someone-else")
     plan = lifecycle.decide(observed(secret=foreign), NOW)
-    assert plan.next_due == NOW + lifecycle.CONFLICT_RECHECK
+    assert plan.next_due == NOW + timedelta(seconds=60)  # the contract: every 60 s
 
 
 def test_grace_not_shorter_than_every_is_refused() -> None:

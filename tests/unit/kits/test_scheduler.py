@@ -212,8 +212,9 @@ class Recorder:
 def test_the_thread_calls_back_when_a_key_is_due() -> None:
     recorder = Recorder()
     plan: scheduler.Scheduler[str] = scheduler.Scheduler(recorder)
-    before = threading.active_count()
+    before = set(threading.enumerate())
     plan.start()
+    ours = set(threading.enumerate()) - before
     try:
         started = time.monotonic()
         plan.set("soon", datetime.now(UTC) + timedelta(seconds=0.3))
@@ -223,18 +224,26 @@ def test_the_thread_calls_back_when_a_key_is_due() -> None:
     assert [key for key, _ in recorder.got] == ["soon"]
     elapsed = recorder.got[0][1] - started
     assert 0.3 <= elapsed <= 1.0
-    assert threading.active_count() == before  # stop() returned and the thread is gone
+    assert [thread.name for thread in ours] == ["keywright-scheduler"]
+    assert not any(thread.is_alive() for thread in ours)  # stop() returned and it is gone
     assert len(plan) == 0
 
 
 @pytest.mark.timeout(10)
 def test_an_earlier_key_wakes_a_thread_waiting_for_a_later_one() -> None:
     recorder = Recorder()
-    plan: scheduler.Scheduler[str] = scheduler.Scheduler(recorder)
+    consulted = threading.Event()
+
+    def clock() -> datetime:
+        if threading.current_thread().name == "keywright-scheduler":
+            consulted.set()  # it holds the lock until it waits, so `set` comes after
+        return datetime.now(UTC)
+
+    plan: scheduler.Scheduler[str] = scheduler.Scheduler(recorder, clock)
     plan.set("later", datetime.now(UTC) + timedelta(hours=1))
     plan.start()
     try:
-        time.sleep(0.05)  # let the thread settle into its hour-long wait
+        assert consulted.wait(2.0), "the thread never looked at the time"
         started = time.monotonic()
         plan.set("sooner", datetime.now(UTC) + timedelta(seconds=0.2))
         assert recorder.arrived.wait(2.0), "the thread slept through the earlier key"
@@ -282,18 +291,19 @@ def test_ten_thousand_keys_cost_one_thread() -> None:
     far = datetime(2100, 1, 1, tzinfo=UTC)
     offsets = [(i * 7919) % 10_000 for i in range(10_000)]  # every offset once, shuffled
     assert sorted(offsets) == list(range(10_000))
-    before = threading.active_count()
+    before = set(threading.enumerate())
     plan.start()
+    ours = set(threading.enumerate()) - before
     try:
         for offset in offsets:
             plan.set(f"key-{offset}", far + timedelta(minutes=offset))
-        assert threading.active_count() == before + 1
+        assert [thread.name for thread in ours] == ["keywright-scheduler"]  # one for all
         assert len(plan) == 10_000
         assert plan.next_due() == far
         plan.set("key-0", None)
         assert plan.next_due() == far + timedelta(minutes=1)
     finally:
         plan.stop()
-    assert threading.active_count() == before
+    assert not any(thread.is_alive() for thread in ours)
     assert called == []
 

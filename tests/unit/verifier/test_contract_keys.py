@@ -96,7 +96,7 @@ def test_arbitrary_text_never_verifies_against_an_issued_key(text: str) -> None:
 def test_a_value_longer_than_the_longest_key_is_malformed(text: str) -> None:
     for header in ({"x-api-key": [text.encode()]},
                    {"authorization": [b"Bearer " + text.encode()]}):
-        assert decision.extract_key(header) == (None, decision.MALFORMED_KEY)
+        assert decision.extract_key(header) == (None, "MALFORMED_KEY")
 
 
 @given(st.text(alphabet=contract.ALPHABET + "_", min_size=1, max_size=contract.LONGEST_KEY))

@@ -7,7 +7,7 @@ import ipaddress
 from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from keywright.core import hashing, tokens
@@ -150,7 +150,7 @@ def test_header_parsing_never_crashes_and_returns_a_key_or_a_reason(
 ) -> None:
     key, problem = decision.extract_key(headers)
     assert (key is None) != (problem is None)
-    assert problem in (None, decision.MISSING_KEY, decision.MALFORMED_KEY)
+    assert problem in (None, "MISSING_KEY", "MALFORMED_KEY")  # the contract's codes
     if key is not None:
         assert 0 < len(key) <= contract.LONGEST_KEY
         assert key.isascii()
@@ -160,7 +160,7 @@ def test_header_parsing_never_crashes_and_returns_a_key_or_a_reason(
                min_size=49, max_size=49))
 def test_only_a_checksummed_key_is_well_formed(body: str) -> None:
     candidate = "kw_" + body
-    good = candidate[:-6] + tokens.check(candidate[:-6])
+    good = candidate[:-6] + contract.check(candidate[:-6])
     assert tokens.well_formed(good)
     assert tokens.well_formed(candidate) == (candidate == good)
 
@@ -172,8 +172,7 @@ ipv4 = st.ip_addresses(v=4).map(str)
 def test_an_untrusted_peer_is_the_client_whatever_it_forwards(
     forwarded: list[str], peer: str
 ) -> None:
-    if ipaddress.ip_address(peer) in PROXY[0]:
-        return
+    assume(ipaddress.ip_address(peer) not in PROXY[0])
     headers = {"x-forwarded-for": [", ".join(forwarded).encode()]}
     assert str(decision.client_address(peer, headers, PROXY)) == peer
 
