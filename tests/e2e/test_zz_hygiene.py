@@ -65,7 +65,9 @@ def test_no_plaintext_or_pepper_in_logs_events_status_or_annotations(
     cluster.apply(rotated)
     eventually(lambda: cluster.status(namespace, "hygiene-rotated").get("revision") == 2,
                timeout=10, what="the rotation")
-    for name in ("hygiene", "hygiene-rotated"):
+    cluster.apply(apikey("hygiene-used", namespace))
+    cluster.wait_phase(namespace, "hygiene-used", "Active", timeout=10)
+    for name in ("hygiene-used", "hygiene-rotated"):  # "hygiene" has no Secret: deleted
         headers: dict[str, str] = {"X-API-Key": cluster.plaintext(namespace, name)}
 
         def accepted(headers: dict[str, str] = headers) -> bool:
