@@ -85,7 +85,9 @@ def _parser() -> argparse.ArgumentParser:
 
     ver = commands.add_parser("verifier", help="the verification service gateways call")
     _common(ver, "index only this namespace's ApiKeys (repeatable; default: all)")
-    ver.add_argument("--host", default="0.0.0.0", help="address to listen on")  # noqa: S104
+    ver.add_argument("--host", default="0.0.0.0",  # noqa: S104 - behind a Service
+                     help="address to listen on (default: 0.0.0.0, every interface; "
+                     "127.0.0.1 for this machine only)")
     ver.add_argument("--port", type=_port, default=8080, help="port (default: 8080)")
     ver.add_argument("--key-header", action="append", default=[], metavar="NAME",
                      type=_header_name, help="also take the key from this header, after "
@@ -109,7 +111,9 @@ def _common(command: argparse.ArgumentParser, watch_help: str) -> None:
                          help="kubeconfig file (default: $KUBECONFIG, in-cluster)")
     command.add_argument("--namespace", default=os.environ.get(names.NAMESPACE_ENV,
                                                                names.DEFAULT_NAMESPACE),
-                         help="the operator's namespace, home of the pepper Secret")
+                         help="the operator's namespace, where the pepper Secret "
+                         f"{names.PEPPER_SECRET} lives (default: ${names.NAMESPACE_ENV}, "
+                         f"else {names.DEFAULT_NAMESPACE})")
     command.add_argument("--watch-namespace", action="append", default=[], metavar="NS",
                          help=watch_help)
     command.add_argument("--log-level", default="INFO",

@@ -239,9 +239,6 @@ class Kube:
     def secret_data(data: Mapping[str, bytes]) -> dict[str, str]:
         return {key: base64.b64encode(value).decode("ascii") for key, value in data.items()}
 
-    @staticmethod
-    def decode_data(secret: Mapping[str, Any]) -> dict[str, bytes]:
-        return {key: base64.b64decode(value) for key, value in (secret.get("data") or {}).items()}
 
     # -- workloads ------------------------------------------------------------------
 

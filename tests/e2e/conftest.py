@@ -12,6 +12,7 @@ from kubernetes import client, config
 from keywright.dev import binaries, controlplane
 from keywright.kits import processes
 from tests.support import k8s
+from tests.support.waiting import eventually
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -112,3 +113,42 @@ def verifier(accounts: dict[str, Path],
     running.start(wait_ready=False)
     yield running
     running.stop()
+
+
+@pytest.fixture(scope="module")
+def webhooks(operator: k8s.Operator, control_plane: controlplane.ControlPlane,
+             crd: None) -> Iterator[k8s.Operator]:
+    """The session's operator restarted with its admission webhooks on, as installed (the
+    ApiKey webhook fails closed). Afterwards it is stopped and the webhook configurations
+    deleted, so the next module's operator (started without webhooks) stands alone."""
+    operator.stop()
+    operator.start(extra=("--webhook-port", str(processes.free_port()),
+                          "--webhook-host", "127.0.0.1"))
+    try:
+        eventually(lambda: _webhooks_configured(control_plane.kubeconfig), timeout=30,
+                   what="webhook configurations")
+        yield operator
+    finally:
+        operator.stop()
+        for kind in ("validatingwebhookconfiguration", "mutatingwebhookconfiguration"):
+            k8s.kubectl(control_plane.kubeconfig, "delete", kind, "keywright.dev",
+                        "--ignore-not-found")
+
+
+def _webhooks_configured(kubeconfig: Path) -> bool:
+    found = k8s.kubectl(kubeconfig, "get", "validatingwebhookconfiguration,"
+                        "mutatingwebhookconfiguration", "-o", "name", check=False).stdout
+    # the contract: both configurations are named keywright.dev
+    return sorted(found.split()) == [
+        "mutatingwebhookconfiguration.admissionregistration.k8s.io/keywright.dev",
+        "validatingwebhookconfiguration.admissionregistration.k8s.io/keywright.dev"]
+
+
+@pytest.fixture
+def ready(running_operator: k8s.Operator, verifier: k8s.Verifier) -> k8s.Verifier:
+    """The session verifier, with its first list loaded (restarted if a test left it
+    down), beside a running operator."""
+    if not verifier.running:
+        verifier.start(wait_ready=False)
+    eventually(lambda: verifier.get("/readyz")[0] == 200, timeout=30, what="verifier ready")
+    return verifier

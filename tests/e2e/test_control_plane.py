@@ -84,17 +84,22 @@ def test_prepare_reuses_the_cached_binaries(control_plane: controlplane.ControlP
 def test_keywright_dev_runs_operator_and_verifier_and_its_curl_line_works_and_ctrl_c_cleans_up(
     control_plane: controlplane.ControlPlane,
 ) -> None:
-    dev = subprocess.Popen(
-        [sys.executable, "-u", "-m", "keywright.cli", "dev"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        preexec_fn=processes.die_with_parent)
+    dev = _start_dev()
     try:
         _check_dev(dev)
     finally:
         processes.terminate(dev)  # a failed check must not leave a control plane behind
 
 
-def _check_dev(dev: subprocess.Popen[str]) -> None:
+def _start_dev() -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-u", "-m", "keywright.cli", "dev"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        preexec_fn=processes.die_with_parent)
+
+
+def _until_ready(dev: subprocess.Popen[str]) -> tuple[Path, str, list[str]]:
+    """Read `keywright dev`'s output up to its curl line: (kubeconfig, curl, output)."""
     assert dev.stdout is not None
     output = []
     kubeconfig, curl = None, None
@@ -111,6 +116,42 @@ def _check_dev(dev: subprocess.Popen[str]) -> None:
             curl = line.strip()
     assert kubeconfig is not None, "".join(output)
     assert curl is not None, "".join(output)
+    return kubeconfig, curl, output
+
+
+def test_a_sigkilled_keywright_dev_leaves_nothing_the_next_run_trips_over(
+    control_plane: controlplane.ControlPlane,
+) -> None:
+    first = _start_dev()
+    try:
+        kubeconfig, curl, _ = _until_ready(first)
+    finally:
+        first.kill()  # SIGKILL: no cleanup of its own runs
+        first.wait()
+    workdir = kubeconfig.parent
+    # its children die with it (the kernel's parent-death signal); its data stays
+    eventually(lambda: _processes_mentioning(str(workdir)) == [], timeout=10,
+               what="the killed run's children gone")
+    assert workdir.exists()
+    second = _start_dev()
+    try:
+        _, second_curl, output = _until_ready(second)
+        said = "".join(output)
+        assert f"removed {workdir}" in said
+        assert "left by an earlier run that was killed" in said
+        assert not workdir.exists()
+        port = re.search(r"http://127\.0\.0\.1:(\d+)", curl)
+        assert port is not None
+        assert f"http://127.0.0.1:{port.group(1)}/verify" in second_curl  # the port again
+        second.send_signal(signal.SIGINT)
+        rest, _ = second.communicate(timeout=60)
+        assert "stopped; nothing left running" in rest
+    finally:
+        processes.terminate(second)
+
+
+def _check_dev(dev: subprocess.Popen[str]) -> None:
+    kubeconfig, curl, output = _until_ready(dev)
     workdir = kubeconfig.parent
     ours = _processes_mentioning(str(workdir))
     # etcd, kube-apiserver, kube-controller-manager, operator, verifier and its worker

@@ -15,6 +15,7 @@ import pytest
 from keywright.core import hashing
 from tests.support.k8s import Cluster, Operator, Plaintext
 from tests.support.manifests import apikey
+from tests.support.waiting import eventually
 
 
 def assert_consistent(cluster: Cluster, namespace: str, name: str) -> Plaintext:
@@ -80,10 +81,22 @@ def test_repeated_sigkills_while_issuing_many_keys_leave_every_key_consistent(
     operator.stop()
     for name in names:
         cluster.apply(apikey(name, namespace))
+    def issued() -> int:
+        return len(cluster.core.list_namespaced_secret(
+            namespace, label_selector="app.kubernetes.io/managed-by=keywright").items)
+
     for _ in range(6):
+        if len(written) == len(names):
+            break
         operator.start()
-        # not a wait for anything: the kill lands at a random instant of the batch
-        time.sleep(rng.uniform(0.0, 0.3))
+        # the kill lands mid-batch: once this run has written a Secret, after a random
+        # moment more (a fixed sleep alone missed the batch on a loaded machine)
+        before = issued()
+
+        def progressed(before: int = before) -> bool:
+            return issued() > before
+        eventually(progressed, timeout=30, interval=0.02, what="this run's first Secret")
+        time.sleep(rng.uniform(0.0, 0.1))
         operator.kill()
         found = {name: cluster.plaintext(namespace, name) for name in names
                  if cluster.secret(namespace, name) is not None}

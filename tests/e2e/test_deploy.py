@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import subprocess
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,9 +18,7 @@ import pytest
 import yaml
 from kubernetes import client
 
-from keywright.core import names
 from keywright.dev import controlplane
-from keywright.kits import processes
 from tests.support import k8s
 from tests.support.k8s import Cluster, Operator, Verifier, kubectl
 from tests.support.manifests import apikey
@@ -38,35 +35,14 @@ def installed(control_plane: controlplane.ControlPlane,
 
 
 @pytest.fixture(scope="module")
-def as_deployed(installed: Any, operator: Operator, verifier: Verifier,
-                control_plane: controlplane.ControlPlane) -> Iterator[tuple[Operator, Verifier]]:
-    """The session's operator (as its ServiceAccount, like every e2e test) restarted with
-    its webhooks on, and the verifier; the operator is stopped afterwards (the next
-    test's fixture starts it again without webhooks) and the webhook configurations go."""
-    operator.stop()
-    operator.start(extra=("--webhook-port", str(processes.free_port()),
-                          "--webhook-host", "127.0.0.1"))
+def as_deployed(installed: Any, webhooks: Operator,
+                verifier: Verifier) -> tuple[Operator, Verifier]:
+    """The session's operator with its webhooks on (conftest's `webhooks`), and the
+    verifier, both as their ServiceAccounts."""
     if not verifier.running:
         verifier.start(wait_ready=False)
-    try:
-        eventually(lambda: verifier.get("/readyz")[0] == 200, timeout=30, what="verifier")
-        eventually(lambda: _webhooks_configured(control_plane.kubeconfig), timeout=30,
-                   what="webhook configurations")
-        yield operator, verifier
-    finally:
-        operator.stop()
-        for kind in ("validatingwebhookconfiguration", "mutatingwebhookconfiguration"):
-            kubectl(control_plane.kubeconfig, "delete", kind, names.GROUP,
-                    "--ignore-not-found")
-
-
-def _webhooks_configured(kubeconfig: Path) -> bool:
-    found = kubectl(kubeconfig, "get", "validatingwebhookconfiguration,"
-                    "mutatingwebhookconfiguration", "-o", "name", check=False).stdout
-    # the contract: both configurations are named keywright.dev
-    return sorted(found.split()) == [
-        "mutatingwebhookconfiguration.admissionregistration.k8s.io/keywright.dev",
-        "validatingwebhookconfiguration.admissionregistration.k8s.io/keywright.dev"]
+    eventually(lambda: verifier.get("/readyz")[0] == 200, timeout=30, what="verifier")
+    return webhooks, verifier
 
 
 def _service_account(api: client.ApiClient, kubeconfig: Path, namespace: str, name: str,

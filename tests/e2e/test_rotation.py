@@ -153,6 +153,29 @@ def test_scheduled_rotation_follows_every(
     assert cluster.status(namespace, "periodic")["revision"] == settled["revision"]
 
 
+def test_a_schedule_added_to_an_older_key_counts_from_then_and_does_not_rotate_it_at_once(
+    running_operator: Operator, cluster: Cluster, namespace: str
+) -> None:
+    cluster.apply(apikey("older", namespace))
+    first = cluster.wait_phase(namespace, "older", "Active", timeout=10)
+    created = times.parse(first["createdAt"])
+    # the key grows older than the schedule about to be added (the reported case: a key
+    # a minute old given `every: 20s` was rotated at once, its old key cut off)
+    time.sleep(max(0.0, (created + timedelta(seconds=5) - datetime.now(UTC))
+                   .total_seconds()))  # a wait on the clock itself
+    added = datetime.now(UTC).replace(microsecond=0)
+    kubectl(cluster.kubeconfig, "-n", namespace, "patch", "apikey", "older", "--type=merge",
+            "-p", '{"spec": {"rotation": {"every": "4s"}}}')
+    generation_handled(cluster, namespace, "older")
+    status = cluster.status(namespace, "older")
+    assert status["revision"] == 1  # not rotated at once
+    since = times.parse(status["scheduleSince"])
+    assert added - timedelta(seconds=1) <= since <= datetime.now(UTC)
+    assert times.parse(status["nextRotationAt"]) == since + timedelta(seconds=4)
+    rotated = wait_revision(cluster, namespace, "older", 2, timeout=15)
+    assert times.parse(rotated["rotatedAt"]) >= since + timedelta(seconds=4)
+
+
 def test_a_rotation_request_on_an_inactive_key_is_refused_not_queued(
     running_operator: Operator, cluster: Cluster, namespace: str
 ) -> None:

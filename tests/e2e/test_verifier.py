@@ -30,14 +30,6 @@ def home(api: client.ApiClient) -> str:
     return name
 
 
-@pytest.fixture
-def ready(running_operator: Operator, verifier: Verifier) -> Verifier:
-    if not verifier.running:
-        verifier.start(wait_ready=False)
-    eventually(lambda: verifier.get("/readyz")[0] == 200, timeout=30, what="verifier ready")
-    return verifier
-
-
 @pytest.fixture(scope="module")
 def nginx(verifier: Verifier, home: str,
           tmp_path_factory: pytest.TempPathFactory) -> Iterator[gateway.Nginx]:
@@ -88,6 +80,9 @@ def keys(cluster: Cluster, operator: Operator, verifier: Verifier, home: str,
                          scopes=["Invoices.Read"],
                          ipAllowlist=["203.0.113.0/24", "2001:db8::/32"]),
         "stranger": issue(cluster, verifier, other, "stranger", scopes=["Invoices.Read"]),
+        # an admin's key: the Admin area is one some ApiKey grants, so /admin/'s
+        # Admin.Write is a scope the reader lacks (403), not a gateway's typo (500)
+        "admin": issue(cluster, verifier, home, "admin", scopes=["Admin.Read"]),
     }
 
 
@@ -165,7 +160,7 @@ def test_past_its_rate_limit_a_key_gets_429_with_retry_after_through_nginx(
 ) -> None:
     # 3 an hour; the probe asks for a scope the key lacks, and a refused request takes
     # no token, so all three are left for nginx
-    key = issue(cluster, ready, namespace, "limited", probe="/verify?scope=Unheld.Write",
+    key = issue(cluster, ready, namespace, "limited", probe="/verify?scope=Invoices.Write",
                 expect="INSUFFICIENT_SCOPE", scopes=["Invoices.Read"],
                 rateLimit={"requests": 3, "period": "1h"})
     answers = [nginx.get("/invoices/", {"X-API-Key": key}) for _ in range(4)]
@@ -338,3 +333,21 @@ def test_it_keeps_serving_its_last_snapshot_while_the_api_server_is_away(
     finally:
         control_plane.start_apiserver()
     eventually(lambda: stale() == 0.0, timeout=30, what="in sync again")
+
+
+@pytest.mark.parametrize("requirement", [
+    pytest.param("invoices.read", id="a requirement that is not a scope"),
+    pytest.param("Invocies.Read", id="a scope in an area no ApiKey grants"),
+])
+def test_a_gateway_asking_for_what_no_key_can_have_gets_a_500_and_a_warning(
+    ready: Verifier, keys: dict[str, Plaintext], requirement: str
+) -> None:
+    before = ready.log.read_text().count(requirement)
+    status, _, body = ready.get(f"/verify?scope={requirement}", {"X-API-Key": keys["reader"]})
+    assert (status, body) == (500, answer("INVALID_REQUIREMENT"))
+    # the caller's own missing scope is still a 403: Invoices is an area keys have
+    assert ready.get("/verify?scope=Invoices.Write",
+                     {"X-API-Key": keys["reader"]})[2] == answer("INSUFFICIENT_SCOPE")
+    eventually(lambda: ready.log.read_text().count(requirement) > before, timeout=5,
+               what="the Warning line naming the requirement")
+    assert "INVALID_REQUIREMENT; check the gateway's scope configuration" in ready.log.read_text()

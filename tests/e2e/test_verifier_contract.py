@@ -73,15 +73,6 @@ def first_answer(verifier: Verifier, path: str, headers: dict[str, str]) -> Resp
     return eventually(found, timeout=10, interval=0.02, what="the verifier finding the key")
 
 
-@pytest.fixture
-def ready(running_operator: Operator, verifier: Verifier) -> Verifier:
-    """The session verifier, with its first list loaded (restarted if a test left it down)."""
-    if not verifier.running:
-        verifier.start(wait_ready=False)
-    eventually(lambda: verifier.get("/readyz")[0] == 200, timeout=30, what="verifier ready")
-    return verifier
-
-
 @pytest.fixture(scope="module")
 def home(api: client.ApiClient) -> str:
     name = f"vc-{uuid.uuid4().hex[:8]}"
@@ -162,7 +153,7 @@ def test_deleting_an_apikey_refuses_its_key_at_once_and_forgets_its_rate_limit_a
     # Secret it does not own
     spec: dict[str, Any] = {"scopes": ["Invoices.Read"], "rateLimit": limit,
                             "secret": {"name": "reborn-first"}}
-    no_token = "/verify?scope=Unheld.Write"  # refused for scope: takes no token
+    no_token = "/verify?scope=Invoices.Write"  # refused for scope: takes no token
     issue(cluster, ready, namespace, name, probe=no_token, expect="INSUFFICIENT_SCOPE",
           **spec)
     # rotate once, so the old life's use is of revision 2, which the new life has not
@@ -225,7 +216,7 @@ def test_an_apikey_deleted_and_recreated_while_the_verifier_was_cut_off_starts_a
         return float(json.loads(cut_off.get("/readyz")[2])["secondsSinceSync"])
     try:
         cut_off.start()
-        no_token = "/verify?scope=Unheld.Write"  # refused for scope: takes no token
+        no_token = "/verify?scope=Invoices.Write"  # refused for scope: takes no token
         old = issue(cluster, cut_off, namespace, name, probe=no_token,
                     expect="INSUFFICIENT_SCOPE", **spec)
         assert cut_off.get("/verify", {"X-API-Key": old})[:3:2] == (200, answer("OK"))

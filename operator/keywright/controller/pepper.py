@@ -53,7 +53,7 @@ def load_or_create(api: kube.Kube, namespace: str) -> hashing.Peppers:
                 found = api.get_secret(namespace, names.PEPPER_SECRET)
                 if found is None:
                     raise PepperUnavailable(f"pepper Secret {where} vanished") from None
-        return hashing.Peppers.from_data(kube.Kube.decode_data(found))
+        return hashing.Peppers.from_secret(found)
     except kube.KubeError as exc:
         if exc.status == 404:
             raise PepperUnavailable(
@@ -99,7 +99,7 @@ class PepperWatch:
                         "from a backup before the operator restarts)", self.where)
             return
         try:
-            found = hashing.Peppers.from_data(kube.Kube.decode_data(secret))
+            found = hashing.Peppers.from_secret(secret)
         except hashing.PepperError as exc:  # the message names a data key, never a value
             log.error("pepper Secret %s is unusable (%s); keeping the peppers in use",
                       self.where, exc)

@@ -44,6 +44,23 @@ def check_apikey(operation: str, new: Obj | None, old: Obj | None) -> None:
             raise Refused(f"spec.expiration: is immutable (it was {was!r}, not {now!r}); "
                           "it is chosen once, at creation. Create a new ApiKey for "
                           "another lifetime")
+        if ((old or {}).get("status") or {}).get("secretName"):  # issued
+            _check_delivery_kept(before, spec or {}, (old or {}).get("metadata") or {})
+
+
+def _check_delivery_kept(before: Obj, spec: Obj, meta: Obj) -> None:
+    """Where the key was delivered is fixed once it is issued: a Secret named anew would
+    hold no key (the operator never reads one back to copy it)."""
+    def delivery(of: Obj) -> tuple[str, str]:
+        secret = of.get("secret") or {}
+        return (secret.get("name") or meta.get("name") or "",
+                secret.get("key") or names.DEFAULT_DATA_KEY)
+    (was_name, was_key), (name, key) = delivery(before), delivery(spec)
+    for field, was, now in (("name", was_name, name), ("key", was_key, key)):
+        if now != was:
+            raise Refused(f"spec.secret.{field}: is immutable once the key is issued (it was "
+                          f"{was!r}, not {now!r}): the key was delivered there and is never "
+                          "read back. To deliver a key elsewhere, create a new ApiKey")
 
 
 def injection(pod: Obj, namespace: str, lookup: Callable[[str], Obj | None],

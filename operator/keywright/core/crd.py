@@ -17,7 +17,6 @@ FILE_NAME = f"{names.PLURAL}.{names.GROUP}.yaml"
 _DROP = {"title", "default_factory"}
 
 PRINTER_COLUMNS = [
-    {"name": "Active", "type": "boolean", "jsonPath": ".spec.active"},
     {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
     {"name": "Key", "type": "string", "jsonPath": ".status.keyPreview"},
     {"name": "Scopes", "type": "string", "jsonPath": ".spec.scopes"},
@@ -104,6 +103,11 @@ def _structural(schema: dict[str, Any]) -> dict[str, Any]:
                 continue  # an absent list or map is already empty
             elif key == "const":
                 out["enum"] = [value]
+            elif key == "pattern":  # a refusal that quotes a regex helps nobody: say it
+                out.setdefault("x-kubernetes-validations", []).insert(
+                    0, {"rule": f"self.matches(r'{value}')", "message": models.WORDS[value]})
+            elif key == "x-kubernetes-validations":
+                out.setdefault(key, []).extend(value)
             else:
                 out[key] = value
         if out.get("additionalProperties") is False:

@@ -8,6 +8,7 @@ Must not: log, print or put into an exception message a pepper or a key.
 from __future__ import annotations
 
 import base64
+import binascii
 import functools
 import hashlib
 import hmac
@@ -15,7 +16,7 @@ import re
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from _hashlib import HASH
@@ -42,6 +43,16 @@ class Peppers:
     @classmethod
     def new(cls) -> Peppers:
         return cls("v1", {"v1": secrets.token_bytes(PEPPER_BYTES)})
+
+    @classmethod
+    def from_secret(cls, secret: Mapping[str, Any]) -> Peppers:
+        """From the pepper Secret as the API returns it (its `data` base64-encoded)."""
+        try:
+            data = {key: base64.b64decode(value, validate=True)
+                    for key, value in (secret.get("data") or {}).items()}
+        except (binascii.Error, TypeError):
+            raise PepperError("pepper Secret's data is not base64") from None
+        return cls.from_data(data)
 
     @classmethod
     def from_data(cls, data: Mapping[str, bytes]) -> Peppers:

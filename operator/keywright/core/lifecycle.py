@@ -24,7 +24,10 @@ from keywright.core import conditions, durations, models, names, rotation, secre
 
 NORMAL, WARNING = "Normal", "Warning"
 ROTATE = names.ROTATE_ANNOTATION
-CONFLICT_RECHECK = timedelta(seconds=60)  # a foreign Secret sends no event we can watch
+# A foreign Secret sends no event the operator watches (it watches only its own), so a
+# conflict is looked at again: soon at first, then as often as it has lasted, up to a
+# minute apart. Once the other Secret is gone, the key is issued within seconds.
+CONFLICT_RECHECK = (timedelta(seconds=1), timedelta(seconds=60))
 
 
 @dataclass(frozen=True)
@@ -102,7 +105,8 @@ def decide(o: Observed, now: datetime) -> Plan:
                                  request=o.rotate_request))
     expired = expires is not None and now >= expires
     if not expired and spec.active:
-        due = rotation.next_rotation(spec, o.status, expires)
+        due = rotation.next_rotation(spec, o.status, expires,
+                                     rotation.schedule_since(spec, o.status, now))
         if request or (due is not None and now >= due):
             return Plan(issue=_issue(o, spec, name, revision=current + 1,
                                      request=request or o.status.lastRotateRequest))
@@ -143,8 +147,8 @@ def _adopt(o: Observed, spec: models.ApiKeySpec, now: datetime,
     )
     previous = list(o.status.previous)
     if o.status.hash:  # a rotation: the replaced key leaves now, or after its grace
-        grace = durations.parse(spec.rotation.gracePeriod)
-        previous = rotation.previous_after_rotation(o.status, issued_at, grace, expires)
+        previous = rotation.previous_after_rotation(o.status, issued_at,
+                                                    rotation.grace(spec), expires)
         adopted.update(rotatedAt=times.timestamp(issued_at),
                        previous=[p.model_dump() for p in previous], lastRotateRefused=None)
         kept_old = previous and previous[-1].revision == o.status.revision
@@ -204,7 +208,10 @@ def _steady(o: Observed, spec: models.ApiKeySpec, now: datetime, expires: dateti
         more += [Event(NORMAL, "Retired", f"Previous key {status.prefix}_..."
                        f"{p.lastCharacters} (revision {p.revision}) retired at {p.retiresAt}")
                  for p in retired]
-    next_rotation = rotation.next_rotation(spec, status, expires)
+    # judged on the status before this decision: a key adopting its first Secret has no
+    # schedule to move, it counts from creation
+    since = rotation.schedule_since(spec, o.status, now)
+    next_rotation = rotation.next_rotation(spec, status, expires, since)
     restarts: tuple[models.RestartTarget, ...] = ()
     if (o.status.revision or 1) > (o.status.restartedRevision or 1) and base is None:
         restarts = tuple(spec.rotation.restartTargets)
@@ -212,6 +219,8 @@ def _steady(o: Observed, spec: models.ApiKeySpec, now: datetime, expires: dateti
     patch.update({
         "phase": phase, "observedGeneration": o.generation,
         "nextRotationAt": times.timestamp(next_rotation) if next_rotation else None,
+        "scheduledEvery": spec.rotation.every,
+        "scheduleSince": since,
         "conditions": [c.model_dump(exclude_none=True) for c in new_conditions]})
     due = [t for t in (None if expired else expires, rotation.next_retirement(kept),
                        next_rotation if phase == "Active" else None) if t is not None]
@@ -276,10 +285,20 @@ def _failed(o: Observed, now: datetime, reason: str, message: str,
     expires = times.parse(o.status.expiresAt) if o.status.expiresAt else None
     due = [t for t in (expires if expires and expires > now else None,
                        rotation.next_retirement(kept),
-                       now + CONFLICT_RECHECK if reason == "SecretConflict" else None)
+                       _conflict_recheck(o, now) if reason == "SecretConflict" else None)
            if t is not None]
     return Plan(status=_changed(o.status, patch), events=tuple(events),
                 next_due=min(due, default=None))
+
+
+def _conflict_recheck(o: Observed, now: datetime) -> datetime:
+    """Back off by doubling: the next look comes after as long as the conflict has lasted
+    (at least 1 s, at most 60 s)."""
+    ready = conditions.find(o.status.conditions, "Ready")
+    began = times.parse(ready.lastTransitionTime) \
+        if ready is not None and ready.reason == "SecretConflict" else now
+    first, last = CONFLICT_RECHECK
+    return now + min(last, max(first, now - began))
 
 
 def _never_issued_expired(o: Observed, now: datetime, expires: datetime) -> Plan:

@@ -28,7 +28,27 @@ ADDRESS = rf"^({IPV4}|{IPV6})$"
 CONTEXT_KEY = r"^[A-Za-z0-9][A-Za-z0-9-]{0,62}$"
 CONTEXT_VALUE = r"^[^\x00-\x1f\x7f]*$"  # no control characters: no header splitting
 
-Phase = Literal["Pending", "Active", "Inactive", "Expired", "Failed"]
+# What each pattern means, in words: the webhook's refusals and the CRD's CEL rules say
+# this instead of quoting the regex (crd.py turns every pattern into such a rule).
+WORDS = {
+    DNS_SUBDOMAIN: "must be a DNS subdomain name: lower-case letters, digits, '-' and '.', "
+                   "beginning and ending with a letter or digit",
+    SECRET_DATA_KEY: "must be a Secret data key: letters, digits, '-', '_' and '.'",
+    SCOPE: "must be a scope, <Area>.<Read|Write>: a letter, then letters or digits, a dot, "
+           "then Read or Write (for example Reviews.Read)",
+    ADDRESS: "must be an IPv4 or IPv6 address or CIDR (for example 203.0.113.0/24)",
+    CONTEXT_VALUE: "must not contain control characters: it travels as a header value",
+    durations.PATTERN: "must be a duration: a whole number and s, m, h or d (for example "
+                       "1h, or 0s)",
+    durations.POSITIVE_PATTERN: "must be a duration above zero: a whole number and s, m, h "
+                                "or d (for example 30d)",
+    durations.EXPIRATION_PATTERN: "must be Never, or a duration above zero: a whole number "
+                                  "and s, m, h or d (for example 90d)",
+    tokens.PREFIX_PATTERN: "must be a key prefix: 2 to 16 characters, a lower-case letter "
+                           "and then lower-case letters or digits",
+}
+
+Phase = Literal["Active", "Inactive", "Expired", "Failed"]
 Timestamp = Annotated[str, Field(json_schema_extra={"format": "date-time"})]
 
 
@@ -46,10 +66,13 @@ class SecretTarget(_Model):
 
     name: Annotated[str | None, Field(
         None, max_length=253, pattern=DNS_SUBDOMAIN,
-        description="Name of the Secret in the ApiKey's namespace. Default: the ApiKey's name.")]
+        description="Name of the Secret in the ApiKey's namespace. Default: the ApiKey's "
+                    "name. Immutable once the key is issued: make a new ApiKey to deliver "
+                    "a key elsewhere.")]
     key: Annotated[str, Field(
         names.DEFAULT_DATA_KEY, max_length=253, pattern=SECRET_DATA_KEY,
-        description="Data key that holds the plaintext key.")]
+        description=f"Data key that holds the plaintext key. Default: "
+                    f"{names.DEFAULT_DATA_KEY}. Immutable once the key is issued.")]
     labels: Annotated[dict[str, str], Field(
         default_factory=dict, description="Extra labels for the Secret.")]
     annotations: Annotated[dict[str, str], Field(
@@ -68,11 +91,14 @@ class Rotation(_Model):
 
     every: Annotated[str | None, Field(
         None, max_length=20, pattern=durations.POSITIVE_PATTERN,
-        description="Rotate on this schedule, counted from the last rotation: <n>s|m|h|d.")]
-    gracePeriod: Annotated[str, Field(
-        "0s", max_length=20, pattern=durations.PATTERN,
-        description="How long the previous key stays valid after a rotation. "
-                    "Default 0s: invalid at once.")]
+        description="Rotate on this schedule: <n>s|m|h|d, counted from the last rotation "
+                    "(or creation), or from the moment it was added to an issued key or "
+                    "shortened, whichever is latest.")]
+    gracePeriod: Annotated[str | None, Field(
+        None, max_length=20, pattern=durations.PATTERN,
+        description="How long the previous key stays valid after a rotation: <n>s|m|h|d. "
+                    "Default: with a schedule, a tenth of every, at most 24h; without "
+                    "one, 0s. 0s: invalid at once.")]
     restartTargets: Annotated[list[RestartTarget], Field(
         default_factory=list, max_length=32,
         description="Deployments, StatefulSets and DaemonSets rolled after each rotation.")]
@@ -119,7 +145,16 @@ class ApiKeySpec(_Model):
     rateLimit: Annotated[RateLimit | None, Field(
         None, description="Requests per period; beyond it the verifier answers 429.")]
     secret: Annotated[SecretTarget, Field(
-        default_factory=SecretTarget, description="Where the plaintext key is written.")]
+        default_factory=SecretTarget,
+        json_schema_extra=_x(x_kubernetes_validations=[
+            {"rule": "(has(self.name) ? self.name : '') == "
+                     "(has(oldSelf.name) ? oldSelf.name : '')",
+             "message": "secret.name is immutable: the key was delivered there; to deliver "
+                        "a key elsewhere, create a new ApiKey"},
+            {"rule": "self.key == oldSelf.key",
+             "message": "secret.key is immutable: the key was delivered there; to deliver "
+                        "a key elsewhere, create a new ApiKey"}]),
+        description="Where the plaintext key is written. Fixed once the key is issued.")]
     rotation: Annotated[Rotation, Field(
         default_factory=Rotation, description="Rotation schedule and grace period.")]
 
@@ -152,7 +187,8 @@ class ApiKeyStatus(_Model):
 
     model_config = ConfigDict(extra="allow", frozen=True)
 
-    phase: Phase | None = Field(None, description="Pending, Active, Inactive, Expired or Failed.")
+    phase: Phase | None = Field(None, description="Active, Inactive, Expired or Failed; "
+                                                  "absent until the key is first issued.")
     conditions: list[Condition] = Field(
         default_factory=list, description="Ready, SecretSynced and Expired conditions.",
         json_schema_extra=_x(x_kubernetes_list_type="map", x_kubernetes_list_map_keys=["type"]))
@@ -169,6 +205,11 @@ class ApiKeyStatus(_Model):
     expiresAt: Timestamp | None = Field(None, description="Fixed at creation; absent for Never.")
     rotatedAt: Timestamp | None = None
     nextRotationAt: Timestamp | None = None
+    scheduledEvery: str | None = Field(
+        None, description="The rotation.every the schedule counts with.")
+    scheduleSince: Timestamp | None = Field(
+        None, description="When that schedule was added or shortened: it counts from here "
+                          "if that is later than the last rotation.")
     lastUsedAt: Timestamp | None = Field(None, description="Written by the verifier.")
     lastUsedByRevision: dict[str, Timestamp] = Field(
         default_factory=dict, description="Last use per revision, written by the verifier.")
@@ -208,8 +249,8 @@ def validate_spec(raw: Any) -> ApiKeySpec:
                 parse(value)
             except durations.DurationError as exc:
                 raise SpecError(where, str(exc)) from None
-    every = spec.rotation.every
-    if every and durations.parse(spec.rotation.gracePeriod) >= durations.parse(every):
+    every, grace = spec.rotation.every, spec.rotation.gracePeriod
+    if every and grace is not None and durations.parse(grace) >= durations.parse(every):
         raise SpecError("spec.rotation.gracePeriod",
                         f"{spec.rotation.gracePeriod} is not shorter than rotation.every "
                         f"({every}): previous keys would pile up")
@@ -226,7 +267,10 @@ class SpecError(ValueError):
 
     @classmethod
     def from_pydantic(cls, exc: ValidationError) -> SpecError:
-        first = exc.errors(include_url=False, include_input=False)[0]
+        first = exc.errors(include_url=False)[0]
         path = "spec" + "".join(
             f"[{part}]" if isinstance(part, int) else f".{part}" for part in first["loc"])
+        words = WORDS.get((first.get("ctx") or {}).get("pattern", ""))
+        if first["type"] == "string_pattern_mismatch" and words:  # words, not the regex
+            return cls(path, f"{first['input']!r} {words}")
         return cls(path, first["msg"])

@@ -17,13 +17,47 @@ def pending_request(annotation: str | None, status: models.ApiKeyStatus) -> str 
     return annotation if annotation and annotation != status.lastRotateRequest else None
 
 
+SCHEDULED_GRACE_SHARE = 10  # a schedule's default grace: a tenth of `every` ...
+SCHEDULED_GRACE_CAP = timedelta(hours=24)  # ... but never more than a day
+
+
+def grace(spec: models.ApiKeySpec) -> timedelta:
+    """How long a replaced key stays valid: `gracePeriod` when it is set (0s means invalid
+    at once); else, for a key with a schedule, min(every/10, 24h), so that a scheduled
+    rotation never cuts off the key in use unannounced; else 0s."""
+    if spec.rotation.gracePeriod is not None:
+        return durations.parse(spec.rotation.gracePeriod)
+    if spec.rotation.every is not None:
+        return min(durations.parse(spec.rotation.every) / SCHEDULED_GRACE_SHARE,
+                   SCHEDULED_GRACE_CAP)
+    return timedelta(0)
+
+
+def schedule_since(spec: models.ApiKeySpec, status: models.ApiKeyStatus,
+                   now: datetime) -> str | None:
+    """Since when the schedule in `spec` counts, if later than the last rotation: the
+    moment `every` was added to an issued key, or shortened. A longer `every`, or one
+    set at creation, counts from the last rotation (or creation) as before."""
+    every = spec.rotation.every
+    if every is None or not status.createdAt:
+        return None
+    # before status.scheduledEvery existed, a nextRotationAt meant the schedule ran
+    before = status.scheduledEvery or (every if status.nextRotationAt else None)
+    if before is None or durations.parse(every) < durations.parse(before):
+        return times.timestamp(now)
+    return status.scheduleSince
+
+
 def next_rotation(spec: models.ApiKeySpec, status: models.ApiKeyStatus,
-                  expires: datetime | None) -> datetime | None:
-    """`rotation.every` after the last rotation (or creation); None if that is never, or
-    not before the key expires anyway."""
+                  expires: datetime | None, since: str | None) -> datetime | None:
+    """`rotation.every` after the last rotation, creation, or `since` (the moment the
+    schedule was added or shortened: `schedule_since`), whichever is latest; None if
+    that is never, or not before the key expires anyway."""
     if spec.rotation.every is None or not status.createdAt:
         return None
     base = times.parse(status.rotatedAt or status.createdAt)
+    if since is not None:
+        base = max(base, times.parse(since))
     due = base + durations.parse(spec.rotation.every)
     return None if expires is not None and due >= expires else due
 

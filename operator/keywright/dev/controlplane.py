@@ -14,6 +14,7 @@ import json
 import os
 import secrets
 import shutil
+import signal
 import ssl
 import subprocess
 import tempfile
@@ -70,11 +71,54 @@ class _Process:
     popen: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
 
-def default_workdir() -> Path:
-    """A fresh directory, on tmpfs when there is one: etcd's fsyncs are then cheap."""
+OWNER_FILE = "owner"  # in a data directory: the identity of the process that made it
+CHILDREN_FILE = "children"  # and one line per child it started: name and identity
+STALE_UNOWNED = 60.0  # seconds: an older directory with no owner file is a leftover
+
+
+def workdir_base() -> Path:
+    """Where data directories go: tmpfs when there is one (etcd's fsyncs are then cheap)."""
     shm = Path("/dev/shm")  # noqa: S108 - mkdtemp makes a private directory inside
-    base = shm if shm.is_dir() and os.access(shm, os.W_OK) else None
-    return Path(tempfile.mkdtemp(prefix=WORKDIR_PREFIX, dir=base))
+    return shm if shm.is_dir() and os.access(shm, os.W_OK) else Path(tempfile.gettempdir())
+
+
+def default_workdir(base: Path | None = None) -> Path:
+    """A fresh directory that says which process owns it."""
+    path = Path(tempfile.mkdtemp(prefix=WORKDIR_PREFIX, dir=base or workdir_base()))
+    (path / OWNER_FILE).write_text(processes.identity(os.getpid()) or "")
+    return path
+
+
+def remove_leftovers(say: Say, base: Path | None = None) -> list[Path]:
+    """Remove the data directories of earlier runs that were killed before they could
+    clean up (SIGKILL, a power cut): their owner is gone. A child they recorded that is
+    somehow still running (its parent's death normally kills it) is killed first, by its
+    recorded PID and start time, so nothing else is ever signalled."""
+    removed = []
+    for path in sorted((base or workdir_base()).glob(f"{WORKDIR_PREFIX}*")):
+        owner = path / OWNER_FILE
+        try:
+            if owner.exists():
+                recorded = owner.read_text().strip()
+                if recorded and processes.identity(int(recorded.split()[0])) == recorded:
+                    continue  # its run is alive
+            elif time.time() - path.stat().st_mtime < STALE_UNOWNED:
+                continue  # just made: its owner file is on the way
+            for line in _lines(path / CHILDREN_FILE):
+                _, pid, started = line.split()
+                if processes.identity(int(pid)) == f"{pid} {started}":
+                    os.kill(int(pid), signal.SIGKILL)
+        except (OSError, ValueError):
+            continue  # not ours to judge, or gone meanwhile
+        size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+        shutil.rmtree(path, ignore_errors=True)
+        say(f"removed {path} ({size / 1e6:.0f} MB), left by an earlier run that was killed")
+        removed.append(path)
+    return removed
+
+
+def _lines(path: Path) -> list[str]:
+    return path.read_text().splitlines() if path.exists() else []
 
 
 class ControlPlane:
@@ -155,6 +199,8 @@ class ControlPlane:
         if etcd is None:
             raise ControlPlaneError("etcd not found on PATH; install Debian's etcd-server")
         self.ports = ports
+        if self._given_workdir is None:
+            remove_leftovers(self.say)
         self.workdir = self._given_workdir or default_workdir()
         try:
             self._prepare_files()
@@ -320,6 +366,8 @@ class ControlPlane:
     def _spawn(self, proc: _Process) -> None:
         proc.popen = processes.spawn(proc.argv, proc.log)
         self._processes[proc.name] = proc
+        with (self.workdir / CHILDREN_FILE).open("a") as record:  # for remove_leftovers
+            record.write(f"{proc.name} {processes.identity(proc.popen.pid) or ''}\n")
 
     def _wait(self, deadline: float, name: str, ready: Callable[[], bool]) -> None:
         proc = self._processes[name]

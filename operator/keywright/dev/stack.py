@@ -89,7 +89,10 @@ def run(workdir: Path | None, say: Say) -> int:
 
 
 def _port() -> int:
+    """8080 unless something listens there. Probed as a server binds (SO_REUSEADDR), so
+    the TIME_WAIT connections a killed earlier run left on it do not count as busy."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind(("127.0.0.1", VERIFIER_PORT))
         except OSError:

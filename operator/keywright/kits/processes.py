@@ -75,6 +75,16 @@ def die_with_parent() -> None:
     libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
+def identity(pid: int) -> str | None:
+    """`<pid> <start time>`: names one process, even after its PID is used again; None
+    if there is no such process."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return f"{pid} {stat.rpartition(')')[2].split()[19]}"  # field 22: starttime
+
+
 def alive(pid: int) -> bool:
     """Whether `pid` is a running process (a zombie awaiting its reaper is not)."""
     try:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 import time
 import urllib.parse
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
@@ -29,6 +30,8 @@ Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
+log = logging.getLogger(__name__)
+WARN_EVERY = 60.0  # seconds between two Warning lines for the same gateway requirement
 JSON = (b"content-type", b"application/json")
 CHALLENGE = (b"www-authenticate", b'Bearer realm="keywright"')
 SCOPE_HEADER, NAMESPACE_HEADER = "x-keywright-scope", "x-keywright-namespace"
@@ -55,6 +58,7 @@ class Verifier:
         self.settings = settings or VerifierSettings()
         self.buckets = ratelimit.Buckets()
         self.usage = usage.Usage()
+        self._warned: dict[frozenset[str], float] = {}  # requirement -> when last logged
         self.metrics = metrics.Metrics(lambda: float(keys.hash_count()), staleness)
         self._ready = False
         policy = self.settings.policy
@@ -114,6 +118,8 @@ class Verifier:
         await _respond(send, answer.status, response_headers, BODIES[code])
         if record is not None:
             self.usage.used(record, now)
+        if code == decision.INVALID_REQUIREMENT:
+            self._misconfigured(scopes, now)
         if self.settings.audit:
             if answer.client is None:  # rejected before the address mattered; audit names it
                 found = decision.client_address(peer, headers,
@@ -121,6 +127,21 @@ class Verifier:
                 answer = answer._replace(client=str(found) if found is not None else peer)
             audit.emit(answer, scopes, scope.get("method", ""), _uri(headers), now)
         self.metrics.observe(code, time.perf_counter() - started)
+
+    def _misconfigured(self, scopes: frozenset[str], now: float) -> None:
+        """A Warning line per requirement no key can meet, at most once a minute each: a
+        typo in a gateway's configuration shows in the log at once."""
+        if now - self._warned.get(scopes, -WARN_EVERY) < WARN_EVERY:
+            return
+        if len(self._warned) >= 256:  # requirements are the gateways' own: a few at most
+            self._warned.clear()
+        self._warned[scopes] = now
+        wrong = decision.not_scopes(scopes)
+        why = (f"{', '.join(s[:128] for s in wrong[:8])} is not <Area>.<Read|Write>" if wrong
+               else "it names an area no ApiKey grants a scope in")
+        log.warning("a gateway requires scopes %s, which no key can ever have (%s): answered "
+                    "500 INVALID_REQUIREMENT; check the gateway's scope configuration",
+                    ",".join(sorted(s[:128] for s in scopes)[:8]), why)
 
     async def _readyz(self, send: Send) -> None:
         stale = self.staleness()

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import functools
 import ipaddress
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from keywright.core import hashing, tokens
+from keywright.core import hashing, models, tokens
 from keywright.verifier import index
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -28,9 +29,15 @@ EXPIRED, INACTIVE = "EXPIRED", "INACTIVE"
 INSUFFICIENT_SCOPE, IP_NOT_ALLOWED, RATE_LIMITED = (
     "INSUFFICIENT_SCOPE", "IP_NOT_ALLOWED", "RATE_LIMITED")
 NOT_READY = "NOT_READY"  # not a decision: the index is not loaded yet, so none can be made
+# The gateway asks for a scope no key can ever have: not a scope at all, or an area no
+# ApiKey grants. A 500, not a 403: it is the gateway's configuration that is wrong, not
+# the caller's key, and a 5xx shows in every gateway's error rate (auth_request turns it
+# into a 500 with an error-log line; ext_authz and forwardAuth pass it on).
+INVALID_REQUIREMENT = "INVALID_REQUIREMENT"
 STATUS = {OK: 200, MISSING_KEY: 401, MALFORMED_KEY: 401, INVALID_KEY: 401, EXPIRED: 401,
           INACTIVE: 401, INSUFFICIENT_SCOPE: 403, IP_NOT_ALLOWED: 403, RATE_LIMITED: 429,
-          NOT_READY: 503}
+          INVALID_REQUIREMENT: 500, NOT_READY: 503}
+_SCOPE = re.compile(models.SCOPE)
 
 
 class Ask(NamedTuple):  # a tuple: built on every request, so cheap to make
@@ -111,6 +118,8 @@ def client_address(peer: str, headers: Mapping[str, Sequence[bytes]],
 
 def decide(ask: Ask, keys: index.Index, peppers: hashing.Peppers, now: float,
            policy: Policy = Policy(), rate: RateCheck | None = None) -> Answer:
+    if ask.scopes and not_scopes(ask.scopes):
+        return Answer(INVALID_REQUIREMENT)  # no key could ever pass: say so at once
     raw, problem = extract_key(ask.headers, policy.key_headers)
     if raw is None:
         return Answer(problem or MISSING_KEY)
@@ -143,12 +152,24 @@ def decide(ask: Ask, keys: index.Index, peppers: hashing.Peppers, now: float,
     if record.allowlist and (client is None or not _inside(client, record.allowlist)):
         return Answer(IP_NOT_ALLOWED, record, shown)
     if not ask.scopes <= record.granted:
+        if not {area_of(s) for s in ask.scopes - record.granted} <= keys.areas():
+            return Answer(INVALID_REQUIREMENT, record, shown)  # no ApiKey grants that area
         return Answer(INSUFFICIENT_SCOPE, record, shown)
     if rate is not None and record.rate is not None:
         wait = rate(record, now)
         if wait is not None:
             return Answer(RATE_LIMITED, record, shown, retry_after=max(1, int(wait + 0.999)))
     return Answer(OK, record, shown)
+
+
+@functools.lru_cache(maxsize=1024)  # a gateway sends the same few requirements
+def not_scopes(scopes: frozenset[str]) -> tuple[str, ...]:
+    """The required scopes that are not scopes at all (`<Area>.<Read|Write>`)."""
+    return tuple(sorted(s for s in scopes if _SCOPE.fullmatch(s) is None))
+
+
+def area_of(scope: str) -> str:
+    return scope.rpartition(".")[0]
 
 
 def _parse(text: str) -> Address | None:

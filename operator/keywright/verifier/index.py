@@ -137,6 +137,7 @@ class Index:
         # hot path never formats a hash string
         self._tables: dict[str, dict[bytes, KeyRecord]] = {}
         self._fingerprints: dict[tuple[str, str], str] = {}
+        self._areas: frozenset[str] | None = None  # worked out again after a change
         self._lock = threading.Lock()
 
     def __len__(self) -> int:
@@ -153,6 +154,17 @@ class Index:
         all: a name that comes back with another uid was deleted and created again."""
         with self._lock:
             return {k: v for k, v in self._uids.items() if namespace is None or k[0] == namespace}
+
+    def areas(self) -> frozenset[str]:
+        """The areas some indexed key grants a scope in: a requirement outside them can
+        never be met (a gateway's typo, not a caller's missing scope)."""
+        found = self._areas
+        if found is None:
+            with self._lock:  # the watches add to the tables in place: iterate under it
+                found = frozenset(scope.rpartition(".")[0] for table in self._tables.values()
+                                  for record in table.values() for scope in record.granted)
+                self._areas = found
+        return found
 
     def hash_count(self) -> int:
         """Hashes indexed: current keys and keys in their grace period."""
@@ -182,12 +194,14 @@ class Index:
             if new:
                 self._by_object[key] = tuple(new)
                 self._uids[key] = _uid(apikey)
+            self._areas = None
 
     def remove(self, namespace: str, name: str) -> None:
         with self._lock:
             self._fingerprints.pop((namespace, name), None)
             self._uids.pop((namespace, name), None)
             self._tables = _drop(self._tables, self._by_object.pop((namespace, name), ()))
+            self._areas = None
 
     def replace_all(self, apikeys: Iterable[Mapping[str, Any]],
                     namespace: str | None = None) -> None:
@@ -218,6 +232,7 @@ class Index:
             self._fingerprints = {k: v for k, v in self._fingerprints.items()
                                   if namespace is not None and k[0] != namespace}
             self._fingerprints.update((key, seen) for key, _, seen, _ in fresh)
+            self._areas = None
 
 
 def _uid(apikey: Mapping[str, Any]) -> str:

@@ -103,7 +103,7 @@ class Sync:
             log.warning("pepper Secret deleted; keeping the peppers already loaded")
             return
         try:
-            self.peppers = hashing.Peppers.from_data(kube.Kube.decode_data(obj))
+            self.peppers = hashing.Peppers.from_secret(obj)
         except hashing.PepperError as exc:  # the message names a data key, never a value
             log.error("pepper Secret is unusable (%s); keeping the peppers already loaded",
                       exc)

@@ -14,6 +14,11 @@ def apikey(**spec: Any) -> dict[str, Any]:
     return manifests.apikey("billing", "pay", **spec)
 
 
+def issued(**spec: Any) -> dict[str, Any]:
+    """The ApiKey as stored once its key is issued (its status names the Secret)."""
+    return manifests.apikey("billing", "pay", status={"secretName": "billing"}, **spec)
+
+
 @pytest.mark.parametrize(("operation", "new", "old", "refused"), [
     pytest.param("CREATE", apikey(), None, None, id="a good ApiKey is admitted"),
     pytest.param("CREATE", apikey(ipAllowlist=["10.0.0.1/8"]), None, "spec.ipAllowlist[0]",
@@ -36,6 +41,17 @@ def apikey(**spec: Any) -> dict[str, Any]:
                             "metadata": {"deletionTimestamp": "2026-11-24T00:00:00Z"}},
                  apikey(), None, id="nothing stands in the way of a deletion"),
     pytest.param("DELETE", None, apikey(), None, id="deletes are not checked"),
+    pytest.param("UPDATE", apikey(secret={"name": "elsewhere"}), issued(), "spec.secret.name",
+                 id="naming another Secret once the key is issued is refused"),
+    pytest.param("UPDATE", apikey(secret={"key": "token"}), issued(), "spec.secret.key",
+                 id="another data key once the key is issued is refused"),
+    pytest.param("UPDATE", apikey(secret={"name": "billing"}), issued(), None,
+                 id="spelling out the default Secret name changes nothing and is admitted"),
+    pytest.param("UPDATE", apikey(secret={"name": "x", "labels": {"a": "b"}}),
+                 issued(secret={"name": "x"}), None,
+                 id="new labels for the same Secret are admitted"),
+    pytest.param("UPDATE", apikey(secret={"name": "elsewhere"}), apikey(), None,
+                 id="before the key is issued the Secret may still be renamed"),
 ])
 def test_apikey_admission(operation: str, new: dict[str, Any] | None,
                           old: dict[str, Any] | None, refused: str | None) -> None:
@@ -45,6 +61,12 @@ def test_apikey_admission(operation: str, new: dict[str, Any] | None,
         with pytest.raises(admission.Refused) as caught:
             admission.check_apikey(operation, new, old)
         assert str(caught.value).startswith(refused)
+
+
+def test_the_secret_refusal_says_what_it_was_and_what_to_do() -> None:
+    with pytest.raises(admission.Refused, match=r"immutable once the key is issued \(it was "
+                       r"'billing', not 'elsewhere'\).*create a new ApiKey"):
+        admission.check_apikey("UPDATE", apikey(secret={"name": "elsewhere"}), issued())
 
 
 def test_the_expiration_refusal_says_what_it_was_and_what_to_do() -> None:

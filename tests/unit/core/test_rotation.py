@@ -23,24 +23,65 @@ def status(**fields: Any) -> models.ApiKeyStatus:
     return models.ApiKeyStatus.model_validate({**ISSUED, **fields})
 
 
+NOW = T0 + timedelta(days=10)  # 2026-11-11T12:00:00Z
+
+
 @pytest.mark.parametrize(
     ("every", "fields", "expected"),
     [
         pytest.param(None, {}, None, id="no schedule, never due"),
-        pytest.param("1d", {}, T0 + timedelta(days=1), id="first rotation counts from creation"),
-        pytest.param("1d", {"rotatedAt": "2026-11-05T12:00:00Z"},
+        pytest.param("1d", {"scheduledEvery": "1d"}, T0 + timedelta(days=1),
+                     id="first rotation counts from creation"),
+        pytest.param("1d", {"scheduledEvery": "1d", "rotatedAt": "2026-11-05T12:00:00Z"},
                      datetime(2026, 11, 6, 12, tzinfo=UTC),
                      id="later ones count from the last rotation"),
-        pytest.param("30d", {}, None, id="a rotation due at or after expiry never comes"),
-        pytest.param("29d", {}, T0 + timedelta(days=29), id="one due a day before expiry comes"),
+        pytest.param("30d", {"scheduledEvery": "30d"}, None,
+                     id="a rotation due at or after expiry never comes"),
+        pytest.param("29d", {"scheduledEvery": "29d"}, T0 + timedelta(days=29),
+                     id="one due a day before expiry comes"),
+        pytest.param("1d", {}, NOW + timedelta(days=1),
+                     id="a schedule added to an issued key counts from the moment it is added"),
+        pytest.param("1d", {"scheduledEvery": "20d"}, NOW + timedelta(days=1),
+                     id="a shortened schedule counts from the moment it is shortened"),
+        pytest.param("2d", {"scheduledEvery": "1d", "rotatedAt": "2026-11-05T12:00:00Z"},
+                     datetime(2026, 11, 7, 12, tzinfo=UTC),
+                     id="a lengthened schedule counts from the last rotation"),
+        pytest.param("1d", {"scheduledEvery": "1d", "scheduleSince": "2026-11-09T12:00:00Z"},
+                     datetime(2026, 11, 10, 12, tzinfo=UTC),
+                     id="the moment of a change, once recorded, stays"),
+        pytest.param("1d", {"scheduledEvery": "1d", "scheduleSince": "2026-11-03T12:00:00Z",
+                            "rotatedAt": "2026-11-05T12:00:00Z"},
+                     datetime(2026, 11, 6, 12, tzinfo=UTC),
+                     id="a rotation after the change counts from the rotation"),
+        pytest.param("1d", {"nextRotationAt": "2026-11-02T12:00:00Z"}, T0 + timedelta(days=1),
+                     id="a schedule in force before the change was recorded keeps counting"),
     ],
 )
 def test_next_rotation(every: str | None, fields: dict[str, Any],
                        expected: datetime | None) -> None:
     rotation_spec = {"every": every} if every else {}
-    got = rotation.next_rotation(spec(rotation=rotation_spec), status(**fields),
-                                 T0 + timedelta(days=30))
+    wanted, before = spec(rotation=rotation_spec), status(**fields)
+    got = rotation.next_rotation(wanted, before, T0 + timedelta(days=30),
+                                 rotation.schedule_since(wanted, before, NOW))
     assert got == expected
+
+
+@pytest.mark.parametrize(
+    ("rotation_spec", "expected"),
+    [
+        pytest.param({}, timedelta(0), id="without a schedule or a grace period, none"),
+        pytest.param({"gracePeriod": "1h"}, timedelta(hours=1), id="a grace period is kept"),
+        pytest.param({"every": "1d", "gracePeriod": "0s"}, timedelta(0),
+                     id="0s means what it says, even with a schedule"),
+        pytest.param({"every": "1d"}, timedelta(hours=2, minutes=24),
+                     id="a schedule's default grace is a tenth of every"),
+        pytest.param({"every": "10m"}, timedelta(minutes=1), id="a short schedule's too"),
+        pytest.param({"every": "30d"}, timedelta(hours=24),
+                     id="but never more than a day"),
+    ],
+)
+def test_grace(rotation_spec: dict[str, Any], expected: timedelta) -> None:
+    assert rotation.grace(spec(rotation=rotation_spec)) == expected
 
 
 @pytest.mark.parametrize(
@@ -94,7 +135,6 @@ def test_retire(now: datetime, kept: list[int], retired: list[int]) -> None:
         (kept, retired)
 
 
-NOW = T0 + timedelta(days=10)
 
 
 @pytest.mark.parametrize(
@@ -103,10 +143,14 @@ NOW = T0 + timedelta(days=10)
         pytest.param({}, "r1", {}, True, "r1", id="a new request on an active key rotates"),
         pytest.param({}, "r1", {"lastRotateRequest": "r1"}, False, None,
                      id="a request already acted on does nothing"),
-        pytest.param({"rotation": {"every": "1d"}}, None, {}, True, None,
+        pytest.param({"rotation": {"every": "1d"}}, None, {"scheduledEvery": "1d"}, True, None,
                      id="an overdue schedule rotates"),
-        pytest.param({"rotation": {"every": "11d"}}, None, {}, False, None,
-                     id="a schedule not yet due does not"),
+        pytest.param({"rotation": {"every": "11d"}}, None, {"scheduledEvery": "11d"}, False,
+                     None, id="a schedule not yet due does not"),
+        pytest.param({"rotation": {"every": "1d"}}, None, {}, False, None,
+                     id="a schedule just added to a ten-day-old key does not rotate it at once"),
+        pytest.param({"rotation": {"every": "1d"}}, None, {"scheduledEvery": "30d"}, False,
+                     None, id="nor does a schedule just shortened"),
         pytest.param({"active": False}, "r1", {}, False, None, id="inactive: refused"),
         pytest.param({"active": False, "rotation": {"every": "1d"}}, None, {}, False, None,
                      id="inactive: the schedule waits"),
@@ -284,10 +328,25 @@ def test_a_failed_key_still_expires_and_retires_on_time() -> None:
     assert later.next_due == T0 + timedelta(days=30)
 
 
-def test_a_conflict_is_checked_again_later() -> None:
+@pytest.mark.parametrize(("lasted", "again"), [
+    pytest.param(None, timedelta(seconds=1), id="a new conflict is looked at again in 1 s"),
+    pytest.param(timedelta(seconds=4), timedelta(seconds=4),
+                 id="one that has lasted 4 s, 4 s later: the wait doubles"),
+    pytest.param(timedelta(minutes=5), timedelta(seconds=60),
+                 id="one that has lasted minutes, a minute later"),
+])
+def test_a_conflict_is_checked_again_sooner_the_newer_it_is(
+    lasted: timedelta | None, again: timedelta
+) -> None:
     foreign = secretview.SecretView(exists=True, owner_uid="someone-else")
-    plan = lifecycle.decide(observed(secret=foreign), NOW)
-    assert plan.next_due == NOW + timedelta(seconds=60)  # the contract: every 60 s
+    status: dict[str, Any] = {}
+    if lasted is not None:
+        since = times.timestamp(NOW - lasted)
+        status = {"phase": "Failed", "conditions": [
+            {"type": "Ready", "status": "False", "reason": "SecretConflict", "message": "m",
+             "lastTransitionTime": since}]}
+    plan = lifecycle.decide(observed(status=status, secret=foreign), NOW)
+    assert plan.next_due == NOW + again
 
 
 def test_grace_not_shorter_than_every_is_refused() -> None:
@@ -295,3 +354,37 @@ def test_grace_not_shorter_than_every_is_refused() -> None:
         models.validate_spec({"expiration": "30d",
                               "rotation": {"every": "1h", "gracePeriod": "1h"}})
     assert caught.value.field == "spec.rotation.gracePeriod"
+
+
+def test_a_schedule_added_to_an_old_key_is_recorded_and_comes_due_one_period_later() -> None:
+    added = lifecycle.decide(observed(spec={"rotation": {"every": "1d"}}, status=ISSUED,
+                                      secret=SYNCED), NOW)
+    assert added.issue is None
+    assert (added.status["scheduledEvery"], added.status["scheduleSince"],
+            added.status["nextRotationAt"]) == \
+        ("1d", "2026-11-11T12:00:00Z", "2026-11-12T12:00:00Z")
+    assert added.next_due == datetime(2026, 11, 12, 12, tzinfo=UTC)
+    recorded = {**ISSUED, **added.status}
+    before = lifecycle.decide(observed(spec={"rotation": {"every": "1d"}}, status=recorded,
+                                       secret=SYNCED), NOW + timedelta(hours=23))
+    assert before.issue is None
+    assert "scheduleSince" not in before.status  # unchanged: no write
+    due = lifecycle.decide(observed(spec={"rotation": {"every": "1d"}}, status=recorded,
+                                    secret=SYNCED), NOW + timedelta(days=1))
+    assert due.issue is not None
+
+
+def test_removing_the_schedule_forgets_it() -> None:
+    scheduled = {**ISSUED, "scheduledEvery": "1d", "scheduleSince": "2026-11-09T12:00:00Z",
+                 "nextRotationAt": "2026-11-10T12:00:00Z"}
+    plan = lifecycle.decide(observed(status=scheduled, secret=SYNCED), NOW)
+    assert (plan.status["scheduledEvery"], plan.status["scheduleSince"],
+            plan.status["nextRotationAt"]) == (None, None, None)
+
+
+def test_a_schedule_set_at_creation_counts_from_creation() -> None:
+    issued = lifecycle.decide(observed(spec={"rotation": {"every": "1d"}}, secret=SYNCED),
+                              T0 + timedelta(seconds=2))
+    assert issued.status["nextRotationAt"] == "2026-11-02T12:00:00Z"
+    assert issued.status["scheduledEvery"] == "1d"
+    assert "scheduleSince" not in issued.status

@@ -7,6 +7,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -130,3 +131,56 @@ def test_children_are_killed_when_the_process_that_started_them_is_killed() -> N
     eventually(lambda: not processes.alive(child), timeout=5, interval=0.05,
                what="the orphaned child's death")
     assert not processes.alive(child)
+
+
+def test_a_killed_runs_data_directory_is_removed_and_a_live_ones_kept(tmp_path: Path) -> None:
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    gone_owner = f"{dead.pid} 1"  # that process has exited: no such identity now
+    orphan = subprocess.Popen(["sleep", "600"])  # a child that outlived its killed parent
+    orphan_identity = processes.identity(orphan.pid)
+    assert orphan_identity is not None
+    try:
+        killed = tmp_path / f"{controlplane.WORKDIR_PREFIX}killed"
+        (killed / "etcd").mkdir(parents=True)
+        (killed / "etcd" / "db").write_bytes(b"x" * 1000)
+        (killed / controlplane.OWNER_FILE).write_text(gone_owner)
+        (killed / controlplane.CHILDREN_FILE).write_text(f"etcd {orphan_identity}\n")
+        live = controlplane.default_workdir(tmp_path)  # owned by this process
+        old_unowned = tmp_path / f"{controlplane.WORKDIR_PREFIX}older-version"
+        old_unowned.mkdir()
+        os.utime(old_unowned, (time.time() - 3600, time.time() - 3600))
+        new_unowned = tmp_path / f"{controlplane.WORKDIR_PREFIX}being-made"
+        new_unowned.mkdir()
+        other = tmp_path / "not-ours"
+        other.mkdir()
+        said: list[str] = []
+
+        removed = controlplane.remove_leftovers(said.append, tmp_path)
+
+        assert sorted(p.name for p in removed) == sorted([killed.name, old_unowned.name])
+        assert not killed.exists()
+        assert not old_unowned.exists()
+        assert live.exists()
+        assert new_unowned.exists()
+        assert other.exists()
+        assert orphan.wait(5) == -9  # killed by its recorded identity
+        assert any("left by an earlier run that was killed" in line for line in said)
+    finally:
+        orphan.kill()
+        orphan.wait()
+
+
+def test_a_recorded_pid_now_used_by_another_process_is_not_signalled(tmp_path: Path) -> None:
+    bystander = subprocess.Popen(["sleep", "600"])
+    try:
+        killed = tmp_path / f"{controlplane.WORKDIR_PREFIX}killed"
+        killed.mkdir()
+        (killed / controlplane.OWNER_FILE).write_text("1 0")  # pid 1, another start time
+        (killed / controlplane.CHILDREN_FILE).write_text(f"etcd {bystander.pid} 0\n")
+        controlplane.remove_leftovers(lambda line: None, tmp_path)
+        assert not killed.exists()
+        assert bystander.poll() is None  # same PID, other start time: left alone
+    finally:
+        bystander.kill()
+        bystander.wait()

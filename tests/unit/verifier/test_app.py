@@ -22,10 +22,16 @@ from tests.support.keys import KEY, NOW, OTHER, PEPPERS, apikey
 Reply = tuple[int, dict[str, str], bytes]
 
 
+ADMIN_KEY = tokens.generate("kw")
+
+
 def verifier(*apikeys: dict[str, Any], ready: bool = True, stale: float = 0.0,
              settings: app.VerifierSettings | None = None) -> app.Verifier:
+    """A verifier whose index holds `apikeys`, else the usual key (with a context) and
+    an admin's key: the Admin area is one some ApiKey grants."""
     keys = index.Index()
-    keys.replace_all(apikeys or [apikey(context={"team": "payments"})])
+    keys.replace_all(apikeys or [apikey(context={"team": "payments"}),
+                                 apikey("admins", key=ADMIN_KEY, scopes=["Admin.Read"])])
     return app.Verifier(keys, lambda: PEPPERS if ready else None, lambda: ready,
                         lambda: stale, settings or app.VerifierSettings(audit=False))
 
@@ -118,8 +124,8 @@ def test_before_the_first_list_verify_and_readyz_answer_503() -> None:
 def test_readyz_reports_staleness_and_fails_only_past_the_configured_limit() -> None:
     stale = verifier(stale=120.0)
     status, _, body = call(stale, "/readyz")
-    assert status == 200
-    assert json.loads(body) == {"ready": True, "secondsSinceSync": 120.0, "keysIndexed": 1}
+    assert status == 200  # keysIndexed: the two keys `verifier()` holds
+    assert json.loads(body) == {"ready": True, "secondsSinceSync": 120.0, "keysIndexed": 2}
     strict = verifier(stale=120.0, settings=app.VerifierSettings(max_staleness=60, audit=False))
     assert call(strict, "/readyz")[0] == 503
 
@@ -134,7 +140,7 @@ def test_metrics_count_each_decision_and_its_latency() -> None:
     assert 'keywright_verifier_decisions_total{code="MISSING_KEY",status="401"} 2.0' in text
     assert 'keywright_verifier_decision_duration_seconds_count 3.0' in text
     assert 'keywright_verifier_decision_duration_seconds_bucket{le="+Inf"} 3.0' in text
-    assert "keywright_verifier_keys_indexed 1.0" in text
+    assert "keywright_verifier_keys_indexed 2.0" in text
     assert KEY not in text
 
 
@@ -260,7 +266,7 @@ def test_huge_requirements_are_answered_but_never_cached() -> None:
         huge = b"Reviews.Read," + b"x" * (app.CACHED_REQUIREMENTS + n)
         status, _, body = call(application, headers=[(b"x-api-key", KEY.encode()),
                                                      (b"x-keywright-scope", huge)])
-        assert (status, body) == (403, b'{"code":"INSUFFICIENT_SCOPE"}')
+        assert (status, body) == (500, b'{"code":"INVALID_REQUIREMENT"}')  # x...x: no scope
     assert app._cached_requirements.cache_info().currsize == before
 
 
@@ -297,3 +303,23 @@ def test_a_hash_kept_across_an_update_stays_findable() -> None:
     found = {r.revision: r.retires_at is not None for t in keys.tables.values()
              for r in t.values()}
     assert found == {2: False, 1: True}
+
+
+def test_a_requirement_no_key_can_meet_is_a_500_and_one_warning_a_minute(
+    caplog: pytest.LogCaptureFixture
+) -> None:
+    application = verifier()
+    with caplog.at_level(logging.WARNING, logger="keywright.verifier.app"):
+        answers = [call(application, query=b"scope=invoices.read") for _ in range(3)]
+        typo = call(application, query=b"scope=Invocies.Read")
+    assert {(status, body) for status, _, body in answers} == \
+        {(500, b'{"code":"INVALID_REQUIREMENT"}')}
+    assert "www-authenticate" not in answers[0][1]
+    assert typo[::2] == (500, b'{"code":"INVALID_REQUIREMENT"}')
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 2  # one per distinct requirement, not one per request
+    assert "invoices.read is not <Area>.<Read|Write>" in warnings[0]
+    assert "no ApiKey grants" in warnings[1]
+    metrics = application.metrics.render().decode()
+    assert 'keywright_verifier_decisions_total{code="INVALID_REQUIREMENT",status="500"} 4.0' \
+        in metrics

@@ -3,7 +3,9 @@ of header parsing and the trusted-proxy rule (Hypothesis)."""
 
 from __future__ import annotations
 
+import base64
 import ipaddress
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -94,7 +96,7 @@ CASES = [
     pytest.param(ask(scopes=("Reviews.Read",)), (), "OK", id="Write satisfies Read"),
     pytest.param(ask(scopes=("Repos.Write",)), (), "INSUFFICIENT_SCOPE",
                  id="Read does not satisfy Write"),
-    pytest.param(ask(scopes=("Reviews.Read", "Billing.Read")), (), "INSUFFICIENT_SCOPE",
+    pytest.param(ask(scopes=("Reviews.Read", "Repos.Write")), (), "INSUFFICIENT_SCOPE",
                  id="all required scopes are needed"),
     pytest.param(ask(key=OLD), ({"previous": [grace("2027-01-15T09:00:00Z")]},), "OK",
                  id="a key in its grace period verifies"),
@@ -106,6 +108,29 @@ CASES = [
                  "IP_NOT_ALLOWED", id="the address is checked before scopes"),
     pytest.param(ask(), ({"version": "v2"},), "OK", id="a hash under an older pepper verifies"),
 ]
+
+
+GATEWAY_TYPOS = [
+    pytest.param(ask(scopes=("invoices.read",)), "INVALID_REQUIREMENT",
+                 id="a requirement that is not a scope is the gateway's mistake"),
+    pytest.param(ask(key=None, scopes=("Reviews.Read", "Reviews")), "INVALID_REQUIREMENT",
+                 id="it is said even to a request without a key"),
+    pytest.param(ask(scopes=("Invocies.Read",)), "INVALID_REQUIREMENT",
+                 id="a scope in an area no ApiKey grants is the gateway's mistake"),
+    pytest.param(ask(scopes=("Billing.Write",)), "INSUFFICIENT_SCOPE",
+                 id="a scope in an area another ApiKey grants is this key's lack"),
+    pytest.param(ask(scopes=("Reviews.Read",)), "OK", id="a scope the key has is OK"),
+]
+
+
+@pytest.mark.parametrize(("request_", "code"), GATEWAY_TYPOS)
+def test_a_requirement_no_key_can_meet_is_told_apart_from_a_missing_scope(
+    request_: decision.Ask, code: str
+) -> None:
+    billing = apikey("billing-reader", key=OLD, scopes=["Billing.Read"])
+    assert decide(request_, apikey(), billing) == code
+    assert decision.STATUS[code] == {"INVALID_REQUIREMENT": 500, "INSUFFICIENT_SCOPE": 403,
+                                     "OK": 200}[code]
 
 
 @pytest.mark.parametrize(("request_", "changes", "code"), CASES)
@@ -220,3 +245,19 @@ def test_extra_key_headers_come_after_x_api_key_and_before_authorization(
     keys.replace_all([apikey()])
     request = decision.Ask(headers, "203.0.113.9")
     assert decision.decide(request, keys, PEPPERS, NOW, EXTRA).code == code
+
+
+def test_the_in_process_example_in_the_gateway_docs_runs_as_written(
+    capsys: pytest.CaptureFixture[str]
+) -> None:
+    text = (Path(__file__).parents[3] / "docs" / "gateways.md").read_text()
+    section = text[text.index("## In-process, without HTTP"):]
+    start = section.index("```python\n") + len("```python\n")
+    example = section[start:section.index("\n```", start)]
+    assert "decision.decide(" in example
+    pepper_secret = {"metadata": {"name": "keywright-pepper"}, "data": {
+        name: base64.b64encode(value).decode() for name, value in PEPPERS.to_data().items()}}
+    exec(example, {"pepper_secret": pepper_secret,  # noqa: S102 - the docs' own example
+                   "apikeys": [apikey("billing-sync", scopes=["Invoices.Read"])],
+                   "raw_key": KEY.encode()})
+    assert capsys.readouterr().out == "OK 200 billing-sync\n"

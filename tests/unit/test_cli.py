@@ -1,0 +1,32 @@
+"""What `keywright ... --help` tells a newcomer matches what the commands do."""
+
+from __future__ import annotations
+
+import pytest
+
+from keywright import cli
+
+
+def help_of(command: str, capsys: pytest.CaptureFixture[str]) -> str:
+    with pytest.raises(SystemExit) as done:
+        cli.main([command, "--help"])
+    assert done.value.code == 0
+    return " ".join(capsys.readouterr().out.split())  # argparse wraps lines
+
+
+def test_the_verifier_says_where_it_listens_and_where_the_pepper_is(
+    capsys: pytest.CaptureFixture[str]
+) -> None:
+    text = help_of("verifier", capsys)
+    assert "default: 0.0.0.0, every interface" in text
+    assert "port (default: 8080)" in text
+    assert "where the pepper Secret keywright-pepper lives" in text
+    assert "else keywright-system" in text
+
+
+def test_the_operator_says_its_webhooks_are_off_unless_asked_for(
+    capsys: pytest.CaptureFixture[str]
+) -> None:
+    text = help_of("operator", capsys)
+    assert "(default: 0, off)" in text
+    assert "default: kw" in text
