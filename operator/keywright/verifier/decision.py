@@ -118,8 +118,6 @@ def client_address(peer: str, headers: Mapping[str, Sequence[bytes]],
 
 def decide(ask: Ask, keys: index.Index, peppers: hashing.Peppers, now: float,
            policy: Policy = Policy(), rate: RateCheck | None = None) -> Answer:
-    if ask.scopes and not_scopes(ask.scopes):
-        return Answer(INVALID_REQUIREMENT)  # no key could ever pass: say so at once
     raw, problem = extract_key(ask.headers, policy.key_headers)
     if raw is None:
         return Answer(problem or MISSING_KEY)
@@ -151,9 +149,10 @@ def decide(ask: Ask, keys: index.Index, peppers: hashing.Peppers, now: float,
         return Answer(EXPIRED, record, shown)
     if record.allowlist and (client is None or not _inside(client, record.allowlist)):
         return Answer(IP_NOT_ALLOWED, record, shown)
-    if not ask.scopes <= record.granted:
-        if not {area_of(s) for s in ask.scopes - record.granted} <= keys.areas():
-            return Answer(INVALID_REQUIREMENT, record, shown)  # no ApiKey grants that area
+    if not ask.scopes <= record.granted:  # off the OK path: a 403 costs what it needs
+        missing = ask.scopes - record.granted
+        if not_scopes(missing) or not {area_of(s) for s in missing} <= keys.areas():
+            return Answer(INVALID_REQUIREMENT, record, shown)  # no key could ever pass
         return Answer(INSUFFICIENT_SCOPE, record, shown)
     if rate is not None and record.rate is not None:
         wait = rate(record, now)

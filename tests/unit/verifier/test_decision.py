@@ -113,8 +113,10 @@ CASES = [
 GATEWAY_TYPOS = [
     pytest.param(ask(scopes=("invoices.read",)), "INVALID_REQUIREMENT",
                  id="a requirement that is not a scope is the gateway's mistake"),
-    pytest.param(ask(key=None, scopes=("Reviews.Read", "Reviews")), "INVALID_REQUIREMENT",
-                 id="it is said even to a request without a key"),
+    pytest.param(ask(scopes=("Reviews.Read", "Reviews")), "INVALID_REQUIREMENT",
+                 id="so is a requirement with no level"),
+    pytest.param(ask(key=None, scopes=("invoices.read",)), "MISSING_KEY",
+                 id="a request without a key is told its own problem first"),
     pytest.param(ask(scopes=("Invocies.Read",)), "INVALID_REQUIREMENT",
                  id="a scope in an area no ApiKey grants is the gateway's mistake"),
     pytest.param(ask(scopes=("Billing.Write",)), "INSUFFICIENT_SCOPE",
@@ -130,7 +132,7 @@ def test_a_requirement_no_key_can_meet_is_told_apart_from_a_missing_scope(
     billing = apikey("billing-reader", key=OLD, scopes=["Billing.Read"])
     assert decide(request_, apikey(), billing) == code
     assert decision.STATUS[code] == {"INVALID_REQUIREMENT": 500, "INSUFFICIENT_SCOPE": 403,
-                                     "OK": 200}[code]
+                                     "MISSING_KEY": 401, "OK": 200}[code]
 
 
 @pytest.mark.parametrize(("request_", "changes", "code"), CASES)
