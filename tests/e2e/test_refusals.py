@@ -27,7 +27,7 @@ REFUSED = [
                  "must be a scope, <Area>.<Read|Write>", id="a scope with a space"),
     pytest.param({"prefix": "Bad-Prefix"}, "spec.prefix", "must be a key prefix",
                  id="a prefix with capitals"),
-    pytest.param({"prefix": "a" * 17}, "spec.prefix", "must be a key prefix",
+    pytest.param({"prefix": "a" * 17}, "spec.prefix", "should be at most 16 chars long",
                  id="a prefix longer than 16"),
     pytest.param({"rotation": {"gracePeriod": "1w"}}, "spec.rotation.gracePeriod",
                  "must be a duration", id="a grace period in weeks"),

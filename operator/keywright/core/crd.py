@@ -25,6 +25,24 @@ PRINTER_COLUMNS = [
 ]
 
 
+# Once the key is issued (status.secretName set), where it went cannot change: the same
+# rule as the webhook's, for clusters with CEL (1.25+). On the whole object, because only
+# there can a rule see the status; `spec.secret` may be absent, hence the defaults.
+_NAME = "(has({o}.spec.secret) && has({o}.spec.secret.name) ? {o}.spec.secret.name : " \
+        "{o}.metadata.name)"
+_KEY = "(has({o}.spec.secret) && has({o}.spec.secret.key) ? {o}.spec.secret.key : " \
+       f"'{names.DEFAULT_DATA_KEY}')"
+_ISSUED = "has(oldSelf.status) && has(oldSelf.status.secretName)"
+DELIVERY_FIXED = [
+    {"rule": f"!({_ISSUED}) || {_NAME.format(o='self')} == oldSelf.status.secretName",
+     "message": "spec.secret.name is immutable once the key is issued: the key was "
+                "delivered there. To deliver a key elsewhere, create a new ApiKey"},
+    {"rule": f"!({_ISSUED}) || {_KEY.format(o='self')} == {_KEY.format(o='oldSelf')}",
+     "message": "spec.secret.key is immutable once the key is issued: the key was "
+                "delivered there. To deliver a key elsewhere, create a new ApiKey"},
+]
+
+
 def definition() -> dict[str, Any]:
     spec = _structural(models.ApiKeySpec.model_json_schema())
     status = _structural(models.ApiKeyStatus.model_json_schema())
@@ -56,6 +74,7 @@ def definition() -> dict[str, Any]:
                 "additionalPrinterColumns": PRINTER_COLUMNS,
                 "schema": {"openAPIV3Schema": {
                     "type": "object",
+                    "x-kubernetes-validations": DELIVERY_FIXED,
                     "description": "An API key: Keywright issues it into a Secret, keeps only "
                                    "its hash, and runs its expiry, deactivation and rotation.",
                     "required": ["spec"],

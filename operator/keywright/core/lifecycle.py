@@ -293,10 +293,11 @@ def _failed(o: Observed, now: datetime, reason: str, message: str,
 
 def _conflict_recheck(o: Observed, now: datetime) -> datetime:
     """Back off by doubling: the next look comes after as long as the conflict has lasted
-    (at least 1 s, at most 60 s)."""
-    ready = conditions.find(o.status.conditions, "Ready")
-    began = times.parse(ready.lastTransitionTime) \
-        if ready is not None and ready.reason == "SecretConflict" else now
+    (at least 1 s, at most 60 s). It began when SecretSynced turned False for it: Ready
+    may have been False before, for another reason, and kept its transition time."""
+    synced = conditions.find(o.status.conditions, "SecretSynced")
+    began = times.parse(synced.lastTransitionTime) \
+        if synced is not None and synced.reason == "SecretConflict" else now
     first, last = CONFLICT_RECHECK
     return now + min(last, max(first, now - began))
 

@@ -136,7 +136,7 @@ class ApiKeySpec(_Model):
         description="IPv4/IPv6 addresses or CIDRs the key may be used from. "
                     "Empty: any origin.")]
     prefix: Annotated[str | None, Field(
-        None, pattern=tokens.PREFIX_PATTERN,
+        None, max_length=tokens.MAX_PREFIX_LENGTH, pattern=tokens.PREFIX_PATTERN,
         description="Key prefix, ^[a-z][a-z0-9]{1,15}$. Default: the operator's setting.")]
     context: Annotated[dict[str, Annotated[str, Field(max_length=1024, pattern=CONTEXT_VALUE)]],
                        Field(default_factory=dict, max_length=32, description=(
@@ -146,14 +146,6 @@ class ApiKeySpec(_Model):
         None, description="Requests per period; beyond it the verifier answers 429.")]
     secret: Annotated[SecretTarget, Field(
         default_factory=SecretTarget,
-        json_schema_extra=_x(x_kubernetes_validations=[
-            {"rule": "(has(self.name) ? self.name : '') == "
-                     "(has(oldSelf.name) ? oldSelf.name : '')",
-             "message": "secret.name is immutable: the key was delivered there; to deliver "
-                        "a key elsewhere, create a new ApiKey"},
-            {"rule": "self.key == oldSelf.key",
-             "message": "secret.key is immutable: the key was delivered there; to deliver "
-                        "a key elsewhere, create a new ApiKey"}]),
         description="Where the plaintext key is written. Fixed once the key is issued.")]
     rotation: Annotated[Rotation, Field(
         default_factory=Rotation, description="Rotation schedule and grace period.")]
@@ -188,7 +180,7 @@ class ApiKeyStatus(_Model):
     model_config = ConfigDict(extra="allow", frozen=True)
 
     phase: Phase | None = Field(None, description="Active, Inactive, Expired or Failed; "
-                                                  "absent until the key is first issued.")
+                                                  "absent until the operator first decides.")
     conditions: list[Condition] = Field(
         default_factory=list, description="Ready, SecretSynced and Expired conditions.",
         json_schema_extra=_x(x_kubernetes_list_type="map", x_kubernetes_list_map_keys=["type"]))
@@ -272,5 +264,7 @@ class SpecError(ValueError):
             f"[{part}]" if isinstance(part, int) else f".{part}" for part in first["loc"])
         words = WORDS.get((first.get("ctx") or {}).get("pattern", ""))
         if first["type"] == "string_pattern_mismatch" and words:  # words, not the regex
-            return cls(path, f"{first['input']!r} {words}")
+            if first["loc"][0] == "context":  # a context value may be a credential
+                return cls(path, words)
+            return cls(path, f"{str(first['input'])[:64]!r} {words}")
         return cls(path, first["msg"])

@@ -6,6 +6,7 @@ Must not: do I/O or see a plaintext.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
@@ -28,23 +29,32 @@ def grace(spec: models.ApiKeySpec) -> timedelta:
     if spec.rotation.gracePeriod is not None:
         return durations.parse(spec.rotation.gracePeriod)
     if spec.rotation.every is not None:
-        return min(durations.parse(spec.rotation.every) / SCHEDULED_GRACE_SHARE,
-                   SCHEDULED_GRACE_CAP)
+        share = durations.parse(spec.rotation.every) / SCHEDULED_GRACE_SHARE
+        whole = timedelta(seconds=math.ceil(share.total_seconds()))  # status has seconds
+        return min(whole, SCHEDULED_GRACE_CAP)
     return timedelta(0)
 
 
 def schedule_since(spec: models.ApiKeySpec, status: models.ApiKeyStatus,
                    now: datetime) -> str | None:
     """Since when the schedule in `spec` counts, if later than the last rotation: the
-    moment `every` was added to an issued key, or shortened. A longer `every`, or one
-    set at creation, counts from the last rotation (or creation) as before."""
+    moment `every` was added to an issued key; for a shortened `every`, that moment too,
+    but never so late that the rotation comes after the one the old schedule promised.
+    A longer `every`, or one set at creation, counts from the last rotation (or
+    creation) as before."""
     every = spec.rotation.every
     if every is None or not status.createdAt:
         return None
     # before status.scheduledEvery existed, a nextRotationAt meant the schedule ran
     before = status.scheduledEvery or (every if status.nextRotationAt else None)
-    if before is None or durations.parse(every) < durations.parse(before):
+    if before is None:
         return times.timestamp(now)
+    shorter, longer = durations.parse(every), durations.parse(before)
+    if shorter < longer:
+        counted = times.parse(status.rotatedAt or status.createdAt)
+        if status.scheduleSince:
+            counted = max(counted, times.parse(status.scheduleSince))
+        return times.timestamp(min(now, counted + longer - shorter))
     return status.scheduleSince
 
 

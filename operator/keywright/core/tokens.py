@@ -19,9 +19,8 @@ _PREFIX_SHAPE = f"[a-z][a-z0-9]{{{MIN_PREFIX_LENGTH - 1},{MAX_PREFIX_LENGTH - 1}
 _TAIL_SHAPE = f"[0-9A-Za-z]{{{BODY_LENGTH + CHECK_LENGTH}}}"
 PREFIX_PATTERN = f"^{_PREFIX_SHAPE}$"
 SCANNER_REGEX = rf"\b{_PREFIX_SHAPE}_{_TAIL_SHAPE}\b"
-# The longest and shortest keys there can be; the verifier calls anything longer garbage.
+# The longest key there can be; the verifier calls anything longer garbage.
 MAX_LENGTH = MAX_PREFIX_LENGTH + 1 + BODY_LENGTH + CHECK_LENGTH
-MIN_LENGTH = MIN_PREFIX_LENGTH + 1 + BODY_LENGTH + CHECK_LENGTH
 LAST_CHARACTERS = 4
 
 _SHAPE = re.compile(f"{_PREFIX_SHAPE}_{_TAIL_SHAPE}".encode("ascii"))

@@ -16,6 +16,7 @@ import secrets
 import shutil
 import signal
 import ssl
+import stat
 import subprocess
 import tempfile
 import time
@@ -85,7 +86,9 @@ def workdir_base() -> Path:
 def default_workdir(base: Path | None = None) -> Path:
     """A fresh directory that says which process owns it."""
     path = Path(tempfile.mkdtemp(prefix=WORKDIR_PREFIX, dir=base or workdir_base()))
-    (path / OWNER_FILE).write_text(processes.identity(os.getpid()) or "")
+    written = path / f".{OWNER_FILE}"
+    written.write_text(processes.identity(os.getpid()) or "")
+    written.rename(path / OWNER_FILE)  # whole or absent, never half-written
     return path
 
 
@@ -98,12 +101,15 @@ def remove_leftovers(say: Say, base: Path | None = None) -> list[Path]:
     for path in sorted((base or workdir_base()).glob(f"{WORKDIR_PREFIX}*")):
         owner = path / OWNER_FILE
         try:
-            if owner.exists():
-                recorded = owner.read_text().strip()
-                if recorded and processes.identity(int(recorded.split()[0])) == recorded:
-                    continue  # its run is alive
-            elif time.time() - path.stat().st_mtime < STALE_UNOWNED:
-                continue  # just made: its owner file is on the way
+            found = path.lstat()
+            if not stat.S_ISDIR(found.st_mode) or found.st_uid != os.getuid():
+                continue  # a link, a file, or another user's: never ours to touch
+            recorded = owner.read_text().strip() if owner.exists() else ""
+            if not recorded:
+                if time.time() - found.st_mtime < STALE_UNOWNED:
+                    continue  # just made: its owner file is on the way
+            elif processes.identity(int(recorded.split()[0])) == recorded:
+                continue  # its run is alive
             for line in _lines(path / CHILDREN_FILE):
                 _, pid, started = line.split()
                 if processes.identity(int(pid)) == f"{pid} {started}":
@@ -112,6 +118,9 @@ def remove_leftovers(say: Say, base: Path | None = None) -> list[Path]:
             continue  # not ours to judge, or gone meanwhile
         size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
         shutil.rmtree(path, ignore_errors=True)
+        if path.exists():
+            say(f"could not remove {path}, left by an earlier run that was killed")
+            continue
         say(f"removed {path} ({size / 1e6:.0f} MB), left by an earlier run that was killed")
         removed.append(path)
     return removed

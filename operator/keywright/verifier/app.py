@@ -32,6 +32,7 @@ Send = Callable[[Message], Awaitable[None]]
 
 log = logging.getLogger(__name__)
 WARN_EVERY = 60.0  # seconds between two Warning lines for the same gateway requirement
+WARN_BUDGET = 10  # Warning lines about requirements in any WARN_EVERY
 JSON = (b"content-type", b"application/json")
 CHALLENGE = (b"www-authenticate", b'Bearer realm="keywright"')
 SCOPE_HEADER, NAMESPACE_HEADER = "x-keywright-scope", "x-keywright-namespace"
@@ -133,15 +134,19 @@ class Verifier:
         typo in a gateway's configuration shows in the log at once."""
         if now - self._warned.get(scopes, -WARN_EVERY) < WARN_EVERY:
             return
-        if len(self._warned) >= 256:  # requirements are the gateways' own: a few at most
-            self._warned.clear()
+        # a client may add requirements of its own (a header the gateway passes on): at
+        # most WARN_BUDGET lines a minute in all, however many distinct ones it makes up
+        self._warned = {k: v for k, v in self._warned.items() if now - v < WARN_EVERY}
+        if len(self._warned) >= WARN_BUDGET:
+            return
         self._warned[scopes] = now
         wrong = decision.not_scopes(scopes)
-        why = (f"{', '.join(s[:128] for s in wrong[:8])} is not <Area>.<Read|Write>" if wrong
+        why = (f"{[s[:64] for s in wrong[:4]]!r} is not <Area>.<Read|Write>" if wrong
                else "it names an area no ApiKey grants a scope in")
-        log.warning("a gateway requires scopes %s, which no key can ever have (%s): answered "
-                    "500 INVALID_REQUIREMENT; check the gateway's scope configuration",
-                    ",".join(sorted(s[:128] for s in scopes)[:8]), why)
+        log.warning("a gateway requires scopes %r, which no key can ever have (%s): "
+                    "answered 500 INVALID_REQUIREMENT; check the gateway's scope "
+                    "configuration, and that it drops X-Keywright-Scope headers clients send",
+                    sorted(s[:64] for s in scopes)[:8], why)
 
     async def _readyz(self, send: Send) -> None:
         stale = self.staleness()

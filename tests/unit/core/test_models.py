@@ -416,21 +416,50 @@ def test_no_schema_refusal_quotes_a_regex() -> None:
     assert [message for message in messages if "^" in message or "$" in message] == []
 
 
-@pytest.mark.parametrize(("path", "old", "new", "allowed"), [
-    pytest.param("secret", {"name": "a", "key": "api-key"}, {"name": "a", "key": "api-key"},
-                 True, id="the same Secret is allowed"),
-    pytest.param("secret", {"name": "a", "key": "api-key"}, {"name": "b", "key": "api-key"},
-                 False, id="another Secret name is refused"),
-    pytest.param("secret", {"key": "api-key"}, {"name": "b", "key": "api-key"},
-                 False, id="naming a Secret where none was named is refused"),
-    pytest.param("secret", {"name": "a", "key": "api-key"}, {"name": "a", "key": "token"},
-                 False, id="another data key is refused"),
-    pytest.param("expiration", "30d", "90d", False, id="another expiration is refused"),
-    pytest.param("expiration", "30d", "30d", True, id="the same expiration is allowed"),
+NEW = {"metadata": {"name": "k"}, "spec": {"expiration": "30d"}}
+ISSUED = {**NEW, "status": {"secretName": "k"}}
+
+
+def with_secret(base: dict[str, Any], **secret: str) -> dict[str, Any]:
+    return {**base, "spec": {**base["spec"], "secret": secret}}
+
+
+@pytest.mark.parametrize(("old", "new", "allowed"), [
+    pytest.param(NEW, with_secret(NEW, name="elsewhere"), True,
+                 id="before the key is issued the Secret may still be renamed"),
+    pytest.param(ISSUED, with_secret(ISSUED, name="elsewhere"), False,
+                 id="once issued another Secret name is refused"),
+    pytest.param(ISSUED, with_secret(ISSUED, name="k"), True,
+                 id="spelling out the default name changes nothing and is allowed"),
+    pytest.param(ISSUED, with_secret(ISSUED, key="token"), False,
+                 id="once issued another data key is refused"),
+    pytest.param(with_secret(ISSUED, key="token"), ISSUED, False,
+                 id="dropping the secret block that named the data key is refused"),
+    pytest.param(ISSUED, ISSUED, True, id="an update that leaves them is allowed"),
 ])
-def test_transition_rules_keep_what_is_fixed(path: str, old: Any, new: Any,
-                                              allowed: bool) -> None:
-    rules = [r["rule"] for r in node_at(path)["x-kubernetes-validations"]
+def test_the_delivery_rules_fix_the_secret_once_issued(
+    old: dict[str, Any], new: dict[str, Any], allowed: bool
+) -> None:
+    root = crd.definition()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    rules = [r["rule"] for r in root["x-kubernetes-validations"]]
+    assert len(rules) == 2
+    assert all(cel(rule, new, old) for rule in rules) is allowed
+
+
+@pytest.mark.parametrize(("old", "new", "allowed"), [
+    pytest.param("30d", "90d", False, id="another expiration is refused"),
+    pytest.param("30d", "30d", True, id="the same expiration is allowed"),
+])
+def test_the_expiration_rule_keeps_it(old: str, new: str, allowed: bool) -> None:
+    rules = [r["rule"] for r in node_at("expiration")["x-kubernetes-validations"]
              if "oldSelf" in r["rule"]]
     assert rules
     assert all(cel(rule, new, old) for rule in rules) is allowed
+
+
+def test_a_refused_context_value_is_not_quoted_back() -> None:
+    with pytest.raises(models.SpecError) as caught:
+        models.validate_spec(spec_with(context={"token": "s3cr3t-value\n"}))
+    assert caught.value.field == "spec.context.token"
+    assert "s3cr3t" not in str(caught.value)
+    assert "control characters" in str(caught.value)

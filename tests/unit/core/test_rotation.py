@@ -43,6 +43,8 @@ NOW = T0 + timedelta(days=10)  # 2026-11-11T12:00:00Z
                      id="a schedule added to an issued key counts from the moment it is added"),
         pytest.param("1d", {"scheduledEvery": "20d"}, NOW + timedelta(days=1),
                      id="a shortened schedule counts from the moment it is shortened"),
+        pytest.param("7d", {"scheduledEvery": "12d"}, T0 + timedelta(days=12),
+                     id="but never comes after the rotation the old schedule promised"),
         pytest.param("2d", {"scheduledEvery": "1d", "rotatedAt": "2026-11-05T12:00:00Z"},
                      datetime(2026, 11, 7, 12, tzinfo=UTC),
                      id="a lengthened schedule counts from the last rotation"),
@@ -76,6 +78,8 @@ def test_next_rotation(every: str | None, fields: dict[str, Any],
         pytest.param({"every": "1d"}, timedelta(hours=2, minutes=24),
                      id="a schedule's default grace is a tenth of every"),
         pytest.param({"every": "10m"}, timedelta(minutes=1), id="a short schedule's too"),
+        pytest.param({"every": "5s"}, timedelta(seconds=1),
+                     id="rounded up to whole seconds, as status writes them"),
         pytest.param({"every": "30d"}, timedelta(hours=24),
                      id="but never more than a day"),
     ],
@@ -344,7 +348,9 @@ def test_a_conflict_is_checked_again_sooner_the_newer_it_is(
         since = times.timestamp(NOW - lasted)
         status = {"phase": "Failed", "conditions": [
             {"type": "Ready", "status": "False", "reason": "SecretConflict", "message": "m",
-             "lastTransitionTime": since}]}
+             "lastTransitionTime": "2026-11-01T12:00:00Z"},  # False since deactivated
+            {"type": "SecretSynced", "status": "False", "reason": "SecretConflict",
+             "message": "m", "lastTransitionTime": since}]}
     plan = lifecycle.decide(observed(status=status, secret=foreign), NOW)
     assert plan.next_due == NOW + again
 

@@ -184,3 +184,14 @@ def test_a_recorded_pid_now_used_by_another_process_is_not_signalled(tmp_path: P
     finally:
         bystander.kill()
         bystander.wait()
+
+
+def test_a_link_or_a_file_of_that_name_is_never_touched(tmp_path: Path) -> None:
+    target = tmp_path / "elsewhere"
+    target.mkdir()
+    (target / "precious").write_text("x")
+    (tmp_path / f"{controlplane.WORKDIR_PREFIX}link").symlink_to(target)
+    (tmp_path / f"{controlplane.WORKDIR_PREFIX}file").write_text("not a directory")
+    assert controlplane.remove_leftovers(lambda line: None, tmp_path) == []
+    assert (target / "precious").exists()
+    assert (tmp_path / f"{controlplane.WORKDIR_PREFIX}file").exists()
