@@ -93,8 +93,7 @@ def operator(accounts: dict[str, Path],
 @pytest.fixture
 def running_operator(operator: k8s.Operator) -> k8s.Operator:
     """The session operator, restarted first if an earlier test left it stopped."""
-    if operator.popen is None or operator.popen.poll() is not None:
-        operator.start()
+    operator.ensure_running()
     return operator
 
 
@@ -148,7 +147,5 @@ def _webhooks_configured(kubeconfig: Path) -> bool:
 def ready(running_operator: k8s.Operator, verifier: k8s.Verifier) -> k8s.Verifier:
     """The session verifier, with its first list loaded (restarted if a test left it
     down), beside a running operator."""
-    if not verifier.running:
-        verifier.start(wait_ready=False)
-    eventually(lambda: verifier.get("/readyz")[0] == 200, timeout=30, what="verifier ready")
+    verifier.ensure_ready()
     return verifier

@@ -245,8 +245,7 @@ def test_the_operator_writes_status_only_and_keeps_kopf_state_there(
 def test_keys_that_expired_while_the_operator_was_down_are_marked_at_start(
     operator: Operator, cluster: Cluster, namespace: str
 ) -> None:
-    if operator.popen is None or operator.popen.poll() is not None:
-        operator.start()
+    operator.ensure_running()
     cluster.apply(apikey("sleeper", namespace, expiration="4s"))
     active = cluster.wait_phase(namespace, "sleeper", "Active", timeout=10)
     operator.stop()

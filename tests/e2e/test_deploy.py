@@ -39,9 +39,7 @@ def as_deployed(installed: Any, webhooks: Operator,
                 verifier: Verifier) -> tuple[Operator, Verifier]:
     """The session's operator with its webhooks on (conftest's `webhooks`), and the
     verifier, both as their ServiceAccounts."""
-    if not verifier.running:
-        verifier.start(wait_ready=False)
-    eventually(lambda: verifier.get("/readyz")[0] == 200, timeout=30, what="verifier")
+    verifier.ensure_ready()
     return webhooks, verifier
 
 

@@ -148,9 +148,7 @@ def env_of(stored: client.V1Pod) -> list[tuple[str, str, str]]:
 @pytest.fixture
 def ready_verifier(verifier: Verifier) -> Verifier:
     """The session verifier, started first if an earlier test left it stopped."""
-    if not verifier.running:
-        verifier.start(wait_ready=False)
-    eventually(lambda: verifier.get("/readyz")[0] == 200, timeout=30, what="verifier ready")
+    verifier.ensure_ready()
     return verifier
 
 

@@ -64,11 +64,8 @@ def now_stamp() -> str:
 @pytest.fixture(scope="module")
 def keys(cluster: Cluster, operator: Operator, verifier: Verifier, home: str,
          api: client.ApiClient) -> dict[str, Plaintext]:
-    if operator.popen is None or operator.popen.poll() is not None:
-        operator.start()
-    if not verifier.running:
-        verifier.start(wait_ready=False)
-    eventually(lambda: verifier.get("/readyz")[0] == 200, timeout=30, what="verifier ready")
+    operator.ensure_running()
+    verifier.ensure_ready()
     other = f"gw-other-{uuid.uuid4().hex[:6]}"
     client.CoreV1Api(api).create_namespace(
         client.V1Namespace(metadata=client.V1ObjectMeta(name=other)))

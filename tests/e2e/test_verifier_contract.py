@@ -85,11 +85,8 @@ def home(api: client.ApiClient) -> str:
 def keys(cluster: Cluster, operator: Operator, verifier: Verifier,
          home: str) -> dict[str, Plaintext]:
     """Keys several tests present, none rate-limited (no test can use another's up)."""
-    if operator.popen is None or operator.popen.poll() is not None:
-        operator.start()
-    if not verifier.running:
-        verifier.start(wait_ready=False)
-    eventually(lambda: verifier.get("/readyz")[0] == 200, timeout=30, what="verifier ready")
+    operator.ensure_running()
+    verifier.ensure_ready()
     return {
         "plain": issue(cluster, verifier, home, "plain", scopes=["Invoices.Read"]),
         "allowlisted": issue(cluster, verifier, home, "allowlisted", expect="IP_NOT_ALLOWED",

@@ -51,8 +51,7 @@ def test_no_plaintext_or_pepper_in_logs_events_status_or_annotations(
 ) -> None:
     # Some of everything at DEBUG, so this test stands on its own: issue, deactivate,
     # re-issue after a deleted Secret, rotate with grace, and verify through the verifier.
-    if not verifier.running:
-        verifier.start(wait_ready=False)
+    verifier.ensure_ready()
     cluster.apply(apikey("hygiene", namespace, active=False))
     cluster.wait_phase(namespace, "hygiene", "Inactive", timeout=10)
     kubectl(cluster.kubeconfig, "-n", namespace, "delete", "secret", "hygiene")

@@ -80,6 +80,11 @@ class Operator:
         eventually(lambda: "Activity 'login' succeeded" in self.log.read_text(),
                    timeout=30, what="operator start")
 
+    def ensure_running(self) -> None:
+        """Start it again if an earlier test left it stopped (or crashed it)."""
+        if self.popen is None or self.popen.poll() is not None:
+            self.start()
+
     def kill(self) -> None:
         """SIGKILL: no cleanup, as a crash or an evicted Pod."""
         if self.popen is not None and self.popen.poll() is None:
@@ -168,6 +173,12 @@ class Verifier:
         if wait_ready:
             eventually(lambda: self.get("/readyz")[0] == 200, timeout=30,
                        what="verifier ready")
+
+    def ensure_ready(self) -> None:
+        """Start it again if an earlier test left it stopped; wait for its first list."""
+        if not self.running:
+            self.start(wait_ready=False)
+        eventually(lambda: self.get("/readyz")[0] == 200, timeout=30, what="verifier ready")
 
     def stop(self) -> None:
         processes.terminate(self.popen)
