@@ -89,17 +89,17 @@ def main() -> int:
             _wait(lambda n=name: n in secret_seen, f"Secret of {name}", timeout=30)
         _report("one at a time", [(secret_seen[n] - created[n]) * 1000 for n in lone])
 
-        names = [f"key-{i:05d}" for i in range(args.keys)]
+        key_names = [f"key-{i:05d}" for i in range(args.keys)]
 
         cpu_before = _cpu_seconds(operator.pid)
         started = time.monotonic()
         with ThreadPoolExecutor(args.concurrency) as pool:
-            list(pool.map(create, names))
+            list(pool.map(create, key_names))
         applied = time.monotonic() - started
-        _wait(lambda: sum(n in ready_seen for n in names) == args.keys, "all keys Ready",
-              timeout=300, progress=lambda: f"{sum(n in ready_seen for n in names)}/"
+        _wait(lambda: sum(n in ready_seen for n in key_names) == args.keys, "all keys Ready",
+              timeout=300, progress=lambda: f"{sum(n in ready_seen for n in key_names)}/"
                                             f"{args.keys} Ready")
-        all_ready = max(ready_seen[n] for n in names) - started
+        all_ready = max(ready_seen[n] for n in key_names) - started
         cpu = _cpu_seconds(operator.pid) - cpu_before
         time.sleep(2)  # let trailing writes (Kopf's bookkeeping) land in the audit log
         stop.set()
@@ -109,7 +109,7 @@ def main() -> int:
         writes = _operator_writes(plane.audit_log)
         print(f"burst: {args.keys} keys created by {args.concurrency} clients in "
               f"{applied:.1f}s ({args.keys / applied:.0f}/s)")
-        _report("burst", [(secret_seen[n] - created[n]) * 1000 for n in names])
+        _report("burst", [(secret_seen[n] - created[n]) * 1000 for n in key_names])
         print(f"all Ready after: {all_ready:.1f} s (target 30 s for 1,000, ratio "
               f"{all_ready / 30 * 1000 / args.keys:.2f} scaled to 1,000); operator CPU "
               f"{cpu:.1f} s ({cpu / all_ready:.0%} of one core), {cpu / args.keys * 1000:.1f} "

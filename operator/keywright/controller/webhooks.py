@@ -47,10 +47,10 @@ class Server(kopf.WebhookServer):
         directory = settings.cert_dir
         if directory is None:
             directory = Path(tempfile.mkdtemp(prefix="keywright-webhook-"))
-            names = ([settings.host] if settings.host else []) + (
+            dns_names = ([settings.host] if settings.host else []) + (
                 webcerts.names_for_service(settings.service, settings.namespace)
                 if settings.service else ["localhost"])
-            webcerts.issue(directory, names)
+            webcerts.issue(directory, dns_names)
         super().__init__(addr="0.0.0.0" if settings.service else settings.host,  # noqa: S104
                          port=settings.port, host=settings.host,
                          cafile=directory / "ca.crt", certfile=directory / "tls.crt",
