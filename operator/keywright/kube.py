@@ -1,10 +1,10 @@
 """The only module that talks to the Kubernetes API (import-linter keeps it so).
 
 Owns: loading credentials (kubeconfig or in-cluster), the few calls Keywright makes
-(read an ApiKey, patch its status, read/create/patch a Secret, post an Event), and
-following a collection (list, then watch, forever: `Kube.follow`), which the operator
-and the verifier share. Objects travel as the API's own JSON dicts (camelCase), so
-nothing is lost in translation.
+(read an ApiKey, patch its status, read/create/patch a Secret, post an Event, create or
+patch the webhook configurations), and following a collection (list, then watch,
+forever: `Kube.follow`), which the operator and the verifier share. Objects travel as
+the API's own JSON dicts (camelCase), so nothing is lost in translation.
 Must not: log request or response bodies (they can hold a key), or decide anything.
 """
 
@@ -257,7 +257,7 @@ class Kube:
             raise
         return True
 
-    # -- any object, by path (set-up in dev mode and benchmarks) -------------------------
+    # -- any object, by path (set-up in dev mode and benchmarks; webhook configurations) -
 
     def get_object(self, path: str) -> dict[str, Any] | None:
         return self._get(path)
@@ -267,6 +267,11 @@ class Kube:
 
     def replace_object(self, path: str, body: Mapping[str, Any]) -> dict[str, Any]:
         return self._call("PUT", path, body=dict(body))
+
+    def merge_patch_object(self, path: str, patch: Mapping[str, Any]) -> dict[str, Any]:
+        """A JSON merge patch, as the operator (a list in it replaces the whole list)."""
+        return self._call("PATCH", path, body=dict(patch), query=AS_OPERATOR,
+                          content_type="application/merge-patch+json")
 
     # -- Events ---------------------------------------------------------------------
 

@@ -206,14 +206,15 @@ def test_the_webhook_refuses_what_only_code_can_check(
     assert "NotFound" in found.stderr
 
 
-def test_a_deployment_annotated_for_injection_gets_pods_with_the_key_from_its_secret(
+def test_a_deployment_opted_in_to_injection_gets_pods_with_the_key_from_its_secret(
     as_deployed: Any, cluster: Cluster, namespace: str, api: client.ApiClient
 ) -> None:
     cluster.apply(apikey("injected", namespace, secret={"name": "injected-key",
                                                          "key": "token"}))
     cluster.wait_phase(namespace, "injected", "Active")
     client.AppsV1Api(api).create_namespaced_deployment(namespace, _deployment(
-        "app", {"keywright.dev/inject": "injected", "keywright.dev/inject-env": "MY_KEY"}))
+        "app", {"keywright.dev/inject": "injected", "keywright.dev/inject-env": "MY_KEY"},
+        {"keywright.dev/inject": "true"}))
     core = client.CoreV1Api(api)
     pods = eventually(lambda: core.list_namespaced_pod(namespace,
                                                        label_selector="app=app").items,
@@ -228,6 +229,7 @@ def test_a_pod_naming_a_missing_apikey_is_refused_with_a_clear_message(
 ) -> None:
     pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {
         "name": f"lost-{uuid.uuid4().hex[:6]}", "namespace": namespace,
+        "labels": {"keywright.dev/inject": "true"},
         "annotations": {"keywright.dev/inject": "nowhere"}},
         "spec": {"containers": [{"name": "main", "image": "busybox"}]}}
     refused = kubectl(cluster.kubeconfig, "apply", "-f", "-", check=False,
@@ -236,13 +238,15 @@ def test_a_pod_naming_a_missing_apikey_is_refused_with_a_clear_message(
     assert "ApiKey 'nowhere' not found" in refused.stderr
 
 
-def _deployment(name: str, annotations: dict[str, str] | None = None) -> client.V1Deployment:
+def _deployment(name: str, annotations: dict[str, str] | None = None,
+                labels: dict[str, str] | None = None) -> client.V1Deployment:
     return client.V1Deployment(
         metadata=client.V1ObjectMeta(name=name),
         spec=client.V1DeploymentSpec(
             replicas=1, selector=client.V1LabelSelector(match_labels={"app": name}),
             template=client.V1PodTemplateSpec(
-                metadata=client.V1ObjectMeta(labels={"app": name}, annotations=annotations),
+                metadata=client.V1ObjectMeta(labels={"app": name, **(labels or {})},
+                                             annotations=annotations),
                 spec=client.V1PodSpec(containers=[client.V1Container(name="main",
                                                                      image="busybox")]))))
 

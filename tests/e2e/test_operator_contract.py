@@ -22,7 +22,7 @@ import os
 import secrets
 import sys
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -34,69 +34,14 @@ from keywright.kits import processes
 from tests.support.k8s import Cluster, Operator, Plaintext, Verifier, kubectl
 from tests.support.manifests import apikey
 from tests.support.waiting import eventually
+from tests.support.webhooks import INJECT, OPT_IN, create_pod, env_of, operator_run, pod
 
 SYSTEM = "keywright-system"  # the operator's namespace, home of the pepper
 PEPPER = "keywright-pepper"
-WEBHOOKS = "keywright.dev"  # both admission webhook configurations' name
-INJECT = "keywright.dev/inject"
 MANAGED_BY = "app.kubernetes.io/managed-by"  # the label on the pepper the operator makes
 
 
 # -- helpers --------------------------------------------------------------------------
-
-@contextlib.contextmanager
-def environment(values: Mapping[str, str]) -> Iterator[None]:
-    """`values` in this process's environment for the block (Operator.start passes its
-    environment on to the operator)."""
-    saved = {name: os.environ.get(name) for name in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-
-
-def webhooks_serve(kubeconfig: Path, port: int) -> bool:
-    """Both webhook configurations exist and send their requests to `port`."""
-    for kind in ("validatingwebhookconfiguration", "mutatingwebhookconfiguration"):
-        found = kubectl(kubeconfig, "get", kind, WEBHOOKS, "-o", "json", check=False)
-        if found.returncode != 0:
-            return False
-        hooks = json.loads(found.stdout).get("webhooks") or []  # none yet: made, then filled
-        urls = [w["clientConfig"].get("url", "") for w in hooks]
-        if not urls or not all(f":{port}/" in url for url in urls):
-            return False
-    return True
-
-
-@contextlib.contextmanager
-def operator_run(operator: Operator, kubeconfig: Path, *, webhooks: bool = False,
-                 env: Mapping[str, str] | None = None) -> Iterator[Path]:
-    """The session operator restarted with `env` (and its admission webhooks, when
-    asked); yields the log of that run. Afterwards it runs again as every other test
-    expects it: no fault armed, no webhooks, and no webhook configuration left behind
-    (the ApiKey one fails closed, so a stale one would refuse every later ApiKey)."""
-    operator.stop()
-    port = processes.free_port()
-    with environment(env or {}):
-        operator.start(extra=("--webhook-port", str(port), "--webhook-host", "127.0.0.1")
-                       if webhooks else ())
-    try:
-        if webhooks:
-            eventually(lambda: webhooks_serve(kubeconfig, port), timeout=30,
-                       what="webhook configurations pointing at this operator")
-        yield operator.log
-    finally:
-        operator.stop()
-        if webhooks:
-            for kind in ("validatingwebhookconfiguration", "mutatingwebhookconfiguration"):
-                kubectl(kubeconfig, "delete", kind, WEBHOOKS, "--ignore-not-found")
-        operator.start()
-
 
 def rotate(cluster: Cluster, namespace: str, name: str, value: str) -> None:
     kubectl(cluster.kubeconfig, "-n", namespace, "annotate", "--overwrite", "apikey", name,
@@ -117,32 +62,6 @@ def key_matches(cluster: Cluster, key: str, hashed: str) -> bool:
 
 def verifies(verifier: Verifier, key: Plaintext) -> bool:
     return verifier.get("/verify", {"X-API-Key": key})[0] == 200
-
-
-def pod(name: str, namespace: str, annotations: dict[str, str]) -> dict[str, Any]:
-    return {"apiVersion": "v1", "kind": "Pod",
-            "metadata": {"name": name, "namespace": namespace, "annotations": annotations},
-            "spec": {"containers": [{"name": "main", "image": "registry.invalid/app:1"}]}}
-
-
-def create_pod(cluster: Cluster, manifest: dict[str, Any]) -> tuple[client.V1Pod, str]:
-    """Create a Pod with kubectl (which prints admission warnings to stderr); the Pod as
-    stored, and kubectl's stderr."""
-    namespace = manifest["metadata"]["namespace"]
-    eventually(lambda: cluster.core.list_namespaced_service_account(
-        namespace, field_selector="metadata.name=default").items, timeout=30,
-        what="the namespace's default ServiceAccount (Pods need it)")
-    created = kubectl(cluster.kubeconfig, "create", "-f", "-", stdin=json.dumps(manifest))
-    stored = cluster.core.read_namespaced_pod(manifest["metadata"]["name"], namespace)
-    return stored, created.stderr
-
-
-def env_of(stored: client.V1Pod) -> list[tuple[str, str, str]]:
-    """(variable, Secret, data key) of every secretKeyRef variable in every container."""
-    return [(str(e.name), str(e.value_from.secret_key_ref.name),
-             str(e.value_from.secret_key_ref.key))
-            for c in stored.spec.containers for e in (c.env or [])
-            if e.value_from is not None and e.value_from.secret_key_ref is not None]
 
 
 @pytest.fixture
@@ -282,7 +201,8 @@ def test_while_the_operator_is_down_apikeys_are_refused_and_annotated_pods_admit
     with operator_run(operator, cluster.kubeconfig, webhooks=True):
         cluster.apply(apikey("wanted", namespace))
         cluster.wait_phase(namespace, "wanted", "Active")
-        served, _ = create_pod(cluster, pod("while-up", namespace, {INJECT: "wanted"}))
+        served, _ = create_pod(cluster, pod("while-up", namespace, {INJECT: "wanted"},
+                                            OPT_IN))
         assert env_of(served) == [("API_KEY", "wanted", "api-key")]  # the webhook is live
 
         operator.stop()  # its webhook configurations stay in place
@@ -293,7 +213,8 @@ def test_while_the_operator_is_down_apikeys_are_refused_and_annotated_pods_admit
         assert kubectl(cluster.kubeconfig, "-n", namespace, "get", "apikey", "while-down",
                        check=False).returncode != 0  # nothing was stored
 
-        admitted, _ = create_pod(cluster, pod("while-down", namespace, {INJECT: "wanted"}))
+        admitted, _ = create_pod(cluster, pod("while-down", namespace, {INJECT: "wanted"},
+                                              OPT_IN))
         assert admitted.metadata.annotations[INJECT] == "wanted"
         assert [c.env for c in admitted.spec.containers] == [None]  # unchanged
 
@@ -308,11 +229,12 @@ def test_an_annotated_pod_is_admitted_unchanged_with_a_warning_when_its_apikey_c
         for name in ("unreadable", "readable"):
             cluster.apply(apikey(name, namespace))
             cluster.wait_phase(namespace, name, "Active")
-        served, _ = create_pod(cluster, pod("readable", namespace, {INJECT: "readable"}))
+        served, _ = create_pod(cluster, pod("readable", namespace, {INJECT: "readable"},
+                                            OPT_IN))
         assert env_of(served) == [("API_KEY", "readable", "api-key")]  # the webhook is live
 
         admitted, warned = create_pod(cluster, pod("unreadable", namespace,
-                                                   {INJECT: "unreadable"}))
+                                                   {INJECT: "unreadable"}, OPT_IN))
         assert admitted.metadata.annotations[INJECT] == "unreadable"
         assert [c.env for c in admitted.spec.containers] == [None]  # admitted unchanged
         assert "Warning:" in warned  # the admission warning, as kubectl shows it

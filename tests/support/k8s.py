@@ -91,7 +91,20 @@ class Operator:
             self.popen.send_signal(signal.SIGKILL)
             self.popen.wait()
 
+    def pause(self) -> None:
+        """SIGSTOP: hung, as a wedged process. Its listening sockets still accept
+        connections (the kernel does that), but nothing answers."""
+        assert self.popen is not None
+        assert self.popen.poll() is None, "not running"
+        self.popen.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """SIGCONT, after `pause`."""
+        if self.popen is not None and self.popen.poll() is None:
+            self.popen.send_signal(signal.SIGCONT)
+
     def stop(self) -> None:
+        self.resume()  # a paused process would only act on SIGTERM once continued
         processes.terminate(self.popen)
 
     def wait_exit(self, timeout: float = 30) -> int:

@@ -36,11 +36,11 @@ def configure(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
     settings.watching.label_selectors["v1", "secrets"] = SELECTOR
     settings.posting.level = logging.WARNING
     settings.queueing.idle_timeout = 0.5  # per-object workers exit soon: memory, not CPU
+    found = _reconciler(memo)
     webhook = getattr(memo, "webhook", None)
     if webhook is not None:
         from keywright.controller import webhooks  # registers the admission handlers too
-        webhooks.configure(settings, webhook)
-    found = _reconciler(memo)
+        webhooks.configure(settings, webhook, found.api)
     found.start()
 
     def use(peppers: hashing.Peppers) -> None:

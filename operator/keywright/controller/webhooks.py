@@ -1,20 +1,43 @@
-"""Kopf wiring for the admission webhooks: the server, its TLS, and the two handlers.
+"""Kopf wiring for the admission webhooks: the server, its TLS, the two handlers, and the
+two `keywright.dev` webhook configurations that send the API server to them.
 
-Owns: serving `admission.check_apikey` (validating, failurePolicy Fail: only ApiKeys
-depend on it) and `admission.injection` (mutating Pods on CREATE, failurePolicy Ignore,
-and admitting the Pod unchanged when the ApiKey cannot be looked up: Pods are not held
-hostage to the operator) over TLS, and letting Kopf keep
-the `keywright.dev` Validating/MutatingWebhookConfigurations pointing at it with the
-right `caBundle`. Reached by URL on a local control plane, by Service in a cluster.
-Must not: decide (admission.py does) or block the event loop (handlers that read the
-API are sync, so Kopf runs them in its thread pool).
+Owns: serving `admission.check_apikey` (validating) and `admission.injection` (mutating
+Pods on CREATE) over TLS, and writing the Validating/MutatingWebhookConfigurations
+itself, whole, each time the server (re)starts listening: Kopf's own managed
+configurations cannot carry a timeout (it writes 30 s, the maximum), so Kopf is told
+not to manage them and never touches them. They are never removed: they stay in place
+while the operator restarts. Reached by URL on a local control plane, by Service in a
+cluster. The contract (docs/reference/api.md, Admission webhooks):
+
+- ApiKeys: failurePolicy Fail, timeoutSeconds 5. Only ApiKeys depend on it, and an
+  ApiKey that skipped the checks would be worse than one applied again later (a GitOps
+  tool retries). The check is pure and takes microseconds, so 5 s only bounds how long
+  a refusal takes while the operator hangs.
+- Pods: only Pods labelled `keywright.dev/inject` (any value: objectSelector Exists) are
+  sent at all, so no other Pod in the cluster ever waits on Keywright; failurePolicy
+  Ignore, timeoutSeconds 5. Ignore, because Fail would make every opted-in workload's
+  scale-up, eviction and node-loss replacement wait on one operator replica (down for
+  seconds on each upgrade; refused Pod creations are retried with growing back-off);
+  such a Pod is admitted without its key instead. 5 s: the work is one read of an
+  ApiKey (milliseconds; the API server's own target for such a read is 1 s at p99),
+  given `LOOKUP_DEADLINE` (3 s), after which the Pod is admitted with an admission
+  warning and a log line rather than left for the API server to time out silently;
+  the remaining 2 s cover TLS, dispatch and the answer. So an opted-in Pod waits at
+  most 5 s on a hung operator, and none when it is gone (connection refused).
+
+Must not: decide (admission.py does) or block the event loop (API reads run in a
+thread).
 """
 
 from __future__ import annotations
 
+import asyncio
+import copy
 import logging
 import tempfile
-from collections.abc import AsyncIterator
+import time
+import urllib.parse
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,6 +51,16 @@ from keywright.kits import faults
 
 log = logging.getLogger(__name__)
 
+VALIDATE_APIKEY = "validate-apikey"  # handler ids: the path each webhook calls
+INJECT_POD = "inject-pod"
+APIKEY_TIMEOUT = 5  # seconds, timeoutSeconds of the ApiKey webhook (see the docstring)
+POD_TIMEOUT = 5  # seconds, timeoutSeconds of the Pod webhook
+LOOKUP_DEADLINE = 3.0  # seconds the Pod webhook waits for its ApiKey read; < POD_TIMEOUT
+PUBLISH_BACKOFF = (0.5, 1.0, 2.0, 4.0, 8.0)  # waits between attempts to write them
+ADMISSION = "/apis/admissionregistration.k8s.io/v1"
+VALIDATING = f"{ADMISSION}/validatingwebhookconfigurations"
+MUTATING = f"{ADMISSION}/mutatingwebhookconfigurations"
+
 
 @dataclass(frozen=True)
 class WebhookServerSettings:
@@ -38,12 +71,86 @@ class WebhookServerSettings:
     cert_dir: Path | None = None  # ca.crt, tls.crt, tls.key; None: made at start
 
 
+def configurations(client_config: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """The two webhook configurations, by collection path, for a server reached as
+    `client_config` says (`url` or `service`, and `caBundle`)."""
+    def webhook(handler: str, rule: dict[str, Any], failure_policy: str, timeout: int,
+                object_selector: dict[str, Any]) -> dict[str, Any]:
+        return {"name": f"{handler}.{names.WEBHOOK_CONFIGURATION}",
+                "clientConfig": _for_handler(client_config, handler),
+                "rules": [{**rule, "scope": "Namespaced"}],
+                "objectSelector": object_selector, "failurePolicy": failure_policy,
+                "timeoutSeconds": timeout, "matchPolicy": "Equivalent",
+                "sideEffects": "None", "admissionReviewVersions": ["v1"]}
+
+    def configuration(kind: str, hook: dict[str, Any]) -> dict[str, Any]:
+        return {"apiVersion": "admissionregistration.k8s.io/v1", "kind": kind,
+                "metadata": {"name": names.WEBHOOK_CONFIGURATION,
+                             "labels": {names.MANAGED_BY: names.MANAGED_BY_VALUE}},
+                "webhooks": [hook]}
+    return {
+        VALIDATING: configuration("ValidatingWebhookConfiguration", webhook(
+            VALIDATE_APIKEY, {"apiGroups": [names.GROUP], "apiVersions": [names.VERSION],
+                              "resources": [names.PLURAL],
+                              "operations": ["CREATE", "UPDATE"]},
+            "Fail", APIKEY_TIMEOUT, {})),
+        MUTATING: configuration("MutatingWebhookConfiguration", webhook(
+            INJECT_POD, {"apiGroups": [""], "apiVersions": ["v1"], "resources": ["pods"],
+                         "operations": ["CREATE"]},
+            "Ignore", POD_TIMEOUT,
+            {"matchExpressions": [{"key": names.INJECT_LABEL, "operator": "Exists"}]})),
+    }
+
+
+def _for_handler(client_config: Mapping[str, Any], handler: str) -> dict[str, Any]:
+    """The client config with the handler's id appended to its path: Kopf's server
+    routes `<path>/<id>` to that handler alone."""
+    found = copy.deepcopy(dict(client_config))
+    tail = urllib.parse.quote(handler)
+    if found.get("url") is not None:
+        found["url"] = f"{found['url'].rstrip('/')}/{tail}"
+    if found.get("service") is not None:
+        found["service"]["path"] = f"{(found['service'].get('path') or '').rstrip('/')}/{tail}"
+    return {key: value for key, value in found.items() if value is not None}
+
+
+def publish(api: kube.Kube, client_config: Mapping[str, Any],
+            sleep: Callable[[float], None] = time.sleep) -> None:
+    """Create both configurations, or replace their webhooks (a merge patch replaces the
+    whole list, whatever an earlier version or a person left there). Only `create` and
+    `patch` of `keywright.dev`, as deploy/'s RBAC grants. Retried while the API errs;
+    the last error is raised (the operator then stops, rather than serve unreachable)."""
+    for path, body in configurations(client_config).items():
+        for attempt, wait in enumerate((*PUBLISH_BACKOFF, None)):
+            try:
+                try:
+                    api.create_object(path, body)
+                except kube.Conflict:  # exists: ours from an earlier start, or an older one
+                    api.merge_patch_object(f"{path}/{names.WEBHOOK_CONFIGURATION}", {
+                        "metadata": {"labels": body["metadata"]["labels"]},
+                        "webhooks": body["webhooks"]})
+                break
+            except Exception as exc:  # the API server away or restarting: try again
+                if wait is None or (isinstance(exc, kube.KubeError)
+                                    and exc.status in (400, 401, 403, 422)):
+                    raise  # RBAC or a refusal: no use trying again
+                log.warning("cannot write %s %s yet (%s); attempt %d, again in %.1fs",
+                            body["kind"], names.WEBHOOK_CONFIGURATION, exc, attempt + 1, wait)
+                sleep(wait)
+        log.info("%s %s written: %s", body["kind"], names.WEBHOOK_CONFIGURATION,
+                 ", ".join(f"{hook['name']} (failurePolicy {hook['failurePolicy']}, "
+                           f"timeoutSeconds {hook['timeoutSeconds']})"
+                           for hook in body["webhooks"]))
+
+
 class Server(kopf.WebhookServer):
     """Kopf's server, plus: the request's namespace copied into the object (a Pod made
-    by a controller may arrive without one), and a Service reference instead of a URL
-    when the API server reaches the webhooks through a Service."""
+    by a controller may arrive without one), a Service reference instead of a URL when
+    the API server reaches the webhooks through a Service, and the webhook
+    configurations written (`publish`) each time it listens anew."""
 
-    def __init__(self, settings: WebhookServerSettings) -> None:
+    def __init__(self, settings: WebhookServerSettings,
+                 publish: Callable[[Mapping[str, Any]], None]) -> None:
         directory = settings.cert_dir
         if directory is None:
             directory = Path(tempfile.mkdtemp(prefix="keywright-webhook-"))
@@ -56,6 +163,7 @@ class Server(kopf.WebhookServer):
                          cafile=directory / "ca.crt", certfile=directory / "tls.crt",
                          pkeyfile=directory / "tls.key")
         self.settings = settings
+        self.publish = publish
 
     async def __call__(self, fn: Any) -> AsyncIterator[Any]:
         async def with_namespace(request: Any, **kwargs: Any) -> Any:
@@ -68,22 +176,21 @@ class Server(kopf.WebhookServer):
 
         async for config in super().__call__(with_namespace):
             if self.settings.service:
-                yield {"caBundle": config.get("caBundle"), "service": {
+                config = {"caBundle": config.get("caBundle"), "service": {
                     "namespace": self.settings.namespace, "name": self.settings.service,
                     "port": 443, "path": ""}}
-            else:
-                yield config
+            await asyncio.to_thread(self.publish, config)  # listening: send the API server
+            yield config
 
 
-def configure(settings: kopf.OperatorSettings, webhook: WebhookServerSettings) -> None:
-    settings.admission.server = Server(webhook)
-    settings.admission.managed = names.WEBHOOK_CONFIGURATION
+def configure(settings: kopf.OperatorSettings, webhook: WebhookServerSettings,
+              api: kube.Kube) -> None:
+    settings.admission.server = Server(webhook, lambda config: publish(api, config))
+    settings.admission.managed = None  # Kopf would write timeoutSeconds 30 over ours
 
 
-# persistent: Kopf leaves them configured when the operator stops, so ApiKeys stay
-# guarded (fail closed) while it restarts, instead of being admitted unchecked
-@kopf.on.validate(names.GROUP, names.VERSION, names.PLURAL, id="validate-apikey",
-                  operations=["CREATE", "UPDATE"], persistent=True)
+@kopf.on.validate(names.GROUP, names.VERSION, names.PLURAL, id=VALIDATE_APIKEY,
+                  operations=["CREATE", "UPDATE"])
 def validate_apikey(**kwargs: Any) -> None:
     # operation, old and new reach admission handlers as keyword arguments only
     try:
@@ -93,25 +200,32 @@ def validate_apikey(**kwargs: Any) -> None:
         raise kopf.AdmissionError(str(exc), code=422) from None
 
 
-@kopf.on.mutate("v1", "pods", id="inject-pod", operations=["CREATE"], ignore_failures=True,
-                persistent=True)
-def inject_pod(body: kopf.Body, patch: kopf.Patch, warnings: list[str], memo: Any,
-               **_: Any) -> None:
+@kopf.on.mutate("v1", "pods", id=INJECT_POD, operations=["CREATE"])
+async def inject_pod(body: kopf.Body, patch: kopf.Patch, warnings: list[str], memo: Any,
+                     **_: Any) -> None:
     namespace = body.metadata.namespace or ""
     api: kube.Kube = memo.reconciler.api
+    note = admission.opt_in_warning(body)
+    if note is not None:
+        warnings.append(f"keywright: {note}")
 
     def lookup(name: str) -> dict[str, Any] | None:
-        faults.fail_point("apikey-lookup", f"{namespace}/{name}")
+        subject = f"{namespace}/{name}"
+        faults.pause_point("apikey-lookup", subject)
+        faults.fail_point("apikey-lookup", subject)
         return api.get_apikey(namespace, name)
     try:
-        changed = admission.injection(body, namespace, lookup)
+        changed = await asyncio.wait_for(
+            asyncio.to_thread(admission.injection, body, namespace, lookup), LOOKUP_DEADLINE)
     except admission.Refused as exc:
         raise kopf.AdmissionError(str(exc), code=422) from None
-    except Exception as exc:  # the API server is unwell: fail open, as when unreachable
+    except Exception as exc:  # the API server is unwell or slow: fail open, as when unreachable
+        why = (f"no answer within {LOOKUP_DEADLINE:g}s" if isinstance(exc, TimeoutError)
+               else type(exc).__name__)
         log.warning("cannot inject into a Pod in %s (%s); admitted without its key",
-                    namespace, type(exc).__name__)
-        warnings.append(f"keywright: could not look up the ApiKey to inject "
-                        f"({type(exc).__name__}); the Pod is admitted without its key")
+                    namespace, why)
+        warnings.append(f"keywright: could not look up the ApiKey to inject ({why}); the "
+                        "Pod is admitted without its key")
         return
     for field, containers in (changed or {}).items():
         patch.spec[field] = containers

@@ -2,7 +2,8 @@
 
 Owns: the checks the CRD schema cannot make on every Kubernetes version (an immutable
 `expiration`, CIDRs, scope grammar, durations, context keys: all of `models.validate_spec`),
-and the env var a Pod annotated `keywright.dev/inject` gets from its key's Secret.
+the env var a Pod labelled and annotated `keywright.dev/inject` gets from its key's
+Secret, and what to tell whoever made a Pod that carries only one of the two.
 Must not: do I/O (the caller looks the ApiKey up), or ever hold a key: injection
 references the Secret (`secretKeyRef`); it never reads it.
 """
@@ -63,15 +64,46 @@ def _check_delivery_kept(before: Obj, spec: Obj, meta: Obj) -> None:
                           "read back. To deliver a key elsewhere, create a new ApiKey")
 
 
+def _labels_and_annotations(pod: Obj) -> tuple[Obj, Obj]:
+    meta = pod.get("metadata") or {}
+    return meta.get("labels") or {}, meta.get("annotations") or {}
+
+
+def opted_in(pod: Obj) -> bool:
+    """Whether the Pod carries the opt-in label (any value): only such Pods are sent to
+    the Pod webhook (its objectSelector), and only such Pods get a key."""
+    labels, _ = _labels_and_annotations(pod)
+    return names.INJECT_LABEL in labels
+
+
+def opt_in_warning(pod: Obj) -> str | None:
+    """A warning for a Pod that carries the label or the annotation without the other,
+    and so gets no key; None when it has both or neither. (A Pod with the annotation
+    alone reaches the webhook only through a configuration without Keywright's selector;
+    the API server never sends one otherwise.)"""
+    labels, annotations = _labels_and_annotations(pod)
+    label, annotation = names.INJECT_LABEL, names.INJECT_ANNOTATION
+    wanted = annotations.get(annotation)
+    if label in labels and wanted is None:
+        return (f"label {label!r} is set but annotation {annotation!r} (the ApiKey's "
+                "name) is not: nothing is injected")
+    if wanted is not None and label not in labels:
+        return (f"annotation {annotation!r} asks for ApiKey {wanted.strip()!r} but the Pod "
+                f"lacks the label {label!r}: nothing is injected; label it "
+                f"({label}: \"true\") to opt in")
+    return None
+
+
 def injection(pod: Obj, namespace: str, lookup: Callable[[str], Obj | None],
               ) -> dict[str, list[dict[str, Any]]] | None:
     """The Pod's containers and init containers with the key's env var added, or None
-    when the Pod asks for nothing. Raise Refused when it asks for a key that cannot be
-    given: a missing ApiKey, or a bad env var name. A container that already sets
+    when the Pod asks for nothing: it lacks the annotation naming the ApiKey, or the
+    opt-in label (both are needed). Raise Refused when it asks for a key that cannot
+    be given: a missing ApiKey, or a bad env var name. A container that already sets
     the variable keeps its own value."""
-    annotations = (pod.get("metadata") or {}).get("annotations") or {}
+    _, annotations = _labels_and_annotations(pod)
     wanted = annotations.get(names.INJECT_ANNOTATION)
-    if wanted is None:
+    if wanted is None or not opted_in(pod):
         return None
     wanted = wanted.strip()
     env_name = (annotations.get(names.INJECT_ENV_ANNOTATION) or names.DEFAULT_INJECT_ENV).strip()

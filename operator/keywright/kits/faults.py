@@ -17,11 +17,11 @@ dictionary lookup.
   between two API calls. Every arrival is logged (`fault point <point>@<subject>
   reached`), and a wait with `paused until <file> exists`. Pause points:
   `before-secret-patch` (a rotation, before its patch conditional on the Secret's
-  resourceVersion).
+  resourceVersion), `apikey-lookup` (as the fail point: a slow ApiKey read).
 
 A real server cannot be made, on demand, to die between two given API calls, to fail
-one given read, or to hold a reconcile between its read and its write while someone
-else writes; these are the faults the e2e tests inject rather than provoke.
+or delay one given read, or to hold a reconcile between its read and its write while
+someone else writes; these are the faults the e2e tests inject rather than provoke.
 Must not: know what an API key is (points and subjects are plain strings), import
 anything from Keywright, or act on a point it was not armed for.
 """

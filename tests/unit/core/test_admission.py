@@ -74,8 +74,14 @@ def test_the_expiration_refusal_says_what_it_was_and_what_to_do() -> None:
         admission.check_apikey("UPDATE", apikey(expiration="90d"), apikey())
 
 
-def pod(annotations: dict[str, str] | None = None, **spec: Any) -> dict[str, Any]:
-    return {"metadata": {"name": "p", "annotations": annotations or {}},
+OPTED_IN = {"keywright.dev/inject": "true"}  # the label that lets a Pod reach the webhook
+
+
+def pod(annotations: dict[str, str] | None = None, labels: dict[str, str] | None = None,
+        **spec: Any) -> dict[str, Any]:
+    """A Pod with `annotations`, labelled to opt in unless `labels` says otherwise."""
+    return {"metadata": {"name": "p", "annotations": annotations or {},
+                         "labels": OPTED_IN if labels is None else labels},
             "spec": {"containers": [{"name": "main", "image": "app"}], **spec}}
 
 
@@ -97,6 +103,50 @@ def env_of(changed: dict[str, list[dict[str, Any]]] | None,
 
 def test_a_pod_without_the_annotation_is_left_alone() -> None:
     assert admission.injection(pod(), "pay", lookup) is None
+
+
+@pytest.mark.parametrize("labels", [
+    pytest.param({}, id="no labels"),
+    pytest.param({"keywright.dev/injected": "true", "app": "x"}, id="other labels"),
+])
+def test_a_pod_without_the_opt_in_label_gets_nothing_even_with_the_annotation(
+    labels: dict[str, str]
+) -> None:
+    # the API server never sends it (objectSelector); a configuration without the
+    # selector would, and the rule is the same: no label, no key, and no lookup
+    def must_not_look(name: str) -> dict[str, Any] | None:
+        raise AssertionError(f"looked up {name}")
+    unlabelled = pod({"keywright.dev/inject": "billing"}, labels=labels)
+    assert not admission.opted_in(unlabelled)
+    assert admission.injection(unlabelled, "pay", must_not_look) is None
+
+
+@pytest.mark.parametrize("value", ["true", "", "billing", "false"])
+def test_any_value_of_the_label_opts_in(value: str) -> None:
+    labelled = pod({"keywright.dev/inject": "plain"}, labels={"keywright.dev/inject": value})
+    assert admission.opted_in(labelled)
+    assert env_of(admission.injection(labelled, "pay", lookup))[0][0]["name"] == "API_KEY"
+
+
+@pytest.mark.parametrize(("annotations", "labels", "words"), [
+    pytest.param({"keywright.dev/inject": "billing"}, OPTED_IN, None, id="both: no warning"),
+    pytest.param({}, {}, None, id="neither: no warning"),
+    pytest.param({}, OPTED_IN, "annotation 'keywright.dev/inject' (the ApiKey's name) is not",
+                 id="the label alone"),
+    pytest.param({"keywright.dev/inject": " billing "}, {"app": "x"},
+                 "asks for ApiKey 'billing' but the Pod lacks the label "
+                 "'keywright.dev/inject': nothing is injected",
+                 id="the annotation alone"),
+])
+def test_a_pod_with_the_label_or_the_annotation_alone_is_warned_that_it_gets_nothing(
+    annotations: dict[str, str], labels: dict[str, str], words: str | None
+) -> None:
+    said = admission.opt_in_warning(pod(annotations, labels=labels))
+    if words is None:
+        assert said is None
+    else:
+        assert said is not None
+        assert words in said
 
 
 def test_the_env_var_references_the_keys_secret() -> None:
