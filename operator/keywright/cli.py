@@ -14,6 +14,7 @@ import logging
 import os
 import re
 import signal
+import socket
 import sys
 import types
 from collections.abc import Sequence
@@ -46,15 +47,29 @@ def _parser() -> argparse.ArgumentParser:
 
     dev = commands.add_parser("dev", help="run Keywright on a local control plane")
     dev.add_argument("--workdir", type=Path, help="data directory (default: a fresh one)")
+    dev.add_argument("--node", action="store_true",
+                     help="real Pods instead: build the image, start a node (kubelet, "
+                     "containerd, kube-proxy in a network namespace; needs root) and "
+                     "install deploy/k8s-1.20 with kubectl")
     dev.set_defaults(run=_dev)
 
     cluster = commands.add_parser("cluster", help="the local control plane")
     cluster_commands = cluster.add_subparsers(dest="cluster_command", required=True,
                                               metavar="ACTION")
     prepare = cluster_commands.add_parser(
-        "prepare", help="install Debian packages (the control plane's, nginx and wrk for "
-        "tests and benchmarks) and build or reuse the cached binaries")
+        "prepare", help="install Debian packages (the control plane's and the node's, "
+        "buildah, nginx and wrk for tests and benchmarks) and build or reuse the cached "
+        "binaries and base images")
     prepare.set_defaults(run=_prepare)
+
+    image = commands.add_parser(
+        "image", help="build the container image from deploy/Dockerfile with buildah (no "
+        "engine or registry needed) into a docker-archive")
+    image.add_argument("--output", type=Path, default=Path("dist"), metavar="DIR",
+                       help="where keywright-VERSION.tar goes (default: dist)")
+    image.add_argument("--source", type=Path, default=Path(), metavar="DIR",
+                       help="the repository checkout to build (default: .)")
+    image.set_defaults(run=_image)
 
     crd_command = commands.add_parser("crd", help="print the ApiKey CRD generated from the models")
     crd_command.add_argument("--write", type=Path, metavar="DIR", help="write it into DIR")
@@ -171,10 +186,13 @@ def _dev_wing() -> types.ModuleType:
 
 def _prepare(args: argparse.Namespace) -> int:
     _dev_wing()
-    from keywright.dev import apt, binaries
+    from keywright.dev import apt, binaries, image, node
 
     binaries.ensure_binaries(_say)
-    apt.ensure(TOOL_PACKAGES, _say)
+    binaries.ensure_binaries(_say, binaries.NODE_BINARIES)
+    apt.ensure((*TOOL_PACKAGES, *node.PACKAGES, *image.PACKAGES), _say)
+    image.base_archive(_say)
+    node.pause_archive(_say)
     return 0
 
 
@@ -184,7 +202,22 @@ def _dev(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, _interrupt)
     signal.signal(signal.SIGINT, signal.default_int_handler)  # even if started with it ignored
+    if args.node:
+        if args.workdir:
+            raise errors.KeywrightError("--workdir and --node do not go together")
+        return stack.run_node(_say)
     return stack.run(args.workdir, _say)
+
+
+def _image(args: argparse.Namespace) -> int:
+    _dev_wing()
+    from keywright.dev import image
+
+    if not (args.source / "deploy" / "Dockerfile").is_file():
+        raise errors.KeywrightError(f"{args.source / 'deploy' / 'Dockerfile'} not found; "
+                                    "run from the repository root or pass --source")
+    image.build(args.source.resolve(), args.output.resolve(), _say)
+    return 0
 
 
 def _crd(args: argparse.Namespace) -> int:
@@ -207,6 +240,7 @@ def _operator(args: argparse.Namespace) -> int:
     reconciler = reconcile.Reconciler(api, reconcile.ReconcilerSettings(
         namespace=args.namespace, default_prefix=args.default_prefix, workers=args.workers),
         peppers)
+    _name_for_kopf()
     importlib.import_module("keywright.controller.handlers")  # registers the Kopf handlers
     memo = kopf.Memo(reconciler=reconciler)
     if args.webhook_port:
@@ -221,6 +255,13 @@ def _operator(args: argparse.Namespace) -> int:
              namespaces=args.watch_namespace or (), memo=memo,
              liveness_endpoint=args.liveness)
     return 0
+
+
+def _name_for_kopf() -> None:
+    """Kopf names the operator from $POD_ID (the Deployment sets it to the Pod's name),
+    else from the user's passwd entry, which a numeric container user (65532) lacks:
+    without either, Kopf would crash at start."""
+    os.environ.setdefault("POD_ID", f"keywright-operator@{socket.gethostname()}/{os.getpid()}")
 
 
 def _verifier(args: argparse.Namespace) -> int:

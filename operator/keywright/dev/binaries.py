@@ -1,6 +1,7 @@
-"""kube-apiserver and kube-controller-manager, built once from Debian's source and cached.
+"""Kubernetes binaries, built once from Debian's source and cached.
 
-Owns: the build of the two control-plane binaries from Debian bookworm's `kubernetes`
+Owns: the build of the control-plane binaries (kube-apiserver, kube-controller-manager)
+and the node's (kubelet, kube-scheduler, kube-proxy) from Debian bookworm's `kubernetes`
 source package, the Go 1.18+ fix for its vendored reflect2, progress while it builds, and
 the cache outside the checkout (keyed by the source version) that makes the next run
 start in seconds.
@@ -27,6 +28,7 @@ KUBERNETES_VERSION = "1.20.2"
 SOURCE_PACKAGE = "kubernetes"
 SOURCE_VERSION = "1.20.5+really1.20.2-1.1+deb12u1"
 BINARIES = ("kube-apiserver", "kube-controller-manager")
+NODE_BINARIES = ("kubelet", "kube-scheduler", "kube-proxy")
 RUNTIME_PACKAGES = ("etcd-server",)
 BUILD_PACKAGES = (
     "golang-go",
@@ -37,9 +39,9 @@ BUILD_PACKAGES = (
     "golang-github-modern-go-reflect2-dev",
 )
 REFLECT2_FIXED = Path("/usr/share/gocode/src/github.com/modern-go/reflect2")
-# Go packages a full build of both binaries compiles (counted on Go 1.19); only used to
-# show a fraction while building, so a different count just makes the fraction approximate.
-EXPECTED_PACKAGES = 1740
+# Go packages a full build compiles (counted on Go 1.19); only used to show a fraction
+# while building, so a different count just makes the fraction approximate.
+EXPECTED_PACKAGES = {BINARIES: 1740, NODE_BINARIES: 1500}
 PROGRESS_EVERY = 15.0
 
 Say = Callable[[str], None]
@@ -62,39 +64,51 @@ def bin_dir() -> Path:
     return cache_root() / f"kubernetes-{SOURCE_VERSION}" / "bin"
 
 
-def cached() -> bool:
-    return all(os.access(bin_dir() / name, os.X_OK) for name in BINARIES)
+def cached(names: tuple[str, ...] = BINARIES) -> bool:
+    return all(os.access(bin_dir() / name, os.X_OK) for name in names)
 
 
-def ensure_binaries(say: Say) -> Path:
-    """The directory holding both binaries, building them first if the cache lacks them."""
-    apt.ensure(RUNTIME_PACKAGES, say)
-    if cached():
-        say(f"using cached kube-apiserver and kube-controller-manager {KUBERNETES_VERSION} "
-            f"from {bin_dir()}")
+def ensure_binaries(say: Say, names: tuple[str, ...] = BINARIES) -> Path:
+    """The directory holding `names` (by default the control plane's), building them
+    first if the cache lacks them."""
+    if names == BINARIES:
+        apt.ensure(RUNTIME_PACKAGES, say)
+    what = " and ".join(names)
+    if cached(names):
+        say(f"using cached {what} {KUBERNETES_VERSION} from {bin_dir()}")
         return bin_dir()
     cache_root().mkdir(parents=True, exist_ok=True)
     with _exclusive(cache_root() / ".build.lock"):
-        if cached():  # another process built them while we waited for the lock
-            say(f"using kube-apiserver and kube-controller-manager just built into {bin_dir()}")
+        if cached(names):  # another process built them while we waited for the lock
+            say(f"using {what} just built into {bin_dir()}")
             return bin_dir()
-        _build(say)
+        _build(names, say)
     return bin_dir()
 
 
-def _build(say: Say) -> None:
+def source_tree(work: Path, say: Say) -> Path:
+    """Debian's Kubernetes source unpacked under `work` (for files other than binaries,
+    such as the pause container's source)."""
+    apt.ensure(("dpkg-dev",), say)
+    apt.ensure_source_index(SOURCE_PACKAGE, SOURCE_VERSION, say)
+    return _unpack_source(work)
+
+
+def _build(names: tuple[str, ...], say: Say) -> None:
     apt.ensure(BUILD_PACKAGES, say)
     apt.ensure_source_index(SOURCE_PACKAGE, SOURCE_VERSION, say)
-    say(f"building kube-apiserver and kube-controller-manager {KUBERNETES_VERSION} from "
-        f"Debian source {SOURCE_VERSION} (first time only; about 6 minutes on 2 cores)")
+    minutes = {BINARIES: "about 6 minutes", NODE_BINARIES: "about 9 minutes"}.get(
+        names, "several minutes")
+    say(f"building {' and '.join(names)} {KUBERNETES_VERSION} from Debian source "
+        f"{SOURCE_VERSION} (first time only; {minutes} on 2 cores)")
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="build-", dir=cache_root()) as work:
         tree = _unpack_source(Path(work))
         _replace_reflect2(tree)
-        _make(tree, say)
+        _make(tree, names, say)
         target = bin_dir()
         target.mkdir(parents=True, exist_ok=True)
-        for name in BINARIES:
+        for name in names:
             built = tree / "_output" / "bin" / name
             if not built.is_file():
                 raise BuildError(f"make finished but {built} does not exist")
@@ -132,7 +146,7 @@ def _replace_reflect2(tree: Path) -> None:
         shutil.copy2(new, vendored / new.name)
 
 
-def _make(tree: Path, say: Say) -> None:
+def _make(tree: Path, names: tuple[str, ...], say: Say) -> None:
     gopath = tree / ".go"
     (gopath / "src" / "k8s.io").mkdir(parents=True, exist_ok=True)
     link = gopath / "src" / "k8s.io" / "kubernetes"
@@ -147,20 +161,22 @@ def _make(tree: Path, say: Say) -> None:
     log_path = tree / "build.log"
     with log_path.open("w") as log:
         proc = subprocess.Popen(
-            ["make", f"WHAT={' '.join('cmd/' + b for b in BINARIES)}"],
+            ["make", f"WHAT={' '.join('cmd/' + b for b in names)}"],
             cwd=tree,
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,
         )
-        _report_progress(proc, log_path, say)
+        _report_progress(proc, log_path, EXPECTED_PACKAGES.get(names, 1500), say)
     if proc.returncode != 0:
         tail = "\n".join(log_path.read_text(errors="replace").splitlines()[-25:])
-        raise BuildError(f"building the control plane failed (make exit {proc.returncode}):\n"
-                         f"{tail}")
+        raise BuildError(f"building {' and '.join(names)} failed (make exit {proc.returncode})"
+                         f":\n{tail}")
 
 
-def _report_progress(proc: subprocess.Popen[bytes], log_path: Path, say: Say) -> None:
+def _report_progress(
+    proc: subprocess.Popen[bytes], log_path: Path, expected: int, say: Say
+) -> None:
     started = time.monotonic()
     done = threading.Event()
 
@@ -168,7 +184,7 @@ def _report_progress(proc: subprocess.Popen[bytes], log_path: Path, say: Say) ->
         while not done.wait(PROGRESS_EVERY):
             compiled = sum(1 for line in log_path.open(errors="replace")
                            if line.startswith("k8s.io/"))
-            share = min(99, compiled * 100 // EXPECTED_PACKAGES)
+            share = min(99, compiled * 100 // expected)
             say(f"  building: {compiled} Go packages compiled (~{share}%), "
                 f"{time.monotonic() - started:.0f}s elapsed")
 

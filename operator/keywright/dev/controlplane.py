@@ -25,6 +25,7 @@ import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import yaml
 from cryptography.hazmat.primitives import serialization
@@ -293,10 +294,11 @@ class ControlPlane:
         self._write_token_file()
         (self.workdir / "pki" / "audit-policy.yaml").write_text(yaml.safe_dump({
             "apiVersion": "audit.k8s.io/v1", "kind": "Policy",
-            "omitStages": ["RequestReceived"],
-            "rules": [{"level": "None", "verbs": ["get", "list", "watch"]},
-                      {"level": "Metadata"}],
-        }))
+            "omitStages": ["RequestReceived"], "rules": self._audit_rules()}))
+
+    def _audit_rules(self) -> list[dict[str, Any]]:
+        """Writes only, metadata only (no bodies)."""
+        return [{"level": "None", "verbs": ["get", "list", "watch"]}, {"level": "Metadata"}]
 
     def _write_token_file(self) -> None:
         lines = []

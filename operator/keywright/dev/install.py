@@ -2,7 +2,8 @@
 
 Owns: the set-up that `keywright dev` and the benchmarks share (create or update the CRD
 and wait until it is Established, create namespaces and ApiKeys if absent), through
-`kube.Kube`'s generic calls.
+`kube.Kube`'s generic calls; and the install overlay (deploy/ with the image replaced)
+that `keywright dev --node` and the node tests apply, as README's install section shows.
 Must not: be needed by the operator or the verifier (a real cluster is installed with
 `kubectl apply -k deploy/`), or decide anything about a key.
 """
@@ -10,14 +11,17 @@ Must not: be needed by the operator or the verifier (a real cluster is installed
 from __future__ import annotations
 
 import contextlib
+import os
 import time
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import Any
 
 from keywright import kube
 from keywright.core import crd, names
 
 CRDS = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
+SHIPPED_IMAGE = "ghcr.io/keywright/keywright"  # deploy/base's image, which overlays replace
 
 
 def bootstrap(api: kube.Kube, namespaces: Iterable[str] = ()) -> None:
@@ -54,3 +58,20 @@ def ensure_namespace(api: kube.Kube, name: str) -> None:
 
 def create_apikey(api: kube.Kube, namespace: str, body: Mapping[str, Any]) -> dict[str, Any]:
     return api.create_object(api.apikeys_path(namespace), body)
+
+
+def overlay(directory: Path, deploy: Path, image: str) -> Path:
+    """The overlay README's install section shows: `deploy` (a directory of deploy/) as
+    is, with the image replaced by `image` (REPOSITORY:TAG). Written into `directory`."""
+    base = os.path.relpath(deploy.resolve(), directory.resolve())
+    repository, tag = image.rsplit(":", 1)
+    path = directory / "kustomization.yaml"
+    path.write_text(
+        "apiVersion: kustomize.config.k8s.io/v1beta1\n"
+        "kind: Kustomization\n"
+        f"resources:\n  - {base}\n"
+        "images:\n"
+        f"  - name: {SHIPPED_IMAGE}\n"
+        f"    newName: {repository}\n"
+        f"    newTag: \"{tag}\"\n")
+    return path

@@ -1,9 +1,12 @@
-"""`keywright dev`: the embedded default, everything on one local control plane.
+"""`keywright dev`: the embedded default, everything on one local control plane; and
+`keywright dev --node`: the same product as real Pods on a real node.
 
 Owns: starting the control plane, installing the CRD, running the operator (with its
 admission webhooks) and the verifier as child processes, applying the samples, telling
 the user how to reach it all (down to a `curl` line that verifies the sample key), and
-stopping exactly what it started on Ctrl-C.
+stopping exactly what it started on Ctrl-C. With `--node`: building the image, starting
+the node with it imported, `kubectl apply -k` of the install overlay, and forwarding the
+verifier Service to this machine's loopback.
 Must not: leave a process behind; it uses processes.spawn, whose children die with it.
 """
 
@@ -12,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import json
 import socket
+import subprocess
 import sys
 import time
 import urllib.request
@@ -22,7 +26,7 @@ import yaml
 
 from keywright import kube
 from keywright.core import names
-from keywright.dev import binaries, controlplane, install
+from keywright.dev import binaries, controlplane, image, install, node
 from keywright.kits import processes
 
 OPERATOR_NAMESPACE = names.DEFAULT_NAMESPACE
@@ -59,15 +63,7 @@ def run(workdir: Path | None, say: Say) -> int:
             say("warning: the verifier or a sample key is not ready after 60 s; see the logs")
         say(f"verifier on {url} (pid {verifier.pid}); its log, audit lines included: "
             f"{logs / 'verifier.log'}")
-        say("")
-        say(f"  export KUBECONFIG={plane.kubeconfig}")
-        say("  kubectl get apikeys -A")
-        for namespace, name, scopes in applied:
-            key = (f"$(kubectl -n {namespace} get secret {name} "
-                   "-o jsonpath='{.data.api-key}' | base64 -d)")
-            query = f"?scope={scopes[0]}" if scopes else ""
-            say(f"  kubectl -n {namespace} describe apikey {name}")
-            say(f"  curl -i -H \"X-API-Key: {key}\" '{url}/verify{query}'")
+        _tell(say, plane.kubeconfig, url, applied)
         say("")
         say("Press Ctrl-C to stop and clean up.")
         while True:
@@ -86,6 +82,62 @@ def run(workdir: Path | None, say: Say) -> int:
         processes.terminate(operator)
         plane.stop()
         say("stopped; nothing left running")
+
+
+def run_node(say: Say) -> int:
+    """The image built from this checkout, running as Pods on a real node."""
+    root = SAMPLES.parents[1]
+    built = image.build(root, root / "dist", say)
+    cluster = node.Node(say, images=(built.archive,))
+    try:
+        say("starting the control plane and the node ...")
+        cluster.start()
+        overlay = install.overlay(cluster.workdir, root / "deploy" / "k8s-1.20",
+                                  built.reference).parent
+        kubectl = ["kubectl", f"--kubeconfig={cluster.kubeconfig}"]
+        subprocess.run([*kubectl, "apply", "--validate=false", "-k", str(overlay)],
+                       check=True, capture_output=True)
+        say("installed deploy/k8s-1.20 with the image; waiting for the Pods ...")
+        for deployment in ("keywright-operator", "keywright-verifier"):
+            subprocess.run([*kubectl, "-n", OPERATOR_NAMESPACE, "rollout", "status",
+                            f"deployment/{deployment}", "--timeout=180s"], check=True)
+        api = kube.Kube.connect(str(cluster.kubeconfig))
+        applied = _apply_samples(api)
+        service = api.get_object(
+            f"/api/v1/namespaces/{OPERATOR_NAMESPACE}/services/keywright-verifier") or {}
+        port = cluster.forward(str(service["spec"]["clusterIP"]), 8080, _port(),
+                               name="verifier-forward")
+        url = f"http://127.0.0.1:{port}"
+        if not _wait(lambda: _ready(url) and all(
+                _phase(api, ns, name) == "Active" for ns, name, _ in applied), 60):
+            say("warning: the verifier or a sample key is not ready after 60 s")
+        say(f"the verifier Service is forwarded to {url}")
+        _tell(say, cluster.kubeconfig, url, applied)
+        say(f"  kubectl -n {OPERATOR_NAMESPACE} get pods -o wide")
+        say("")
+        say("Press Ctrl-C to stop and clean up.")
+        while True:
+            cluster.check_running()
+            time.sleep(1)
+    except KeyboardInterrupt:
+        say("stopping ...")
+        return 0
+    finally:
+        cluster.stop()
+        say("stopped; nothing left running")
+
+
+def _tell(say: Say, kubeconfig: Path, url: str,
+          applied: list[tuple[str, str, list[str]]]) -> None:
+    say("")
+    say(f"  export KUBECONFIG={kubeconfig}")
+    say("  kubectl get apikeys -A")
+    for namespace, name, scopes in applied:
+        key = (f"$(kubectl -n {namespace} get secret {name} "
+               "-o jsonpath='{.data.api-key}' | base64 -d)")
+        query = f"?scope={scopes[0]}" if scopes else ""
+        say(f"  kubectl -n {namespace} describe apikey {name}")
+        say(f"  curl -i -H \"X-API-Key: {key}\" '{url}/verify{query}'")
 
 
 def _port() -> int:

@@ -1,0 +1,433 @@
+"""The whole product in real Pods on a real node, from the image `make image` builds and
+README's `kubectl apply -k`: the operator and verifiers Ready as their ServiceAccounts,
+the webhooks reached through their Service, a key injected into a real process that
+uses it, a rotation that rolls the app exactly once, and faults (the operator Pod
+deleted mid-issue, a verifier killed under load behind a retrying gateway)."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import ipaddress
+import json
+import ssl
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kubernetes import client
+from tests.node.conftest import (
+    IMAGE,
+    SYSTEM,
+    container_id,
+    ctr,
+    last_json,
+    logs,
+    pods,
+    ready_pods,
+)
+from tests.support import k8s, manifests
+from tests.support.waiting import eventually
+
+from keywright.dev import image, node
+
+OPERATOR = "app.kubernetes.io/name=keywright-operator"
+VERIFIER = "app.kubernetes.io/name=keywright-verifier"
+
+# A real process that uses its key: it prints a digest of what it sees (never the key)
+# and the verifier's answer to it, once, then waits to be stopped.
+APP = textwrap.dedent("""
+    import hashlib, json, os, signal, sys, time, urllib.error, urllib.request
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    key = os.environ.get("API_KEY", "")
+    request = urllib.request.Request("http://" + os.environ["VERIFIER"] + "/verify",
+                                     headers={"X-API-Key": key})
+    try:
+        status = urllib.request.urlopen(request, timeout=5).status
+    except urllib.error.HTTPError as error:
+        status = error.code
+    digest = hashlib.sha256(key.encode()).hexdigest() if key else None
+    print(json.dumps({"sha256": digest, "status": status}), flush=True)
+    while True:
+        time.sleep(3600)
+""")
+
+
+def sha256(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def verifier_address(api: client.ApiClient) -> str:
+    service = client.CoreV1Api(api).read_namespaced_service("keywright-verifier", SYSTEM)
+    return f"{service.spec.cluster_ip}:8080"
+
+
+def app_deployment(api: client.ApiClient, namespace: str, name: str, apikey: str,
+                   *, inject: bool = True) -> dict[str, Any]:
+    annotations = {"keywright.dev/inject": apikey} if inject else {}
+    labels = {"app": name, **({"keywright.dev/inject": "true"} if inject else {})}
+    return {
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {"replicas": 1, "selector": {"matchLabels": {"app": name}},
+                 "template": {
+                     "metadata": {"labels": labels, "annotations": annotations},
+                     "spec": {"terminationGracePeriodSeconds": 2, "containers": [{
+                         "name": "app", "image": IMAGE, "imagePullPolicy": "Never",
+                         "command": ["python3", "-c", APP],
+                         "env": [{"name": "VERIFIER", "value": verifier_address(api)}]}]}}},
+    }
+
+
+def app_report(api: client.ApiClient, namespace: str, name: str,
+               exclude: set[str] = frozenset()) -> tuple[str, dict[str, Any]]:  # type: ignore[assignment]
+    """The (pod name, report) of the app's one ready Pod not in `exclude`."""
+    def reported() -> tuple[str, dict[str, Any]] | None:
+        for pod in pods(api, namespace, f"app={name}"):
+            pod_name = str(pod.metadata.name)
+            if pod_name in exclude or pod.metadata.deletion_timestamp:
+                continue
+            if pod.status.phase != "Running":
+                continue
+            report = last_json(logs(api, namespace, pod_name))
+            if report is not None:
+                return pod_name, report
+        return None
+    return eventually(reported, timeout=120, interval=0.5, what=f"a report from {name}")
+
+
+# -- the image --------------------------------------------------------------------------
+
+
+def test_the_image_runs_as_65532_on_a_read_only_root(
+        archive: Path, api: client.ApiClient, namespace: str,
+        cluster_node: node.Node) -> None:
+    recorded = image.image_config(archive)["config"]
+    assert isinstance(recorded, dict)
+    assert recorded["User"] == "65532:65532"
+    assert recorded["Entrypoint"] == ["python3", "-m", "keywright.cli"]
+    probe = textwrap.dedent("""
+        import errno, json, os
+        try:
+            open("/opt/keywright/x", "w")
+            written = True
+        except OSError as error:
+            written = errno.errorcode[error.errno]
+        print(json.dumps({"uid": os.getuid(), "gid": os.getgid(), "write": written}))
+    """)
+    for name, spec in (("help", {"args": ["--help"]}),
+                       ("probe", {"command": ["python3", "-c", probe]})):
+        k8s.kubectl(cluster_node.kubeconfig, "apply", "-f", "-", stdin=json.dumps({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": name, "namespace": namespace},
+            "spec": {"restartPolicy": "Never", "containers": [{
+                "name": "c", "image": IMAGE, "imagePullPolicy": "Never", **spec,
+                "securityContext": {"readOnlyRootFilesystem": True,
+                                    "allowPrivilegeEscalation": False,
+                                    "capabilities": {"drop": ["ALL"]}}}],
+                "securityContext": {"runAsNonRoot": True}}}))
+    core = client.CoreV1Api(api)
+    for name in ("help", "probe"):
+        def succeeded(pod: str = name) -> bool:
+            return bool(core.read_namespaced_pod(pod, namespace).status.phase == "Succeeded")
+        eventually(succeeded, timeout=60, what=f"pod {name} Succeeded")
+    assert "usage: keywright" in logs(api, namespace, "help")
+    # the user comes from the image (the Pod sets none); containerd's CRI takes only the
+    # uid from an image's USER, so the Deployments set runAsGroup themselves
+    assert last_json(logs(api, namespace, "probe")) == {
+        "uid": 65532, "gid": 0, "write": "EROFS"}
+
+
+def test_the_same_commit_builds_the_same_layers(archive: Path,
+                                                tmp_path: Path) -> None:
+    subprocess.run([sys.executable, "-m", "keywright.cli", "image", "--source",
+                    str(k8s.REPO), "--output", str(tmp_path)], check=True, timeout=1200,
+                   capture_output=True)
+    again = tmp_path / archive.name
+    assert image.layer_digests(again) == image.layer_digests(archive)
+
+
+# -- installed from deploy/ -------------------------------------------------------------
+
+
+def test_operator_and_verifiers_run_as_their_service_accounts_in_cluster(
+        api: client.ApiClient, installed: None, cluster_node: node.Node) -> None:
+    for selector, account, count in ((OPERATOR, "keywright-operator", 1),
+                                     (VERIFIER, "keywright-verifier", 2)):
+        running = ready_pods(api, SYSTEM, selector, count)
+        assert {p.spec.service_account_name for p in running} == {account}
+        assert all(p.spec.security_context.run_as_user == 65532 for p in running)
+        pod_ips = {str(p.status.pod_ip) for p in running}
+        user = f"system:serviceaccount:{SYSTEM}:{account}"
+
+        def seen(user: str = user, pod_ips: set[str] = pod_ips) -> bool:
+            # their requests reach the API server from their Pod addresses, as their
+            # ServiceAccount: the in-cluster token, through the `kubernetes` Service
+            lines = cluster_node.audit_log.read_text().splitlines()
+            sources = {ip for line in lines if (entry := json.loads(line))
+                       ["user"]["username"] == user for ip in entry.get("sourceIPs", [])}
+            return bool(sources & pod_ips)
+        eventually(seen, timeout=60, interval=1, what=f"requests by {account} from its Pods")
+        for pod in running:
+            assert all(ipaddress.ip_address(str(p.status.pod_ip)) in ipaddress.ip_network(
+                node.POD_CIDR) for p in running)
+            assert not any(c.restart_count for c in pod.status.container_statuses)
+
+
+def test_the_webhooks_are_reached_through_their_service(
+        api: client.ApiClient, cluster: k8s.Cluster, namespace: str,
+        cluster_node: node.Node) -> None:
+    configs = client.AdmissionregistrationV1Api(api)
+    validating = eventually(lambda: [w for c in configs.list_validating_webhook_configuration(
+    ).items for w in c.webhooks or []], timeout=60, what="a validating webhook")
+    assert all(w.client_config.service is not None and w.client_config.url is None
+               for w in validating)
+    refused = k8s.kubectl(cluster_node.kubeconfig, "apply", "-f", "-", check=False,
+                          stdin=json.dumps(manifests.apikey(
+                              "bad", namespace, expiration="30d", prefix="NOT OK")))
+    assert refused.returncode != 0
+    assert "admission webhook" in refused.stderr
+    assert "prefix" in refused.stderr
+
+
+def test_a_deployment_gets_its_key_and_a_rotation_rolls_it_exactly_once(
+        api: client.ApiClient, cluster: k8s.Cluster, namespace: str,
+        cluster_node: node.Node, timings: dict[str, float]) -> None:
+    cluster.apply(manifests.apikey(
+        "app-key", namespace, rotation={"gracePeriod": "1h", "restartTargets": [
+            {"kind": "Deployment", "name": "app"}]}))
+    cluster.wait_phase(namespace, "app-key", "Active", timeout=60)
+    began = time.monotonic()
+    cluster.apply(app_deployment(api, namespace, "app", "app-key"))
+    first_pod, first = app_report(api, namespace, "app")
+    timings["app Pod create to report"] = time.monotonic() - began
+    key = cluster.plaintext(namespace, "app-key")
+    assert first == {"sha256": sha256(key), "status": 200}
+
+    k8s.kubectl(cluster_node.kubeconfig, "-n", namespace, "annotate", "apikey", "app-key",
+                "keywright.dev/rotate=now-1")
+    eventually(lambda: cluster.status(namespace, "app-key").get("restartedRevision") == 2,
+               timeout=60, what="restartedRevision 2")
+    second_pod, second = app_report(api, namespace, "app", exclude={first_pod})
+    rotated = cluster.plaintext(namespace, "app-key")
+    assert rotated != key
+    assert second == {"sha256": sha256(rotated), "status": 200}
+    time.sleep(5)  # a second roll would have started by now
+    apps = client.AppsV1Api(api)
+    deployment = apps.read_namespaced_deployment("app", namespace)
+    assert deployment.metadata.annotations["deployment.kubernetes.io/revision"] == "2"
+    assert len(apps.list_namespaced_replica_set(namespace, label_selector="app=app")
+               .items) == 2
+    assert [p.metadata.name for p in pods(api, namespace, "app=app")
+            if not p.metadata.deletion_timestamp] == [second_pod]
+
+
+def test_deleting_the_operator_pod_mid_issue_loses_nothing(
+        api: client.ApiClient, cluster: k8s.Cluster, namespace: str,
+        cluster_node: node.Node) -> None:
+    count = 30
+    (old,) = ready_pods(api, SYSTEM, OPERATOR, 1)
+    k8s.kubectl(cluster_node.kubeconfig, "apply", "-f", "-", stdin=json.dumps({
+        "apiVersion": "v1", "kind": "List",
+        "items": [manifests.apikey(f"k{i}", namespace) for i in range(count)]}))
+    k8s.kubectl(cluster_node.kubeconfig, "-n", SYSTEM, "delete", "pod",
+                str(old.metadata.name), "--wait=false")
+    (new,) = ready_pods(api, SYSTEM, OPERATOR, 1)
+    assert new.metadata.name != old.metadata.name
+    for i in range(count):
+        status = cluster.wait_phase(namespace, f"k{i}", "Active", timeout=120)
+        assert status["revision"] == 1
+        key = cluster.plaintext(namespace, f"k{i}")
+        # the key in the Secret is the one the hash in status stands for: a verifier
+        # (reached through the API server's Service proxy) accepts it
+        assert verify_through_proxy(cluster_node, key) == 200
+
+
+def verify_through_proxy(the_node: node.Node, key: k8s.Plaintext) -> int:
+    path = f"/api/v1/namespaces/{SYSTEM}/services/keywright-verifier:8080/proxy/verify"
+
+    context = ssl.create_default_context(cafile=str(the_node.ca_file))
+
+    def answered() -> int | None:
+        request = urllib.request.Request(the_node.server + path, headers={  # noqa: S310
+            "Authorization": f"Bearer {the_node.users['admin'].token}", "X-API-Key": key})
+        try:
+            with urllib.request.urlopen(request, timeout=10, context=context) as response:  # noqa: S310
+                return int(response.status)
+        except (OSError, ssl.SSLError):
+            return None  # 401 until the verifiers have indexed the key
+    return eventually(answered, timeout=30, interval=0.5, what="the verifier's 200")
+
+
+# -- the Pod webhook never holds the cluster hostage -------------------------------------
+
+
+def test_a_hung_operator_delays_no_unrelated_pod(
+        api: client.ApiClient, cluster: k8s.Cluster, namespace: str,
+        cluster_node: node.Node) -> None:
+    cluster.apply(manifests.apikey("hostage", namespace))
+    cluster.wait_phase(namespace, "hostage", "Active", timeout=60)
+    (operator,) = ready_pods(api, SYSTEM, OPERATOR, 1)
+    task = container_id(operator)
+    ctr(cluster_node, "tasks", "pause", task)  # frozen: connections accepted, no answers
+    try:
+        core = client.CoreV1Api(api)
+
+        def create(name: str, opted_in: bool) -> float:
+            began = time.monotonic()
+            core.create_namespaced_pod(namespace, {  # type: ignore[arg-type]
+                "apiVersion": "v1", "kind": "Pod",
+                "metadata": {"name": name,
+                             "labels": {"keywright.dev/inject": "true"} if opted_in else {},
+                             "annotations": {"keywright.dev/inject": "hostage"}
+                             if opted_in else {}},
+                "spec": {"terminationGracePeriodSeconds": 1, "containers": [{
+                    "name": "c", "image": IMAGE, "imagePullPolicy": "Never",
+                    "command": ["python3", "-c", "import time; time.sleep(3600)"]}]}})
+            return time.monotonic() - began
+
+        unrelated = create("unrelated", opted_in=False)
+        assert unrelated < 1.0, f"an unrelated Pod create took {unrelated:.1f}s"
+        eventually(lambda: core.read_namespaced_pod("unrelated", namespace).status.phase
+                   == "Running", timeout=30, what="the unrelated Pod Running")
+        opted = create("opted-in", opted_in=True)
+        configs = client.AdmissionregistrationV1Api(api)
+        (pod_hook,) = [w for c in configs.list_mutating_webhook_configuration().items
+                       for w in c.webhooks or [] if "pod" in w.name.lower()]
+        timeout = int(pod_hook.timeout_seconds or 0)
+        assert 0 < timeout <= 5
+        assert pod_hook.failure_policy == "Ignore"
+        assert opted < timeout + 2, f"opted-in Pod create took {opted:.1f}s"
+        admitted = core.read_namespaced_pod("opted-in", namespace)
+        assert not any(e.name == "API_KEY" for c in admitted.spec.containers
+                       for e in c.env or [])
+    finally:
+        ctr(cluster_node, "tasks", "resume", task)
+
+
+# -- a verifier killed under load, behind a gateway that retries ------------------------
+
+
+NGINX = """
+daemon off;
+pid {dir}/nginx.pid;
+error_log {dir}/error.log;
+events {{ worker_connections 256; }}
+http {{
+  access_log off;
+  client_body_temp_path {dir}/body; proxy_temp_path {dir}/proxy;
+  fastcgi_temp_path {dir}/fastcgi; uwsgi_temp_path {dir}/uwsgi; scgi_temp_path {dir}/scgi;
+  upstream keywright {{ {servers} keepalive 16; }}
+  server {{
+    listen 127.0.0.1:{port};
+    location = /_keywright {{
+      internal;
+      proxy_pass http://keywright/verify;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_pass_request_body off;
+      proxy_set_header Content-Length "";
+      proxy_connect_timeout 1s;
+      proxy_next_upstream error timeout http_502 http_503;
+    }}
+    location /api/ {{ auth_request /_keywright; return 200 "ok"; }}
+  }}
+}}
+"""
+
+LOAD = textwrap.dedent("""
+    import collections, http.client, json, sys, threading, time
+    port, seconds = int(sys.argv[1]), float(sys.argv[2])
+    key = sys.stdin.readline().strip()
+    counts = collections.Counter()
+    lock = threading.Lock()
+    def run():
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            try:
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+                conn.request("GET", "/api/x", headers={"X-API-Key": key})
+                status = conn.getresponse().status
+                conn.close()
+            except OSError as error:
+                status = type(error).__name__
+            with lock:
+                counts[str(status)] += 1
+    threads = [threading.Thread(target=run) for _ in range(4)]
+    for t in threads: t.start()
+    for t in threads: t.join()
+    print(json.dumps(counts))
+""")
+
+
+def test_a_verifier_killed_under_load_costs_no_5xx_through_a_retrying_gateway(
+        api: client.ApiClient, cluster: k8s.Cluster, namespace: str,
+        cluster_node: node.Node, tmp_path: Path) -> None:
+    cluster.apply(manifests.apikey("loaded", namespace))
+    cluster.wait_phase(namespace, "loaded", "Active", timeout=60)
+    key = cluster.plaintext(namespace, "loaded")
+    verify_through_proxy(cluster_node, key)
+    verifiers = ready_pods(api, SYSTEM, VERIFIER, 2)
+    servers = " ".join(f"server {p.status.pod_ip}:8080 max_fails=0;" for p in verifiers)
+    port = 18080
+    (tmp_path / "nginx.conf").write_text(NGINX.format(dir=tmp_path, servers=servers,
+                                                      port=port))
+    gateway = subprocess.Popen(cluster_node.nsenter(
+        ["nginx", "-p", str(tmp_path), "-c", str(tmp_path / "nginx.conf")]),
+        stderr=subprocess.PIPE)
+    try:
+        time.sleep(1)
+        assert gateway.poll() is None, gateway.stderr.read() if gateway.stderr else ""
+        load = subprocess.Popen(cluster_node.nsenter(
+            [sys.executable, "-c", LOAD, str(port), "12"]), stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE, text=True)
+        assert load.stdin is not None
+        load.stdin.write(key + "\n")
+        load.stdin.close()
+        time.sleep(4)
+        victim = verifiers[0]
+        killer = threading.Thread(target=ctr, args=(cluster_node, "tasks", "kill", "-s",
+                                                    "SIGKILL", container_id(victim)))
+        killer.start()
+        killer.join()
+        assert load.stdout is not None
+        counts: dict[str, int] = json.loads(load.stdout.read())
+        load.wait(timeout=60)
+    finally:
+        gateway.terminate()
+        gateway.wait()
+    assert set(counts) == {"200"}, counts
+    assert counts["200"] > 100, counts
+    restarted = client.CoreV1Api(api).read_namespaced_pod(str(victim.metadata.name), SYSTEM)
+    assert int(restarted.status.container_statuses[0].restart_count or 0) >= 1  # it really died
+    ready_pods(api, SYSTEM, VERIFIER, 2)
+
+
+def test_secrets_never_reach_the_pods_logs(api: client.ApiClient, cluster: k8s.Cluster,
+                                           namespace: str) -> None:
+    cluster.apply(manifests.apikey("quiet", namespace))
+    cluster.wait_phase(namespace, "quiet", "Active", timeout=60)
+    key = cluster.plaintext(namespace, "quiet")
+    pepper = cluster.pepper()
+    for selector in (OPERATOR, VERIFIER):
+        for pod in pods(api, SYSTEM, selector):
+            text = logs(api, SYSTEM, str(pod.metadata.name))
+            assert key not in text
+            for value in pepper.values():
+                assert base64.b64encode(value).decode() not in text
+                assert value.hex() not in text
+
+
+@pytest.fixture(autouse=True)
+def _operator_and_verifiers_ready(request: pytest.FixtureRequest) -> None:
+    """Each test starts with the install whole (a fault test leaves it so, too)."""
+    if "installed" in request.fixturenames or "namespace" in request.fixturenames:
+        api = request.getfixturevalue("api")
+        ready_pods(api, SYSTEM, OPERATOR, 1)
+        ready_pods(api, SYSTEM, VERIFIER, 2)
