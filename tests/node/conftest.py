@@ -20,10 +20,11 @@ from typing import Any
 
 import pytest
 from kubernetes import client, config
-from tests.support import k8s
-from tests.support.waiting import eventually
 
 from keywright.dev import image, install, node
+from keywright.kits import processes
+from tests.support import k8s
+from tests.support.waiting import eventually
 
 IMAGE = f"{image.REPOSITORY}:{image.version(k8s.REPO)}"
 SYSTEM = k8s.OPERATOR_NAMESPACE
@@ -62,10 +63,19 @@ def cluster_node(archive: Path, timings: dict[str, float]) -> Iterator[node.Node
     the_node = node.Node(print, images=(archive,), audit=True)
     the_node.start()
     timings["node start to Ready"] = time.monotonic() - began
+    pids, workdir, netns = the_node.pids, the_node.workdir, the_node.netns
     try:
         yield the_node
     finally:
         the_node.stop()
+        # it leaves the host as it found it
+        assert not {name: pid for name, pid in pids.items() if processes.alive(pid)}
+        assert not workdir.exists()
+        assert not (Path("/run/netns") / netns).exists()
+        assert str(workdir) not in Path("/proc/self/mountinfo").read_text()
+        assert not any(str(workdir).encode() in cmdline.read_bytes()
+                       for cmdline in Path("/proc").glob("[0-9]*/cmdline")
+                       if cmdline.exists())
 
 
 @pytest.fixture(scope="session")

@@ -22,6 +22,8 @@ from typing import Any
 
 import pytest
 from kubernetes import client
+
+from keywright.dev import image, node
 from tests.node.conftest import (
     IMAGE,
     SYSTEM,
@@ -34,8 +36,6 @@ from tests.node.conftest import (
 )
 from tests.support import k8s, manifests
 from tests.support.waiting import eventually
-
-from keywright.dev import image, node
 
 OPERATOR = "app.kubernetes.io/name=keywright-operator"
 VERIFIER = "app.kubernetes.io/name=keywright-verifier"
