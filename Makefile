@@ -40,5 +40,5 @@ node: $(BIN)/.installed
 test: $(BIN)/.installed
 	$(BIN)/keywright cluster prepare
 	$(MAKE) --no-print-directory lint
-	$(BIN)/pytest --ignore=tests/node
+	$(BIN)/pytest
 	$(BIN)/pytest tests/node

@@ -14,6 +14,7 @@ create to Ready <= 5 s. Not part of the test suite: it prints, it does not pass 
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -74,6 +75,7 @@ def main() -> int:
         began = time.monotonic()
         the_node.stop()
         figures["node stop s"] = time.monotonic() - began
+        shutil.rmtree(out, ignore_errors=True)
     for name, value in figures.items():
         limit = LIMITS.get(name)
         ratio = f"  ({value / limit:.2f} of the limit {limit:g})" if limit else ""

@@ -192,6 +192,7 @@ def _prepare(args: argparse.Namespace) -> int:
     binaries.ensure_binaries(_say, binaries.NODE_BINARIES)
     apt.ensure((*TOOL_PACKAGES, *node.PACKAGES, *image.PACKAGES), _say)
     image.base_archive(_say)
+    image.fetch_wheels(image.SOURCE, _say)
     node.pause_archive(_say)
     return 0
 

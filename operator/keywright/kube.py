@@ -26,6 +26,7 @@ from kubernetes import client, config
 
 from keywright.core import errors, names, times
 
+REQUEST_TIMEOUT = 30.0  # seconds per API call, unless the caller needs less
 APIKEYS = f"/apis/{names.GROUP}/{names.VERSION}/namespaces/{{ns}}/{names.PLURAL}/{{name}}"
 SECRETS = "/api/v1/namespaces/{ns}/secrets"
 EVENTS = "/api/v1/namespaces/{ns}/events"
@@ -116,8 +117,9 @@ class Kube:
 
     # -- ApiKeys --------------------------------------------------------------------
 
-    def get_apikey(self, namespace: str, name: str) -> dict[str, Any] | None:
-        return self._get(APIKEYS.format(ns=namespace, name=name))
+    def get_apikey(self, namespace: str, name: str,
+                   timeout: float = REQUEST_TIMEOUT) -> dict[str, Any] | None:
+        return self._get(APIKEYS.format(ns=namespace, name=name), timeout=timeout)
 
     def any_apikey_issued(self) -> bool:
         """Whether any ApiKey in the cluster has a hash in its status."""
@@ -295,9 +297,10 @@ class Kube:
 
     # -- plumbing -------------------------------------------------------------------
 
-    def _get(self, path: str, accept: str = "application/json") -> dict[str, Any] | None:
+    def _get(self, path: str, accept: str = "application/json",
+             timeout: float = REQUEST_TIMEOUT) -> dict[str, Any] | None:
         try:
-            return self._call("GET", path, accept=accept)
+            return self._call("GET", path, accept=accept, timeout=timeout)
         except KubeError as exc:
             if exc.status == 404:
                 return None
@@ -306,7 +309,8 @@ class Kube:
     def _call(self, method: str, path: str, *, body: Any = None,
               query: Mapping[str, str] | None = None,
               content_type: str = "application/json",
-              accept: str = "application/json") -> dict[str, Any]:
+              accept: str = "application/json",
+              timeout: float = REQUEST_TIMEOUT) -> dict[str, Any]:
         headers = {"Accept": accept}
         if body is not None:
             headers["Content-Type"] = content_type
@@ -314,7 +318,7 @@ class Kube:
             method=method, resource_path=path, query_params=list((query or {}).items()),
             header_params=headers, body=body, auth_settings=["BearerToken"],
         )
-        response = self.api.call_api(*request, _request_timeout=30)
+        response = self.api.call_api(*request, _request_timeout=timeout)
         payload = response.read()
         if not 200 <= response.status <= 299:
             raise _error(response.status, payload)

@@ -61,6 +61,8 @@ def archive(tmp_path_factory: pytest.TempPathFactory, timings: dict[str, float])
 def cluster_node(archive: Path, timings: dict[str, float]) -> Iterator[node.Node]:
     began = time.monotonic()
     the_node = node.Node(print, images=(archive,), audit=True)
+    node.remove_leftovers(print)  # a killed earlier run's, so that the host is as found
+    host, mounts = node.HostState.observe(), node.mount_points()
     the_node.start()
     timings["node start to Ready"] = time.monotonic() - began
     pids, workdir, netns = the_node.pids, the_node.workdir, the_node.netns
@@ -72,7 +74,9 @@ def cluster_node(archive: Path, timings: dict[str, float]) -> Iterator[node.Node
         assert not {name: pid for name, pid in pids.items() if processes.alive(pid)}
         assert not workdir.exists()
         assert not (Path("/run/netns") / netns).exists()
-        assert str(workdir) not in Path("/proc/self/mountinfo").read_text()
+        assert node.HostState.observe() == host  # sysctls, host paths, /run/netns
+        assert node.mount_points() == mounts
+        assert not list(Path("/sys/fs/cgroup").glob("*/kubepods"))
         assert not any(str(workdir).encode() in cmdline.read_bytes()
                        for cmdline in Path("/proc").glob("[0-9]*/cmdline")
                        if cmdline.exists())

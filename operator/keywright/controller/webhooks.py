@@ -34,6 +34,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import logging
+import shutil
 import tempfile
 import time
 import urllib.parse
@@ -152,8 +153,10 @@ class Server(kopf.WebhookServer):
     def __init__(self, settings: WebhookServerSettings,
                  publish: Callable[[Mapping[str, Any]], None]) -> None:
         directory = settings.cert_dir
+        self._made_dir: Path | None = None  # a throwaway CA's: removed when the server stops
         if directory is None:
             directory = Path(tempfile.mkdtemp(prefix="keywright-webhook-"))
+            self._made_dir = directory
             dns_names = ([settings.host] if settings.host else []) + (
                 webcerts.names_for_service(settings.service, settings.namespace)
                 if settings.service else ["localhost"])
@@ -174,13 +177,17 @@ class Server(kopf.WebhookServer):
                     found.setdefault("metadata", {}).setdefault("namespace", inner["namespace"])
             return await fn(request, **kwargs)
 
-        async for config in super().__call__(with_namespace):
-            if self.settings.service:
-                config = {"caBundle": config.get("caBundle"), "service": {
-                    "namespace": self.settings.namespace, "name": self.settings.service,
-                    "port": 443, "path": ""}}
-            await asyncio.to_thread(self.publish, config)  # listening: send the API server
-            yield config
+        try:
+            async for config in super().__call__(with_namespace):
+                if self.settings.service:
+                    config = {"caBundle": config.get("caBundle"), "service": {
+                        "namespace": self.settings.namespace,
+                        "name": self.settings.service, "port": 443, "path": ""}}
+                await asyncio.to_thread(self.publish, config)  # listening: tell the API server
+                yield config
+        finally:
+            if self._made_dir is not None:  # its private key goes with the server
+                shutil.rmtree(self._made_dir, ignore_errors=True)
 
 
 def configure(settings: kopf.OperatorSettings, webhook: WebhookServerSettings,
@@ -213,7 +220,8 @@ async def inject_pod(body: kopf.Body, patch: kopf.Patch, warnings: list[str], me
         subject = f"{namespace}/{name}"
         faults.pause_point("apikey-lookup", subject)
         faults.fail_point("apikey-lookup", subject)
-        return api.get_apikey(namespace, name)
+        # bounded like the wait below, so that a slow API server cannot pile up threads
+        return api.get_apikey(namespace, name, timeout=LOOKUP_DEADLINE)
     try:
         changed = await asyncio.wait_for(
             asyncio.to_thread(admission.injection, body, namespace, lookup), LOOKUP_DEADLINE)

@@ -97,7 +97,7 @@ def source_tree(work: Path, say: Say) -> Path:
 def _build(names: tuple[str, ...], say: Say) -> None:
     apt.ensure(BUILD_PACKAGES, say)
     apt.ensure_source_index(SOURCE_PACKAGE, SOURCE_VERSION, say)
-    minutes = {BINARIES: "about 6 minutes", NODE_BINARIES: "about 9 minutes"}.get(
+    minutes = {BINARIES: "about 6 minutes", NODE_BINARIES: "about 8 minutes"}.get(
         names, "several minutes")
     say(f"building {' and '.join(names)} {KUBERNETES_VERSION} from Debian source "
         f"{SOURCE_VERSION} (first time only; {minutes} on 2 cores)")

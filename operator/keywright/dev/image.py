@@ -35,9 +35,14 @@ from keywright.dev import apt, binaries
 Say = Callable[[str], None]
 
 PACKAGES = ("buildah", "debootstrap")
+SOURCE = Path(__file__).resolve().parents[3]  # the checkout this dev wing belongs to
 REPOSITORY = "kw.local/keywright"  # a domain that cannot resolve: an accidental pull fails
 BASE_NAME = "kw.local/debian-python3:bookworm"
 PIP = "pip==24.3.1"  # run from its wheel inside the build stage (the base has no pip)
+SETUPTOOLS = "setuptools==84.2.1"  # builds Keywright's own wheel, offline, on the host
+# bookworm's glibc is 2.36: every manylinux tag up to it (pip expands none by itself)
+PLATFORMS = (*(f"manylinux_2_{minor}_x86_64" for minor in range(36, 4, -1)),
+             "manylinux2014_x86_64", "manylinux2010_x86_64", "manylinux1_x86_64")
 DEBIAN_MIRROR = "http://deb.debian.org/debian"
 # what an image never needs from a debootstrapped tree (apt state, docs, caches)
 BASE_PRUNE = ("var/cache/apt", "var/lib/apt/lists", "usr/share/doc", "usr/share/man",
@@ -87,21 +92,34 @@ def build(root: Path, out_dir: Path, say: Say) -> Built:
     say(f"loading the base {BASE_NAME} into buildah's storage under {storage.root}")
     storage.run(["pull", "--quiet", f"docker-archive:{base}"])
     wheels = root / "deploy" / "wheels"
-    fetch_wheels(root, wheels, epoch, say)
-    say(f"building {tag} from deploy/Dockerfile (SOURCE_DATE_EPOCH={epoch})")
-    storage.run([
-        "bud", "--isolation", "chroot", "--pull-never", "--layers=false",
-        "--timestamp", str(epoch),
-        "--build-arg", f"BASE={BASE_NAME}",
-        "--build-arg", f"SOURCE_DATE_EPOCH={epoch}",
-        "-f", str(root / "deploy" / "Dockerfile"), "-t", tag, str(root),
-    ], say=say)
+    cached = fetch_wheels(root, say)
+    try:
+        for wheel in cached.glob("*.whl"):
+            if not wheel.name.startswith("setuptools-"):
+                shutil.copy2(wheel, wheels / wheel.name)
+        _run([sys.executable, "-m", "pip", "--disable-pip-version-check", "-q", "wheel",
+              "--no-deps", "--no-index", "--find-links", str(cached), "-w", str(wheels),
+              str(root)], "pip wheel (Keywright)",
+             env={"SOURCE_DATE_EPOCH": str(max(epoch, 315532800))})  # zip starts at 1980
+        say(f"building {tag} from deploy/Dockerfile (SOURCE_DATE_EPOCH={epoch})")
+        storage.run([
+            "bud", "--isolation", "chroot", "--pull-never", "--layers=false",
+            "--timestamp", str(epoch),
+            "--build-arg", f"BASE={BASE_NAME}",
+            "--build-arg", f"SOURCE_DATE_EPOCH={epoch}",
+            "-f", str(root / "deploy" / "Dockerfile"), "-t", tag, str(root),
+        ], say=say)
+    finally:
+        # never left for a later `docker build` of this checkout to pick up stale
+        for wheel in wheels.glob("*.whl"):
+            wheel.unlink()
     out_dir.mkdir(parents=True, exist_ok=True)
     archive = out_dir / f"keywright-{version(root)}.tar"
     partial = archive.with_suffix(".tar.partial")
     partial.unlink(missing_ok=True)
     storage.run(["push", "--quiet", tag, f"docker-archive:{partial}:{tag}"])
     partial.replace(archive)
+    storage.run(["rmi", "--prune"])  # earlier builds' images: vfs keeps whole copies
     layers = layer_sizes(archive)
     built = Built(archive, tag, time.monotonic() - started, layers)
     say(f"wrote {archive} ({archive.stat().st_size / 1e6:.0f} MB; image {built.size / 1e6:.0f} "
@@ -110,20 +128,29 @@ def build(root: Path, out_dir: Path, say: Say) -> Built:
     return built
 
 
-def fetch_wheels(root: Path, wheels: Path, epoch: int, say: Say) -> None:
-    """Wheels for Python 3.11 on Linux: the pinned requirements, pip and Keywright itself,
-    fetched on the host (which has the package index) for the offline build inside.
-    Keywright's own wheel is built with the commit's time in its zip entries, so the
-    same commit gives the same wheel (its hash is recorded in the image)."""
-    for old in wheels.glob("*.whl"):
-        old.unlink()
-    say(f"fetching wheels for Python 3.11 into {wheels}")
-    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
-    _run([*pip, "download", "--only-binary=:all:", "--python-version", "3.11",
-          "--implementation", "cp", "--no-deps", "-d", str(wheels),
-          "-r", str(root / "deploy" / "image-requirements.txt"), PIP], "pip download")
-    _run([*pip, "wheel", "--no-deps", "-w", str(wheels), str(root)], "pip wheel",
-         env={"SOURCE_DATE_EPOCH": str(max(epoch, 315532800))})  # zip starts at 1980
+def fetch_wheels(root: Path, say: Say) -> Path:
+    """The wheels the offline build needs, for Python 3.11 on Linux: the pinned
+    requirements, pip, and setuptools to build Keywright's own wheel. Fetched from the
+    package index once (`keywright cluster prepare` does it) into a cache keyed by what
+    is asked for; every build after that is offline. Keywright's own wheel is built per
+    build, with the commit's time in its zip entries, so the same commit gives the same
+    wheel (its hash is recorded in the image)."""
+    requirements = root / "deploy" / "image-requirements.txt"
+    wanted = "\n".join([requirements.read_text(), PIP, SETUPTOOLS, *PLATFORMS])
+    cache = binaries.cache_root() / "wheels" / hashlib.sha256(wanted.encode()).hexdigest()[:16]
+    if cache.is_dir():
+        return cache
+    say(f"fetching wheels for Python 3.11 into {cache} (once)")
+    partial = cache.with_name(cache.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    _run([sys.executable, "-m", "pip", "--disable-pip-version-check", "-q", "download",
+          "--only-binary=:all:", "--python-version", "3.11", "--implementation", "cp",
+          *(f"--platform={tag}" for tag in PLATFORMS), "--no-deps", "-d", str(partial),
+          "-r", str(requirements),
+          PIP, SETUPTOOLS], "pip download")
+    partial.replace(cache)  # whole or absent
+    return cache
 
 
 def base_archive(say: Say) -> Path:
@@ -135,12 +162,17 @@ def base_archive(say: Say) -> Path:
         return archive
     cache.mkdir(parents=True, exist_ok=True)
     say("making the Debian base with debootstrap (minbase + python3; first time only, "
-        "about 2 minutes)")
+        "about 1 minute)")
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="base-", dir=cache) as work:
         rootfs = Path(work) / "rootfs"
-        _run(["debootstrap", "--variant=minbase", "--include=python3", "bookworm",
-              str(rootfs), DEBIAN_MIRROR], "debootstrap", say=say)
+        try:
+            _run(["debootstrap", "--variant=minbase", "--include=python3", "bookworm",
+                  str(rootfs), DEBIAN_MIRROR], "debootstrap", say=say)
+        finally:
+            # debootstrap mounts proc and sys inside while it works: never delete
+            # through them
+            _unmount_under(rootfs)
         for sub in BASE_PRUNE:
             target = rootfs / sub
             if target.is_dir():
@@ -263,6 +295,14 @@ class _Storage:
              f"buildah {argv[0]}", say=say)
 
 
+def _unmount_under(directory: Path) -> None:
+    prefix = str(directory) + "/"
+    points = [line.split()[4] for line in Path("/proc/self/mountinfo").read_text().splitlines()]
+    for point in sorted((p for p in points if (p + "/").startswith(prefix)),
+                        key=lambda p: p.count("/"), reverse=True):
+        subprocess.run(["umount", "-l", point], capture_output=True, check=False)
+
+
 def _progress(line: str) -> bool:
     """The lines worth showing while a step runs: buildah's steps, debootstrap's stages."""
     return ("STEP " in line or "COMMIT" in line
@@ -279,10 +319,15 @@ def _run(argv: list[str], what: str, say: Say | None = None,
                                 text=True, env={**os.environ, "BUILDAH_ISOLATION": "chroot",
                                                 **(env or {})})
         assert proc.stdout is not None
-        for line in proc.stdout:
-            log.write(line)
-            if say is not None and _progress(line):
-                say(f"  {line.rstrip()}")
+        try:
+            for line in proc.stdout:
+                log.write(line)
+                if say is not None and _progress(line):
+                    say(f"  {line.rstrip()}")
+        except BaseException:
+            proc.terminate()  # interrupted: the step must not outlive us
+            proc.wait()
+            raise
         code = proc.wait()
         if code != 0:
             log.seek(0)

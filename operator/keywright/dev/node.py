@@ -9,9 +9,12 @@ certificate for the node address, the first Service IP, kubernetes.default.svc a
 root, state, socket and CNI configuration, the pause image (compiled here: nothing can be
 pulled), importing images, the relay that makes the API server reachable from this
 machine's loopback, and stopping it all so that the host is left as it was found: Pods
-deleted while kubelet runs, processes stopped by recorded PID, mounts under the state
+deleted while kubelet runs, processes stopped by recorded PID (containerd's shims, which
+outlive it by design, found by this run's own socket path), mounts under the state
 directory unmounted, the namespace, the kubepods cgroups and the host paths kubelet and
-containerd create removed, the host-wide sysctls kubelet rewrites restored.
+containerd create removed, the host-wide sysctls kubelet rewrites restored from a record
+(`host.json`) written at start; and the same for a run that was killed, by the next one.
+One node per machine at a time: a lock in the cache, held for the node's life.
 Must not: run anything that uses a non-loopback address outside the namespace, signal a
 process it did not start (containerd's shims are found by this run's own socket path),
 or remove a host path that existed before it started.
@@ -20,7 +23,9 @@ or remove a host path that existed before it started.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime
+import fcntl
 import ipaddress
 import json
 import os
@@ -35,8 +40,9 @@ import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import yaml
 from cryptography import x509
@@ -66,16 +72,62 @@ SCHEDULER_USER = "system:kube-scheduler"
 NODE_CONTROLLERS = "*,-nodeipam,-bootstrapsigner,-tokencleaner,-persistentvolume-binder"
 WORKDIR_PREFIX = "keywright-node-"
 # kubelet rewrites these host-wide values at start; they are put back at stop
-HOST_SYSCTLS = ("vm/overcommit_memory", "kernel/panic", "kernel/panic_on_oops")
+HOST_SYSCTLS = ("vm/overcommit_memory", "vm/panic_on_oom", "kernel/panic",
+                "kernel/panic_on_oops", "kernel/keys/root_maxkeys", "kernel/keys/root_maxbytes")
 # kubelet 1.20 and containerd 1.6 create these whatever their flags say
 HOST_PATHS = (Path("/var/log/pods"), Path("/var/log/containers"), Path("/var/lib/kubelet"),
-              Path("/var/lib/cni"), Path("/run/containerd"))
+              Path("/var/lib/cni"), Path("/run/containerd"), Path("/opt/containerd"))
+NETNS_DIR = Path("/run/netns")  # `ip netns add` makes it (and mounts it onto itself)
+HOST_FILE = "host.json"  # in the state directory: the host as this run found it
+LOCK_FILE = "node.lock"  # in the cache: one node at a time on a machine
 PAUSE_SOURCE = Path(__file__).with_name("pause.c")
 NETNS_FILE = "netns"  # in the state directory: the namespace this run made
 
 
 class NodeError(controlplane.ControlPlaneError):
     """The node cannot start; the message says which part and shows its log."""
+
+
+@dataclass(frozen=True)
+class HostState:
+    """What a node run changes on the host, as it was before: put back at stop, or by
+    the next run's clean-up if this one was killed."""
+
+    sysctls: dict[str, str]
+    existing: list[str]  # HOST_PATHS that were there already (never removed)
+    netns_dir: bool  # whether /run/netns was there already
+
+    @classmethod
+    def observe(cls) -> HostState:
+        return cls({key: Path("/proc/sys", key).read_text() for key in HOST_SYSCTLS},
+                   [str(p) for p in HOST_PATHS if p.exists()], NETNS_DIR.exists())
+
+    def save(self, path: Path) -> None:
+        partial = path.with_name(path.name + ".partial")
+        partial.write_text(json.dumps(dataclasses.asdict(self)))
+        partial.replace(path)  # whole or absent
+
+    @classmethod
+    def load(cls, path: Path) -> HostState | None:
+        try:
+            return cls(**json.loads(path.read_text()))
+        except (OSError, ValueError, TypeError):
+            return None
+
+    def restore(self) -> None:
+        for key, value in self.sysctls.items():
+            with contextlib.suppress(OSError):
+                Path("/proc/sys", key).write_text(value)
+        for path in HOST_PATHS:
+            if str(path) not in self.existing and path.exists():
+                shutil.rmtree(path, ignore_errors=True)
+        if not self.netns_dir and NETNS_DIR.is_dir() and not any(NETNS_DIR.iterdir()):
+            while str(NETNS_DIR) in mount_points():
+                if subprocess.run(["umount", str(NETNS_DIR)], capture_output=True,
+                                  check=False).returncode != 0:
+                    break
+            with contextlib.suppress(OSError):
+                NETNS_DIR.rmdir()
 
 
 def pause_archive(say: Say) -> Path:
@@ -111,9 +163,8 @@ class Node(controlplane.ControlPlane):
         for name, groups in ((NODE_USER, ("system:nodes",)), (PROXY_USER, ()),
                              (SCHEDULER_USER, ())):
             self.users[name] = controlplane.TokenUser(name, _token(), groups)
-        self._listeners: list[socket.socket] = []
-        self._sysctls: dict[str, str] = {}
-        self._host_paths_before: set[Path] = set()
+        self._host: HostState | None = None
+        self._lock: IO[str] | None = None
         self.timings: dict[str, float] = {}
 
     # -- public surface -------------------------------------------------------------
@@ -139,13 +190,27 @@ class Node(controlplane.ControlPlane):
         if os.geteuid() != 0:
             raise NodeError("a node needs root (network namespaces, mounts, cgroups)")
         started = time.monotonic()
-        self._host_paths_before = {p for p in HOST_PATHS if p.exists()}
-        self._sysctls = {key: Path("/proc/sys", key).read_text()
-                         for key in HOST_SYSCTLS}
-        remove_leftovers(self.say)
-        self._given_workdir = Path(tempfile.mkdtemp(prefix=WORKDIR_PREFIX))
-        (self._given_workdir / controlplane.OWNER_FILE).write_text(
-            processes.identity(os.getpid()) or "")
+        binaries.cache_root().mkdir(parents=True, exist_ok=True)
+        self._lock = (binaries.cache_root() / LOCK_FILE).open("w")
+        try:
+            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            self._lock.close()
+            self._lock = None
+            raise NodeError("another Keywright node runs on this machine (it holds "
+                            f"{binaries.cache_root() / LOCK_FILE}); stop it first") from None
+        try:
+            remove_leftovers(self.say)
+            self._host = HostState.observe()  # after the clean-up: the host as it should be
+            workdir = Path(tempfile.mkdtemp(prefix=WORKDIR_PREFIX))
+            self._given_workdir = self.workdir = workdir
+            written = workdir / f".{controlplane.OWNER_FILE}"
+            written.write_text(processes.identity(os.getpid()) or "")
+            written.rename(workdir / controlplane.OWNER_FILE)  # whole or absent
+            self._host.save(workdir / HOST_FILE)
+        except BaseException:
+            self.stop()
+            raise
         try:
             super().start(timeout)  # etcd, kube-apiserver, kube-controller-manager: inside
             deadline = time.monotonic() + timeout
@@ -183,7 +248,6 @@ class Node(controlplane.ControlPlane):
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         listener.bind((controlplane.HOST, local_port))
         listener.listen(128)
-        self._listeners.append(listener)
         bound = int(listener.getsockname()[1])
         proc = controlplane._Process(
             name or f"relay-{bound}",
@@ -195,40 +259,30 @@ class Node(controlplane.ControlPlane):
                 proc.argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                 pass_fds=(listener.fileno(),), start_new_session=True,
                 preexec_fn=processes.die_with_parent)
+        listener.close()  # the relay holds it: if the relay dies, connections are refused
         self._processes[proc.name] = proc
         return bound
 
     def stop(self) -> None:
         """Stop everything in the order that leaves nothing behind (see the docstring)."""
-        if self.workdir == Path():
-            return
-        if "kubelet" in self._processes and "kube-apiserver" in self._processes:
-            with contextlib.suppress(Exception):
-                self._delete_pods()
-        for name in ("kube-proxy", "kubelet"):
-            self._terminate(name)
-        self._stop_containers()
-        self._terminate("containerd")
-        _kill_shims(self.containerd_socket)
-        for name in reversed(list(self._processes)):
-            self._terminate(name)
-        _unmount_under(self.workdir)
-        if self.netns_path.exists():
-            subprocess.run(["ip", "netns", "delete", self.netns], check=False,
-                           capture_output=True)
-        _remove_cgroups("kubepods")
-        for key, value in self._sysctls.items():
-            with contextlib.suppress(OSError):
-                Path("/proc/sys", key).write_text(value)
-        for path in HOST_PATHS:
-            if path not in self._host_paths_before and path.exists():
-                shutil.rmtree(path, ignore_errors=True)
-        for listener in self._listeners:
-            listener.close()
-        self._listeners.clear()
-        if not self.keep_workdir:
-            shutil.rmtree(self.workdir, ignore_errors=True)
-        self.workdir = Path()
+        if self.workdir != Path():
+            if "kubelet" in self._processes and "kube-apiserver" in self._processes:
+                with contextlib.suppress(Exception):
+                    self._delete_pods()
+            for name in ("kube-proxy", "kubelet"):
+                self._terminate(name)
+            self._stop_containers()
+            self._terminate("containerd")
+            _teardown(self.workdir, self.netns, self._host)
+            for name in reversed(list(self._processes)):
+                self._terminate(name)
+            _unmount_under(self.workdir)
+            if not self.keep_workdir:
+                shutil.rmtree(self.workdir, ignore_errors=True)
+            self.workdir = Path()
+        if self._lock is not None:
+            self._lock.close()  # releases the lock
+            self._lock = None
 
     # -- the control plane, moved into the namespace ----------------------------------
 
@@ -409,6 +463,8 @@ class Node(controlplane.ControlPlane):
             f'state = "{base / "state"}"',
             "[grpc]",
             f'  address = "{self.containerd_socket}"',
+            '[plugins."io.containerd.internal.v1.opt"]',
+            f'  path = "{base / "opt"}"',  # not /opt/containerd
             f"[{cri}]",
             f'  sandbox_image = "{PAUSE_IMAGE}"',
             "  netns_mounts_under_state_dir = true",
@@ -545,9 +601,11 @@ class Node(controlplane.ControlPlane):
 
 def remove_leftovers(say: Say, base: Path | None = None) -> list[Path]:
     """Clean up after node runs that were killed before they could (SIGKILL, a power
-    cut): their processes died with them, but containerd's shims, the mounts under their
-    state directory and their network namespace outlive them. A run counts as dead when
-    the process recorded in its owner file is gone."""
+    cut). Their own processes died with them, but containerd's shims and the containers
+    under them, the mounts under their state directory, their network namespace and
+    what kubelet changed on the host outlive them. A run counts as dead when the process
+    recorded in its owner file is gone; callers hold the node lock, so no live run is
+    half-way through starting."""
     removed = []
     for path in sorted((base or Path(tempfile.gettempdir())).glob(f"{WORKDIR_PREFIX}*")):
         owner = path / controlplane.OWNER_FILE
@@ -555,20 +613,42 @@ def remove_leftovers(say: Say, base: Path | None = None) -> list[Path]:
             if path.is_symlink() or not path.is_dir() or path.stat().st_uid != os.getuid():
                 continue
             recorded = owner.read_text().strip() if owner.exists() else ""
-            if not recorded or processes.identity(int(recorded.split()[0])) == recorded:
-                continue  # alive, or not yet (or never) claimed: not ours to judge
+            if recorded and processes.identity(int(recorded.split()[0])) == recorded:
+                continue  # its run is alive
             netns = (path / NETNS_FILE).read_text().strip() \
                 if (path / NETNS_FILE).exists() else ""
         except (OSError, ValueError):
             continue
-        _kill_shims(path / "containerd" / "containerd.sock")
+        _teardown(path, netns, HostState.load(path / HOST_FILE))
         _unmount_under(path)
-        if netns.startswith("kw-") and (Path("/run/netns") / netns).exists():
-            subprocess.run(["ip", "netns", "delete", netns], check=False, capture_output=True)
         shutil.rmtree(path, ignore_errors=True)
-        say(f"removed {path} and its network namespace, left by a node run that was killed")
+        say(f"removed {path} and what it left on the host, left by a node run that was "
+            "killed")
         removed.append(path)
     return removed
+
+
+def _teardown(workdir: Path, netns: str, host: HostState | None) -> None:
+    """What outlives a run's own processes: its containers (by its own runc state, so no
+    other container is touched), its shims, its namespace, the kubepods cgroups, and
+    the host as it was (`host`)."""
+    runc = ["runc", "--root", str(workdir / "containerd" / "runc" / "k8s.io")]
+    listed = subprocess.run([*runc, "list", "-q"], capture_output=True, text=True,
+                            check=False)
+    for container in listed.stdout.split() if listed.returncode == 0 else []:
+        subprocess.run([*runc, "delete", "--force", container], capture_output=True,
+                       check=False)
+    _kill_shims(workdir / "containerd" / "containerd.sock")
+    _unmount_under(workdir)
+    if netns.startswith("kw-") and (NETNS_DIR / netns).exists():
+        subprocess.run(["ip", "netns", "delete", netns], check=False, capture_output=True)
+    _remove_cgroups("kubepods")
+    if host is not None:
+        host.restore()
+
+
+def mount_points() -> set[str]:
+    return {line.split()[4] for line in Path("/proc/self/mountinfo").read_text().splitlines()}
 
 
 def _kill_shims(socket_path: Path) -> None:
@@ -593,9 +673,7 @@ def _unmount_under(directory: Path) -> None:
     prefix = str(directory) + "/"
     mounts: list[str] = []
     for _ in range(3):
-        mounts = sorted({line.split()[4] for line in
-                         Path("/proc/self/mountinfo").read_text().splitlines()
-                         if (line.split()[4] + "/").startswith(prefix)},
+        mounts = sorted({m for m in mount_points() if (m + "/").startswith(prefix)},
                         key=lambda m: m.count("/"), reverse=True)
         if not mounts:
             return

@@ -54,6 +54,8 @@ def _armed(env: str, name: str, subject: str) -> bool:
 
 def crash_point(name: str, subject: str) -> None:
     if _armed(CRASH_ENV, name, subject):
+        if os.getpid() == 1:  # a container's first process: the kernel ignores a SIGKILL
+            os._exit(128 + signal.SIGKILL)  # it sends itself; this is as abrupt
         os.kill(os.getpid(), signal.SIGKILL)
 
 
