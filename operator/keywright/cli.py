@@ -186,11 +186,11 @@ def _dev_wing() -> types.ModuleType:
 
 def _prepare(args: argparse.Namespace) -> int:
     _dev_wing()
-    from keywright.dev import apt, binaries, image, node
+    from keywright.dev import apt, binaries, image, node, redis
 
     binaries.ensure_binaries(_say)
     binaries.ensure_binaries(_say, binaries.NODE_BINARIES)
-    apt.ensure((*TOOL_PACKAGES, *node.PACKAGES, *image.PACKAGES), _say)
+    apt.ensure((*TOOL_PACKAGES, *node.PACKAGES, *image.PACKAGES, *redis.PACKAGES), _say)
     image.base_archive(_say)
     image.fetch_wheels(image.SOURCE, _say)
     node.pause_archive(_say)

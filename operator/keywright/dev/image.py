@@ -150,6 +150,9 @@ def fetch_wheels(root: Path, say: Say) -> Path:
           "-r", str(requirements),
           PIP, SETUPTOOLS], "pip download")
     partial.replace(cache)  # whole or absent
+    for old in cache.parent.iterdir():  # what earlier pins needed
+        if old != cache:
+            shutil.rmtree(old, ignore_errors=True)
     return cache
 
 
