@@ -113,6 +113,17 @@ def _parser() -> argparse.ArgumentParser:
     ver.add_argument("--max-staleness", type=float, default=0.0, metavar="SECONDS",
                      help="/readyz fails when the index has been out of touch with the API "
                      "server this long (default: 0, never: the last snapshot keeps serving)")
+    ver.add_argument("--redis-url", default=os.environ.get("KEYWRIGHT_REDIS_URL"),
+                     metavar="URL", help="share rate limits across replicas, exactly, on "
+                     "this Redis (redis://, rediss:// or unix://; default: "
+                     "$KEYWRIGHT_REDIS_URL; none: each replica limits on its own)")
+    ver.add_argument("--redis-password-file", type=Path, metavar="FILE",
+                     help="the Redis password, from a file (a mounted Secret)")
+    ver.add_argument("--redis-timeout", type=_seconds, default=0.05, metavar="SECONDS",
+                     help="give up on a Redis call after this long (default: 0.05)")
+    ver.add_argument("--on-backend-error", choices=["open", "closed"], default="open",
+                     help="while Redis is down, rate-limited keys are let through (open, "
+                     "the default) or refused with 429 (closed)")
     ver.add_argument("--no-audit", dest="audit", action="store_false",
                      help="do not write the audit line per decision to stdout")
     ver.set_defaults(run=_verifier)
@@ -149,6 +160,16 @@ def _port(text: str) -> int:
     if not text.isdecimal() or not 1 <= int(text) <= 65535:
         raise argparse.ArgumentTypeError(f"{text!r} is not a port number (1-65535)")
     return int(text)
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not 0 < value <= 10:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds (0 to 10)")
+    return value
 
 
 def _header_name(text: str) -> str:
@@ -274,7 +295,10 @@ def _verifier(args: argparse.Namespace) -> int:
         host=args.host, port=args.port, kubeconfig=args.kubeconfig,
         pepper_namespace=args.namespace, namespaces=args.watch_namespace,
         key_headers=args.key_header, trusted_proxies=args.trusted_proxy,
-        max_staleness=args.max_staleness, audit=args.audit, log_level=args.log_level))
+        max_staleness=args.max_staleness, audit=args.audit, log_level=args.log_level,
+        redis_url=args.redis_url, redis_password_file=(
+            str(args.redis_password_file) if args.redis_password_file else None),
+        redis_timeout=args.redis_timeout, on_backend_error=args.on_backend_error))
     return 0
 
 

@@ -43,6 +43,19 @@ class RedisServer:
         return f"redis://{auth}{HOST}:{self.port}/0"
 
     @property
+    def address(self) -> str:
+        """The URL without the password (which `password_file` holds)."""
+        return f"redis://{HOST}:{self.port}/0"
+
+    @property
+    def password_file(self) -> Path:
+        path = self.workdir / "password"
+        if not path.exists():
+            path.write_text(self.password or "")
+            path.chmod(0o600)
+        return path
+
+    @property
     def pid(self) -> int | None:
         return self._popen.pid if self._popen else None
 

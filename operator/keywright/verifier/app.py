@@ -22,8 +22,8 @@ from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from keywright.core import hashing
-from keywright.verifier import audit, decision, index, metrics, ratelimit, usage
+from keywright.core import hashing, limits
+from keywright.verifier import audit, decision, index, limits_backend, metrics, ratelimit, usage
 
 Scope = Mapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -54,13 +54,17 @@ class Verifier:
 
     def __init__(self, keys: index.Index, peppers: Callable[[], hashing.Peppers | None],
                  ready: Callable[[], bool], staleness: Callable[[], float],
-                 settings: VerifierSettings | None = None) -> None:
+                 settings: VerifierSettings | None = None,
+                 shared: limits_backend.RedisLimits | None = None) -> None:
         self.keys, self.peppers, self.ready, self.staleness = keys, peppers, ready, staleness
         self.settings = settings or VerifierSettings()
         self.buckets = ratelimit.Buckets()
+        self.shared = shared  # rate limits on Redis, exact across replicas; else in-process
         self.usage = usage.Usage()
         self._warned: dict[frozenset[str], float] = {}  # requirement -> when last logged
         self.metrics = metrics.Metrics(lambda: float(keys.hash_count()), staleness)
+        if shared is not None:
+            self.metrics.watch_backend(lambda: shared.up, lambda: shared.errors)
         self._ready = False
         policy = self.settings.policy
         self._wanted = frozenset(name.encode() for name in (
@@ -108,12 +112,18 @@ class Verifier:
             answer = decision.Answer(decision.NOT_READY, client=peer)
         else:
             answer = decision.decide(decision.Ask(headers, peer, scopes, namespace), self.keys,
-                                     peppers, now, self.settings.policy, self.buckets)
+                                     peppers, now, self.settings.policy,
+                                     None if self.shared is not None else self.buckets)
+        limit_headers: list[tuple[bytes, bytes]] = []
+        if (self.shared is not None and answer.code == decision.OK
+                and answer.record is not None and answer.record.rate is not None):
+            answer, limit_headers = await self._shared_limits(answer)
         code, record = answer.code, answer.record
         if code == decision.OK and record is not None:
-            response_headers = [JSON, *record.identity]
+            response_headers = [JSON, *record.identity, *limit_headers]
         elif code == decision.RATE_LIMITED:
-            response_headers = [JSON, (b"retry-after", str(answer.retry_after).encode())]
+            response_headers = [JSON, (b"retry-after", str(answer.retry_after).encode()),
+                                *limit_headers]
         else:
             response_headers = HEADERS[code]
         await _respond(send, answer.status, response_headers, BODIES[code])
@@ -128,6 +138,23 @@ class Verifier:
                 answer = answer._replace(client=str(found) if found is not None else peer)
             audit.emit(answer, scopes, scope.get("method", ""), _uri(headers), now)
         self.metrics.observe(code, time.perf_counter() - started)
+
+    async def _shared_limits(self, answer: decision.Answer,
+                             ) -> tuple[decision.Answer, list[tuple[bytes, bytes]]]:
+        """An OK for a rate-limited key, checked against the shared backend."""
+        assert self.shared is not None
+        assert answer.record is not None
+        verdict = await self.shared.check(answer.record)
+        found, rate = verdict.decision, verdict.rate
+        if found is None:  # the backend is down: as configured, never a 5xx
+            if self.shared.on_error == "open":
+                return answer, []
+            return answer._replace(code=decision.RATE_LIMITED, retry_after=1), []
+        shown = limits_backend.headers(rate, found) if rate is not None else []
+        if found.allowed:
+            return answer, shown
+        wait = max(1, -(-(found.retry_after_us or 0) // limits.MICROS))
+        return answer._replace(code=decision.RATE_LIMITED, retry_after=wait), shown
 
     def _misconfigured(self, scopes: frozenset[str], now: float) -> None:
         """A Warning line per requirement no key can meet, at most once a minute each: a

@@ -51,6 +51,13 @@ class Metrics:
                                       "Watches that ended with an error and were restarted.",
                                       ["resource"], registry=self.registry)
 
+    def watch_backend(self, up: Callable[[], bool], errors: Callable[[], int]) -> None:
+        """The shared limits backend's health (only when the verifier has one)."""
+        Gauge("keywright_limits_backend_up",
+              "1 while the shared limits backend (Redis) answers, 0 while it is down.",
+              registry=self.registry).set_function(lambda: float(up()))
+        self.registry.register(_BackendErrors(errors))
+
     def observe(self, code: str, seconds: float) -> None:
         """One decision. Called from the event loop only (no lock)."""
         self._counts[code] += 1
@@ -84,3 +91,15 @@ class _Decisions(Collector):
                                                                  strict=False)),
                                 ("+Inf", cumulative[-1])], m._sum)
         yield latency
+
+
+class _BackendErrors(Collector):
+    def __init__(self, errors: Callable[[], int]) -> None:
+        self.errors = errors
+
+    def collect(self) -> Iterator[Metric]:
+        family = CounterMetricFamily("keywright_limits_backend_errors",
+                                     "Calls to the shared limits backend that failed or "
+                                     "timed out.")
+        family.add_metric([], self.errors())
+        yield family

@@ -22,6 +22,7 @@ import sys
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from granian import Granian
 from granian.constants import Interfaces, Loops
@@ -30,7 +31,7 @@ from granian.http import HTTP1Settings
 from keywright import kube
 from keywright.core import names
 from keywright.kits import processes
-from keywright.verifier import app, audit, decision, index, sync, usagepatch
+from keywright.verifier import app, audit, decision, index, limits_backend, sync, usagepatch
 
 log = logging.getLogger(__name__)
 OPTIONS_ENV = "KEYWRIGHT_VERIFIER_OPTIONS"  # how the supervisor hands options to its worker
@@ -50,9 +51,14 @@ class Options:
     audit: bool = True
     keep_alive: int = 75  # longer than gateways keep idle upstream connections (nginx: 60)
     log_level: str = "INFO"
+    redis_url: str | None = None  # the shared limits backend; None: in-process limits
+    redis_password_file: str | None = None
+    redis_timeout: float = limits_backend.DEFAULT_TIMEOUT
+    on_backend_error: str = "open"
 
 
-def build(api: kube.Kube, options: Options) -> tuple[app.Verifier, sync.Sync]:
+def build(api: kube.Kube, options: Options,
+          shared: limits_backend.RedisLimits | None = None) -> tuple[app.Verifier, sync.Sync]:
     """The ASGI app and the sync loop that feeds it, not yet started."""
     keys = index.Index()
     policy = decision.Policy(
@@ -65,7 +71,7 @@ def build(api: kube.Kube, options: Options) -> tuple[app.Verifier, sync.Sync]:
         keys, peppers=lambda: syncer.peppers, ready=lambda: syncer.ready,
         staleness=syncer.seconds_since_sync,
         settings=app.VerifierSettings(policy=policy, max_staleness=options.max_staleness,
-                              audit=options.audit))
+                              audit=options.audit), shared=shared)
     syncer.forget = verifier.forget
     syncer.restarted = lambda label: verifier.metrics.watch_restarts.labels(
         label.partition(" ")[0]).inc()
@@ -75,6 +81,21 @@ def build(api: kube.Kube, options: Options) -> tuple[app.Verifier, sync.Sync]:
 def serve(options: Options) -> None:
     """Run until interrupted: granian's supervisor here, the app in its worker. Serves at
     once; /readyz says when answers mean something."""
+    if options.redis_url:
+        url = limits_backend.url_with_password(
+            options.redis_url,
+            Path(options.redis_password_file) if options.redis_password_file else None)
+        options = dataclasses.replace(options, redis_url=url, redis_password_file=None)
+        away = limits_backend.check(url)  # a misconfiguration stops us here, in one line
+        if away is not None:
+            log.warning("limits backend: Redis does not answer yet (%s); serving, with "
+                        "rate-limited keys %s until it does", away,
+                        "let through" if options.on_backend_error == "open" else "refused")
+        else:
+            log.info("rate limits are shared on Redis: exact across every replica")
+    else:
+        log.info("rate limits are in-process: exact only while one replica serves "
+                 "(--redis-url shares them)")
     os.environ[OPTIONS_ENV] = json.dumps(dataclasses.asdict(options))
     log.info("verifier listening on %s:%d", options.host, options.port)
     Granian(
@@ -98,7 +119,11 @@ def worker_app() -> app.Verifier:
                         force=True)
     audit_to_stdout(options.audit)
     api = kube.Kube.connect(options.kubeconfig, component="keywright-verifier")
-    verifier, syncer = build(api, options)
+    shared = limits_backend.RedisLimits(
+        options.redis_url, timeout=options.redis_timeout,
+        on_error="closed" if options.on_backend_error == "closed" else "open",
+    ) if options.redis_url else None
+    verifier, syncer = build(api, options, shared)
     syncer.start()
     threading.Thread(target=usagepatch.run, args=(api, verifier, threading.Event()),
                      daemon=True, name="usage patches").start()

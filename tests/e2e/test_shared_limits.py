@@ -1,0 +1,181 @@
+"""Rate limits shared on a real redis-server by three verifier processes: exactly N per
+period whichever replica answers, the headers clients read, and Redis dying and coming
+back under load (no 5xx, bounded latency, recovery in seconds); a misconfigured backend
+stops the verifier at start with one clear line."""
+
+from __future__ import annotations
+
+import itertools
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from keywright.dev.redis import RedisServer
+from keywright.kits import processes
+from tests.support import k8s
+from tests.support.waiting import eventually
+
+N, PERIOD = 5, 4.0  # the rate limit: 5 per 4 s
+DENY_PROBE = "/verify?scope=Orders.Write"  # a scope the keys lack: checks without spending
+
+
+@pytest.fixture(scope="module")
+def redis_server() -> Iterator[RedisServer]:
+    with RedisServer() as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def trio(accounts: dict[str, Path], redis_server: RedisServer,
+         tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[k8s.Verifier]]:
+    """Three verifiers sharing one Redis, as three replicas behind one Service would."""
+    started = [k8s.Verifier(accounts["verifier"], tmp_path_factory.mktemp(f"shared-{i}"),
+                            "--redis-url", redis_server.address,
+                            "--redis-password-file", str(redis_server.password_file))
+               for i in range(3)]
+    for one in started:
+        one.start(wait_ready=False)
+    yield started
+    for one in started:
+        one.stop()
+
+
+@pytest.fixture
+def ready_trio(trio: list[k8s.Verifier], redis_server: RedisServer,
+               running_operator: k8s.Operator) -> list[k8s.Verifier]:
+    if redis_server.pid is None:  # a test that stopped it failed before starting it again
+        redis_server.start()
+    for one in trio:
+        one.ensure_ready()
+    return trio
+
+
+def issue_everywhere(cluster: k8s.Cluster, trio: list[k8s.Verifier], namespace: str,
+                     name: str, requests: int = N, period: str = "4s") -> k8s.Plaintext:
+    key = k8s.issue(cluster, trio[0], namespace, name, probe=DENY_PROBE,
+                    expect="INSUFFICIENT_SCOPE", scopes=["Orders.Read"],
+                    rateLimit={"requests": requests, "period": period})
+    for one in trio[1:]:
+        def indexed(one: k8s.Verifier = one) -> bool:
+            return one.get(DENY_PROBE, {"X-API-Key": key})[0] == 403
+        eventually(indexed, timeout=10, what="every replica has the key")
+    return key
+
+
+def hammer(trio: list[k8s.Verifier], key: k8s.Plaintext, seconds: float,
+           ) -> list[tuple[float, k8s.Response]]:
+    """Requests round-robin over the replicas, one after another, for `seconds`."""
+    answers: list[tuple[float, k8s.Response]] = []
+    deadline = time.monotonic() + seconds
+    for one in itertools.cycle(trio):
+        if time.monotonic() > deadline:
+            return answers
+        began = time.monotonic()
+        response = one.get("/verify", {"X-API-Key": key})
+        answers.append((time.monotonic() - began, response))
+    return answers
+
+
+def test_three_replicas_allow_exactly_n_per_period(
+        cluster: k8s.Cluster, ready_trio: list[k8s.Verifier], namespace: str) -> None:
+    key = issue_everywhere(cluster, ready_trio, namespace, "exact")
+    for window in range(3):
+        began = time.monotonic()
+        answers = [response for _, response in hammer(ready_trio, key, PERIOD / 2)]
+        statuses = [status for status, _, _ in answers]
+        assert statuses.count(200) == N, f"window {window}: {statuses.count(200)} allowed"
+        assert set(statuses) == {200, 429}
+        assert len(statuses) > 3 * N  # the limit was really pressed, on every replica
+        retry = {int(headers["retry-after"]) for status, headers, _ in answers
+                 if status == 429}
+        assert retry <= set(range(1, int(PERIOD) + 1))
+        time.sleep(max(0.0, began + PERIOD + 0.3 - time.monotonic()))  # the window passes
+
+
+def test_clients_are_told_their_limit_on_200_and_429(
+        cluster: k8s.Cluster, ready_trio: list[k8s.Verifier], namespace: str) -> None:
+    key = issue_everywhere(cluster, ready_trio, namespace, "told")
+    answers = [ready_trio[i % 3].get("/verify", {"X-API-Key": key}) for i in range(N + 1)]
+    remaining = [int(headers["x-ratelimit-remaining"]) for _, headers, _ in answers]
+    assert remaining == [4, 3, 2, 1, 0, 0]
+    status, headers, _ = answers[-1]
+    assert status == 429
+    assert headers["x-ratelimit-limit"] == str(N)
+    assert 1 <= int(headers["x-ratelimit-reset"]) <= int(PERIOD)
+    assert headers["ratelimit-policy"] == f'"keywright";q={N};w={int(PERIOD)}'
+    assert re.fullmatch(r'"keywright";r=0;t=[1-4]', headers["ratelimit"])
+    assert int(headers["retry-after"]) == int(headers["x-ratelimit-reset"])
+
+
+def test_redis_dying_under_load_lets_keys_through_then_limits_return(
+        cluster: k8s.Cluster, ready_trio: list[k8s.Verifier], redis_server: RedisServer,
+        namespace: str) -> None:
+    key = issue_everywhere(cluster, ready_trio, namespace, "outage", requests=3,
+                           period="60s")
+    spent = [s for s, _, _ in (one.get("/verify", {"X-API-Key": key})
+                               for one in ready_trio * 2)]
+    assert spent.count(200) == 3
+    redis_server.stop()
+    try:
+        during = hammer(ready_trio, key, 3.0)
+        statuses = [response[0] for _, response in during]
+        assert set(statuses) == {200}, set(statuses)  # open: no 429, and never a 5xx
+        latencies = sorted(seconds for seconds, _ in during)
+        p99 = latencies[int(len(latencies) * 0.99)]
+        assert p99 < 0.05 + 0.05, f"p99 {p99 * 1000:.0f} ms while Redis was down"
+        for one in ready_trio:
+            metrics = one.get("/metrics")[2].decode()
+            assert "keywright_limits_backend_up 0.0" in metrics
+            errors = re.search(r"^keywright_limits_backend_errors_total (\S+)$", metrics,
+                               re.MULTILINE)
+            assert errors is not None
+            assert float(errors.group(1)) >= 1
+    finally:
+        redis_server.start()
+    began = time.monotonic()
+
+    def limited_again() -> bool:  # Redis came back empty: 3 more, then 429 again
+        return any(one.get("/verify", {"X-API-Key": key})[0] == 429 for one in ready_trio)
+    eventually(limited_again, timeout=15, interval=0.2, what="limits enforced again")
+    assert time.monotonic() - began < 10
+    assert all("keywright_limits_backend_up 1.0" in one.get("/metrics")[2].decode()
+               for one in ready_trio)
+    logs = ready_trio[0].all_logs()
+    assert logs.count("limits backend: Redis failed") == 1  # one line per state change
+    assert logs.count("limits backend: Redis answers again") == 1
+
+
+def run_verifier(kubeconfig: Path, *extra: str, timeout: float = 20,
+                 ) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "keywright.cli", "verifier", "--kubeconfig", str(kubeconfig),
+         "--host", "127.0.0.1", "--port", str(processes.free_port()), *extra],
+        capture_output=True, text=True, timeout=timeout, check=False)
+
+
+@pytest.mark.parametrize(
+    ("how", "said"),
+    [
+        pytest.param("a wrong password", "Redis refused the password", id="wrong password"),
+        pytest.param("a malformed URL", "is not a Redis URL", id="malformed URL"),
+    ],
+)
+def test_a_misconfigured_backend_stops_the_verifier_in_one_line(
+        accounts: dict[str, Path], redis_server: RedisServer, tmp_path: Path, how: str,
+        said: str) -> None:
+    extra: tuple[str, ...] = ("--redis-url", "http://127.0.0.1:1/")
+    if how == "a wrong password":
+        wrong = tmp_path / "password"
+        wrong.write_text("not-the-password")
+        extra = ("--redis-url", redis_server.address, "--redis-password-file", str(wrong))
+    result = run_verifier(accounts["verifier"], *extra)
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len([line for line in lines if line.startswith("keywright:")]) == 1
+    assert said in lines[-1]
+    assert "Traceback" not in result.stderr
