@@ -121,9 +121,10 @@ def _parser() -> argparse.ArgumentParser:
                      help="the Redis password, from a file (a mounted Secret)")
     ver.add_argument("--redis-timeout", type=_seconds, default=0.05, metavar="SECONDS",
                      help="give up on a Redis call after this long (default: 0.05)")
-    ver.add_argument("--on-backend-error", choices=["open", "closed"], default="open",
-                     help="while Redis is down, rate-limited keys are let through (open, "
-                     "the default) or refused with 429 (closed)")
+    ver.add_argument("--on-backend-error", choices=["open", "closed"], default=None,
+                     help="while Redis is down, keys with limits are let through (open) or "
+                     "refused with 429 (closed); default: open for rate limits, closed "
+                     "for quotas")
     ver.add_argument("--no-audit", dest="audit", action="store_false",
                      help="do not write the audit line per decision to stdout")
     ver.set_defaults(run=_verifier)

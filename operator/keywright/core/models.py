@@ -110,6 +110,23 @@ class RateLimit(_Model):
                                  description="The period: <n>s|m|h|d.")]
 
 
+class QuotaRefill(_Model):
+    every: Annotated[str, Field(max_length=20, pattern=durations.POSITIVE_PATTERN,
+                                description="How often credits are added: <n>s|m|h|d.")]
+    amount: Annotated[int | None, Field(
+        None, ge=1, le=1_000_000_000,
+        description="Credits added at each refill, up to the limit. Default: the limit.")]
+
+
+class Quota(_Model):
+    limit: Annotated[int, Field(ge=1, le=1_000_000_000, description=(
+        "Credits: each allowed request spends one; none left answers 429 "
+        "USAGE_LIMIT_REACHED. A new limit applies at the next refill or reset."))]
+    refill: Annotated[QuotaRefill | None, Field(
+        None, description="Lazy refills; none: the credits are spent once for good "
+                          "(until the reset annotation).")]
+
+
 class ApiKeySpec(_Model):
     """The desired API key. Only `expiration` is required."""
 
@@ -144,6 +161,9 @@ class ApiKeySpec(_Model):
                            "success. Keys: letters, digits and '-', at most 63."))]
     rateLimit: Annotated[RateLimit | None, Field(
         None, description="Requests per period; beyond it the verifier answers 429.")]
+    quota: Annotated[Quota | None, Field(
+        None, description="Usage credits, refilled on a schedule; exhausted, the verifier "
+                          "answers 429 USAGE_LIMIT_REACHED.")]
     secret: Annotated[SecretTarget, Field(
         default_factory=SecretTarget,
         description="Where the plaintext key is written. Fixed once the key is issued.")]
@@ -172,6 +192,11 @@ class PreviousKey(_Model):
     hash: str
     lastCharacters: str
     retiresAt: Timestamp
+
+
+class Usage(_Model):
+    remaining: int
+    refilledAt: Timestamp
 
 
 class ApiKeyStatus(_Model):
@@ -203,6 +228,8 @@ class ApiKeyStatus(_Model):
         None, description="When that schedule was added or shortened: it counts from here "
                           "if that is later than the last rotation.")
     lastUsedAt: Timestamp | None = Field(None, description="Written by the verifier.")
+    usage: Usage | None = Field(None, description="With spec.quota: the credits left and "
+                                                  "the last refill, written by the verifier.")
     lastUsedByRevision: dict[str, Timestamp] = Field(
         default_factory=dict, description="Last use per revision, written by the verifier.")
     lastRotateRequest: str | None = Field(
@@ -235,6 +262,8 @@ def validate_spec(raw: Any) -> ApiKeySpec:
                ("spec.rotation.gracePeriod", spec.rotation.gracePeriod, durations.parse)]
     if spec.rateLimit:
         checks.append(("spec.rateLimit.period", spec.rateLimit.period, durations.parse))
+    if spec.quota and spec.quota.refill:
+        checks.append(("spec.quota.refill.every", spec.quota.refill.every, durations.parse))
     for where, value, parse in checks:
         if value is not None:
             try:

@@ -34,6 +34,7 @@ ROTATE_REQUEST_ANNOTATION = f"{GROUP}/rotate-request"  # the rotate value it ans
 
 # -- set by people (or tools) ------------------------------------------------------------
 ROTATE_ANNOTATION = f"{GROUP}/rotate"  # on an ApiKey: each new value asks for a rotation
+RESET_QUOTA_ANNOTATION = f"{GROUP}/reset-quota"  # on an ApiKey: each new value refills it
 INJECT_LABEL = f"{GROUP}/inject"  # on a Pod, a label (any value): lets it reach the Pod webhook
 INJECT_ANNOTATION = f"{GROUP}/inject"  # on a Pod: the ApiKey whose key it gets
 INJECT_ENV_ANNOTATION = f"{GROUP}/inject-env"  # on a Pod: the env var's name

@@ -59,6 +59,7 @@ class Verifier:
         self.keys, self.peppers, self.ready, self.staleness = keys, peppers, ready, staleness
         self.settings = settings or VerifierSettings()
         self.buckets = ratelimit.Buckets()
+        self.quotas = ratelimit.Quotas()
         self.shared = shared  # rate limits on Redis, exact across replicas; else in-process
         self.usage = usage.Usage()
         self._warned: dict[frozenset[str], float] = {}  # requirement -> when last logged
@@ -74,6 +75,7 @@ class Verifier:
     def forget(self, namespace: str, name: str) -> None:
         """An ApiKey is gone: drop its rate-limit bucket and pending usage."""
         self.buckets.forget(namespace, name)
+        self.quotas.forget(namespace, name)
         self.usage.forget(namespace, name)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -115,17 +117,21 @@ class Verifier:
                                      peppers, now, self.settings.policy,
                                      None if self.shared is not None else self.buckets)
         limit_headers: list[tuple[bytes, bytes]] = []
-        if (self.shared is not None and answer.code == decision.OK
-                and answer.record is not None and answer.record.rate is not None):
-            answer, limit_headers = await self._shared_limits(answer)
+        checked = answer.record
+        if answer.code == decision.OK and checked is not None:
+            if self.shared is not None and (checked.rate is not None
+                                            or checked.quota is not None):
+                answer, limit_headers = await self._shared_limits(answer)
+            elif checked.quota is not None:
+                answer = self._local_quota(answer, now)
         code, record = answer.code, answer.record
         if code == decision.OK and record is not None:
             response_headers = [JSON, *record.identity, *limit_headers]
-        elif code == decision.RATE_LIMITED:
+        elif answer.retry_after is not None:
             response_headers = [JSON, (b"retry-after", str(answer.retry_after).encode()),
                                 *limit_headers]
         else:
-            response_headers = HEADERS[code]
+            response_headers = [*HEADERS[code], *limit_headers]
         await _respond(send, answer.status, response_headers, BODIES[code])
         if record is not None:
             self.usage.used(record, now)
@@ -141,20 +147,45 @@ class Verifier:
 
     async def _shared_limits(self, answer: decision.Answer,
                              ) -> tuple[decision.Answer, list[tuple[bytes, bytes]]]:
-        """An OK for a rate-limited key, checked against the shared backend."""
-        assert self.shared is not None
-        assert answer.record is not None
-        verdict = await self.shared.check(answer.record)
+        """An OK for a key with a rate limit or a quota, checked against the shared
+        backend in one round trip."""
+        shared, record = self.shared, answer.record
+        assert shared is not None
+        assert record is not None
+        verdict = await shared.check(record)
         found, rate = verdict.decision, verdict.rate
         if found is None:  # the backend is down: as configured, never a 5xx
-            if self.shared.on_error == "open":
-                return answer, []
-            return answer._replace(code=decision.RATE_LIMITED, retry_after=1), []
+            closed = (record.quota is not None and shared.on_quota_error == "closed") or (
+                record.rate is not None and shared.on_error == "closed")
+            if closed:
+                return answer._replace(code=decision.LIMITS_UNAVAILABLE, retry_after=1), []
+            return answer, []
+        self._credits(record, found)
         shown = limits_backend.headers(rate, found) if rate is not None else []
         if found.allowed:
             return answer, shown
-        wait = max(1, -(-(found.retry_after_us or 0) // limits.MICROS))
-        return answer._replace(code=decision.RATE_LIMITED, retry_after=wait), shown
+        return self._refused(answer, found), shown
+
+    def _local_quota(self, answer: decision.Answer, now: float) -> decision.Answer:
+        """A quota kept in this process (no shared backend)."""
+        assert answer.record is not None
+        found = self.quotas(answer.record, now)
+        self._credits(answer.record, found)
+        return answer if found.allowed else self._refused(answer, found)
+
+    def _credits(self, record: index.KeyRecord, found: limits.Decision) -> None:
+        if record.quota is not None and found.credits is not None \
+                and found.refilled_at_us is not None:
+            self.usage.credits(record, found.credits, found.refilled_at_us / limits.MICROS)
+
+    @staticmethod
+    def _refused(answer: decision.Answer, found: limits.Decision) -> decision.Answer:
+        code = decision.USAGE_LIMIT_REACHED if found.code == decision.USAGE_LIMIT_REACHED \
+            else decision.RATE_LIMITED
+        if found.retry_after_us is None:  # a quota with no refill: not by waiting
+            return answer._replace(code=code)
+        wait = max(1, -(-found.retry_after_us // limits.MICROS))
+        return answer._replace(code=code, retry_after=wait)
 
     def _misconfigured(self, scopes: frozenset[str], now: float) -> None:
         """A Warning line per requirement no key can meet, at most once a minute each: a

@@ -29,6 +29,10 @@ EXPIRED, INACTIVE = "EXPIRED", "INACTIVE"
 INSUFFICIENT_SCOPE, IP_NOT_ALLOWED, RATE_LIMITED = (
     "INSUFFICIENT_SCOPE", "IP_NOT_ALLOWED", "RATE_LIMITED")
 NOT_READY = "NOT_READY"  # not a decision: the index is not loaded yet, so none can be made
+USAGE_LIMIT_REACHED = "USAGE_LIMIT_REACHED"  # the quota's credits are spent
+# the shared limits backend is down and the verifier is told to fail closed: a 429 (the
+# caller may try again in a second), never a 5xx
+LIMITS_UNAVAILABLE = "LIMITS_UNAVAILABLE"
 # The gateway asks for a scope no key can ever have: not a scope at all, or an area no
 # ApiKey grants. A 500, not a 403: it is the gateway's configuration that is wrong, not
 # the caller's key, and a 5xx shows in every gateway's error rate (auth_request turns it
@@ -36,7 +40,8 @@ NOT_READY = "NOT_READY"  # not a decision: the index is not loaded yet, so none 
 INVALID_REQUIREMENT = "INVALID_REQUIREMENT"
 STATUS = {OK: 200, MISSING_KEY: 401, MALFORMED_KEY: 401, INVALID_KEY: 401, EXPIRED: 401,
           INACTIVE: 401, INSUFFICIENT_SCOPE: 403, IP_NOT_ALLOWED: 403, RATE_LIMITED: 429,
-          INVALID_REQUIREMENT: 500, NOT_READY: 503}
+          USAGE_LIMIT_REACHED: 429, LIMITS_UNAVAILABLE: 429, INVALID_REQUIREMENT: 500,
+          NOT_READY: 503}
 _SCOPE = re.compile(models.SCOPE)
 
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from keywright.core import durations, hashing, models
+from keywright.core import durations, hashing, limits, models, names
 
 log = logging.getLogger(__name__)
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -38,6 +38,9 @@ class KeyRecord:
     allowlist: tuple[Network, ...]  # empty: any origin
     context: tuple[tuple[str, str], ...]
     rate: tuple[int, float] | None  # (requests, period in seconds)
+    quota: limits.Quota | None = None
+    reset_token: str = ""  # the reset-quota annotation's value: a new one refills
+    seed: limits.Seed = limits.NO_SEED  # status.usage: where a quota restarts from
     # the 200 answer's identity headers, made once here rather than on every request
     identity: tuple[tuple[bytes, bytes], ...] = ()
 
@@ -66,6 +69,9 @@ def records(apikey: Mapping[str, Any]) -> list[KeyRecord]:
         context=tuple(sorted(spec.context.items())) if spec else (),
         rate=(spec.rateLimit.requests, durations.parse(spec.rateLimit.period).total_seconds())
         if spec and spec.rateLimit else None,
+        quota=_quota(spec.quota) if spec and spec.quota else None,
+        reset_token=str((meta.get("annotations") or {}).get(names.RESET_QUOTA_ANNOTATION, "")),
+        seed=_seed(status.get("usage")),
     )
     current = dataclasses.replace(current, identity=identity(current))
     return [current] + [
@@ -92,10 +98,15 @@ def implied(scopes: frozenset[str]) -> frozenset[str]:
 def fingerprint(apikey: Mapping[str, Any]) -> str:
     """What `records` reads of an ApiKey: equal fingerprints, equal records."""
     status = apikey.get("status") or {}
-    return json.dumps([apikey.get("spec"), *(status.get(k) for k in _READ)], sort_keys=True)
+    reset = ((apikey.get("metadata") or {}).get("annotations") or {}).get(
+        names.RESET_QUOTA_ANNOTATION)
+    return json.dumps([apikey.get("spec"), reset, *(status.get(k) for k in _READ)],
+                      sort_keys=True)
 
 
-_READ = ("hash", "phase", "revision", "lastCharacters", "expiresAt", "previous")
+# status.usage too: where a quota restarts if the store lost its data (a key with a
+# quota is re-indexed when the verifiers write it, at most once a minute)
+_READ = ("hash", "phase", "revision", "lastCharacters", "expiresAt", "previous", "usage")
 
 
 def entries(apikey: Mapping[str, Any]) -> dict[str, KeyRecord]:
@@ -110,6 +121,25 @@ def entries(apikey: Mapping[str, Any]) -> dict[str, KeyRecord]:
                     "are refused until it is fixed", meta.get("namespace"), meta.get("name"),
                     type(exc).__name__, exc)
         return {}
+
+
+def _quota(quota: models.Quota) -> limits.Quota:
+    refill = quota.refill
+    every = round(durations.parse(refill.every).total_seconds() * limits.MICROS) if refill \
+        else 0
+    return limits.Quota(quota.limit, every, (refill.amount or 0) if refill else 0)
+
+
+def _seed(usage: Any) -> limits.Seed:
+    """status.usage as the verifier last wrote it: where a quota restarts if the limits
+    store lost its data."""
+    if not isinstance(usage, Mapping):
+        return limits.NO_SEED
+    try:
+        return limits.Seed(int(usage["remaining"]),
+                           round(_epoch(str(usage["refilledAt"])) * limits.MICROS))
+    except (KeyError, TypeError, ValueError):
+        return limits.NO_SEED
 
 
 def _epoch(text: str) -> float:

@@ -107,9 +107,10 @@ class RedisLimits:
     """One per event loop (the verifier's worker). `now` is only for the breaker."""
 
     def __init__(self, url: str, *, timeout: float = DEFAULT_TIMEOUT,
-                 on_error: OnError = "open",
+                 on_error: OnError = "open", on_quota_error: OnError = "closed",
                  now: Callable[[], float] = time.monotonic) -> None:
-        self.url, self.timeout, self.on_error, self._now = url, timeout, on_error, now
+        self.url, self.timeout, self._now = url, timeout, now
+        self.on_error, self.on_quota_error = on_error, on_quota_error
         self._client: redis.asyncio.Redis | None = None
         self._sha: str | None = None
         self.up = True
@@ -124,7 +125,8 @@ class RedisLimits:
         return limits.Rate(requests, round(period * limits.MICROS))
 
     async def check(self, record: index.KeyRecord) -> Verdict:
-        """One round trip for a limited key: the script's decision, or None (down)."""
+        """One round trip for a key with a rate limit or a quota (both checked at once):
+        the script's decision, or None (down)."""
         rate = self.rate(record)
         if self._now() < self._open_until:
             return Verdict(None, rate)  # the breaker is open: no call, no wait
@@ -146,7 +148,7 @@ class RedisLimits:
                 self.url, socket_timeout=self.timeout, socket_connect_timeout=self.timeout,
                 health_check_interval=0)
         keys = limits_redis.keys(record.namespace, record.name)
-        argv = limits_redis.arguments(rate, None)
+        argv = limits_redis.arguments(rate, record.quota, record.reset_token, record.seed)
         if self._sha is None:
             self._sha = await client.script_load(limits_redis.SCRIPT)
         try:
@@ -161,9 +163,13 @@ class RedisLimits:
         self._cooldown = min(COOLDOWN[1], self._cooldown * 2)
         if self.up:
             self.up = False
-            what = "lets requests through" if self.on_error == "open" else "refuses them (429)"
-            log.warning("limits backend: Redis failed (%s); until it answers again the "
-                        "verifier %s for rate-limited keys", _describe(exc), what)
+
+            def what(mode: OnError) -> str:
+                return "lets them through" if mode == "open" else "refuses them (429)"
+            log.warning("limits backend: Redis failed (%s); until it answers again, for "
+                        "keys with a rate limit the verifier %s, for keys with a quota "
+                        "it %s", _describe(exc), what(self.on_error),
+                        what(self.on_quota_error))
 
     async def close(self) -> None:
         if self._client is not None:

@@ -1,13 +1,16 @@
-"""Per-key token buckets: `rateLimit.requests` per `rateLimit.period`, bursts up to it.
+"""In-process limits, for a verifier without the shared backend (exact for one replica):
+per-key token buckets (`rateLimit.requests` per `rateLimit.period`, bursts up to it),
+and quotas kept by the reference model (core/limits.py) in memory.
 
-Owns: the bucket state, one small entry per ApiKey that has a rate limit and has been
-used. Pure but for that state; the time is a parameter.
+Owns: the bucket and quota state, one small entry per ApiKey that has a limit and has
+been used. Pure but for that state; the time is a parameter.
 """
 
 from __future__ import annotations
 
 import threading
 
+from keywright.core import limits
 from keywright.verifier import index
 
 
@@ -30,6 +33,26 @@ class Buckets:
                 return None
             self._state[key] = (tokens, now)
             return (1.0 - tokens) / per_second
+
+    def forget(self, namespace: str, name: str) -> None:
+        with self._lock:
+            self._state.pop((namespace, name), None)
+
+
+class Quotas:
+    """Credits per ApiKey, in this process (lost on restart: they start again from
+    status.usage, as with a store that lost its data)."""
+
+    def __init__(self) -> None:
+        self._state: dict[tuple[str, str], limits.State] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, record: index.KeyRecord, now: float) -> limits.Decision:
+        assert record.quota is not None
+        with self._lock:
+            state = self._state.setdefault((record.namespace, record.name), limits.State())
+            return limits.decide(state, round(now * limits.MICROS), None, record.quota,
+                                 record.reset_token, record.seed)
 
     def forget(self, namespace: str, name: str) -> None:
         with self._lock:

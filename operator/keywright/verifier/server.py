@@ -54,7 +54,7 @@ class Options:
     redis_url: str | None = None  # the shared limits backend; None: in-process limits
     redis_password_file: str | None = None
     redis_timeout: float = limits_backend.DEFAULT_TIMEOUT
-    on_backend_error: str = "open"
+    on_backend_error: str | None = None  # None: open for rate limits, closed for quotas
 
 
 def build(api: kube.Kube, options: Options,
@@ -88,9 +88,8 @@ def serve(options: Options) -> None:
         options = dataclasses.replace(options, redis_url=url, redis_password_file=None)
         away = limits_backend.check(url)  # a misconfiguration stops us here, in one line
         if away is not None:
-            log.warning("limits backend: Redis does not answer yet (%s); serving, with "
-                        "rate-limited keys %s until it does", away,
-                        "let through" if options.on_backend_error == "open" else "refused")
+            log.warning("limits backend: Redis does not answer yet (%s); serving as while "
+                        "it is down (--on-backend-error) until it does", away)
         else:
             log.info("rate limits are shared on Redis: exact across every replica")
     else:
@@ -122,6 +121,7 @@ def worker_app() -> app.Verifier:
     shared = limits_backend.RedisLimits(
         options.redis_url, timeout=options.redis_timeout,
         on_error="closed" if options.on_backend_error == "closed" else "open",
+        on_quota_error="open" if options.on_backend_error == "open" else "closed",
     ) if options.redis_url else None
     verifier, syncer = build(api, options, shared)
     syncer.start()

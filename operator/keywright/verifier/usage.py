@@ -1,9 +1,10 @@
 """When each key was last used, and the status patches that tell people.
 
-Owns: remembering the last use of each (ApiKey, revision), and handing out at most one
-`status.lastUsedAt` / `status.lastUsedByRevision` merge patch per ApiKey per interval.
+Owns: remembering the last use of each (ApiKey, revision) and, for a key with a quota,
+its credits after the latest decision, and handing out at most one `status.lastUsedAt`
+/ `status.lastUsedByRevision` / `status.usage` merge patch per ApiKey per interval.
 Pure but for that memory; the time is a parameter and the caller sends the patches.
-Must not: touch any status field but those two (the operator owns the rest).
+Must not: touch any status field but those three (the operator owns the rest).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ class Usage:
         self.interval = interval
         self._seen: dict[tuple[str, str, int], float] = {}  # last use not yet reported
         self._patched: dict[tuple[str, str], float] = {}  # when each ApiKey was last patched
+        self._credits: dict[tuple[str, str], tuple[int, float]] = {}  # remaining, refilled
         self._lock = threading.Lock()
 
     def used(self, record: index.KeyRecord, now: float) -> None:
@@ -32,6 +34,10 @@ class Usage:
         without the lock; a use landing in the very moment `due` swaps the map is lost,
         and the next use of that key records it again."""
         self._seen[(record.namespace, record.name, record.revision)] = now
+
+    def credits(self, record: index.KeyRecord, remaining: int, refilled_at: float) -> None:
+        """A quota's state after a decision, for status.usage (the latest wins)."""
+        self._credits[(record.namespace, record.name)] = (remaining, refilled_at)
 
     def due(self, now: float) -> list[Patch]:
         """The patches to send now: for each ApiKey used since its last patch, unless
@@ -50,10 +56,15 @@ class Usage:
             patches = []
             for (namespace, name), revisions in sorted(grouped.items()):
                 self._patched[(namespace, name)] = now
-                patches.append((namespace, name, {
+                fields: dict[str, Any] = {
                     "lastUsedAt": _stamp(max(revisions.values())),
                     "lastUsedByRevision": {str(r): _stamp(t) for r, t in revisions.items()},
-                }))
+                }
+                credits = self._credits.pop((namespace, name), None)
+                if credits is not None:
+                    fields["usage"] = {"remaining": credits[0],
+                                       "refilledAt": _stamp(credits[1])}
+                patches.append((namespace, name, fields))
             return patches
 
     def failed(self, patch: Patch, now: float) -> None:
@@ -69,6 +80,7 @@ class Usage:
         """The ApiKey is gone: nothing to report for it any more."""
         with self._lock:
             self._patched.pop((namespace, name), None)
+            self._credits.pop((namespace, name), None)
             # a snapshot: requests add to _seen without the lock (list() of it is atomic)
             for key in [k for k in list(self._seen) if k[:2] == (namespace, name)]:
                 self._seen.pop(key, None)

@@ -463,3 +463,23 @@ def test_a_refused_context_value_is_not_quoted_back() -> None:
     assert caught.value.field == "spec.context.token"
     assert "s3cr3t" not in str(caught.value)
     assert "control characters" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("quota", "field"),
+    [
+        pytest.param({"limit": 0}, "spec.quota.limit", id="no credits at all"),
+        pytest.param({"limit": -5}, "spec.quota.limit", id="negative credits"),
+        pytest.param({"limit": 5, "refill": {"every": "0d"}}, "spec.quota.refill.every",
+                     id="a refill every zero days"),
+        pytest.param({"limit": 5, "refill": {"every": "1d", "amount": 0}},
+                     "spec.quota.refill.amount", id="a refill of nothing"),
+        pytest.param({"limit": 5, "refill": {"amount": 2}}, "spec.quota.refill.every",
+                     id="a refill that never comes"),
+    ],
+)
+def test_a_quota_that_cannot_work_is_refused_naming_the_field(
+        quota: dict[str, object], field: str) -> None:
+    with pytest.raises(models.SpecError) as refused:
+        models.validate_spec({"expiration": "30d", "quota": quota})
+    assert refused.value.field == field

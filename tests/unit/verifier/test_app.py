@@ -9,6 +9,7 @@ import io
 import ipaddress
 import json
 import logging
+import time
 from typing import Any
 
 import pytest
@@ -323,3 +324,37 @@ def test_a_requirement_no_key_can_meet_is_a_500_and_one_warning_a_minute(
     metrics = application.metrics.render().decode()
     assert 'keywright_verifier_decisions_total{code="INVALID_REQUIREMENT",status="500"} 4.0' \
         in metrics
+
+
+# -- quotas (in process) -----------------------------------------------------------------
+
+def test_an_exhausted_quota_answers_usage_limit_reached_and_status_usage_follows() -> None:
+    application = verifier(apikey(quota={"limit": 2, "refill": {"every": "1h"}}))
+    assert [call(application)[0] for _ in range(2)] == [200, 200]
+    status, headers, body = call(application)
+    assert (status, body) == (429, b'{"code":"USAGE_LIMIT_REACHED"}')
+    assert 3590 <= int(headers["retry-after"]) <= 3600  # the next refill
+    (patch,) = application.usage.due(time.time())
+    assert patch[2]["usage"]["remaining"] == 0
+
+
+def test_a_quota_without_refill_gives_no_retry_after() -> None:
+    application = verifier(apikey(quota={"limit": 1}))
+    assert call(application)[0] == 200
+    status, headers, body = call(application)
+    assert (status, body) == (429, b'{"code":"USAGE_LIMIT_REACHED"}')
+    assert "retry-after" not in headers
+
+
+def test_a_quota_restarts_from_status_usage_and_resets_with_the_annotation() -> None:
+    seeded = apikey(quota={"limit": 5})
+    seeded["status"]["usage"] = {"remaining": 1, "refilledAt": "2027-01-15T08:00:00Z"}
+    keys = index.Index()
+    keys.upsert(seeded)
+    application = app.Verifier(keys, lambda: PEPPERS, lambda: True, lambda: 0.0,
+                               app.VerifierSettings(audit=False))
+    assert [call(application)[0] for _ in range(2)] == [200, 429]  # 1 left, per status
+    reset = {**seeded, "metadata": {**seeded["metadata"],
+                                    "annotations": {"keywright.dev/reset-quota": "now"}}}
+    keys.upsert(reset)  # the annotation is read: the record is rebuilt
+    assert [call(application)[0] for _ in range(6)] == [200] * 5 + [429]
