@@ -27,7 +27,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 @pytest.fixture(scope="session")
 def control_plane() -> Iterator[controlplane.ControlPlane]:
-    plane = controlplane.ControlPlane(binaries.ensure_binaries(print), say=print)
+    # the audit log (writes only, metadata only) is how tests count API writes
+    plane = controlplane.ControlPlane(binaries.ensure_binaries(print), say=print, audit=True)
     plane.start()
     started = plane.pids
     try:

@@ -196,3 +196,27 @@ def headers(rate: limits.Rate, decision: limits.Decision) -> list[tuple[bytes, b
         (b"ratelimit-policy", f'"keywright";q={rate.requests};w={period}'.encode()),
         (b"ratelimit", f'"keywright";r={remaining};t={reset}'.encode()),
     ]
+
+
+class WriteClaims:
+    """At most one status write per ApiKey per interval across every replica: before a
+    replica sends a key's usage patch it claims the key in Redis (SET NX with an
+    expiry); a replica that finds it claimed keeps its note for later. Synchronous: the
+    usage thread calls it, with a connection of its own. If Redis cannot be asked, the
+    replica writes anyway (usage is never lost; the bound is then per replica)."""
+
+    def __init__(self, url: str, interval: float, timeout: float = 0.5) -> None:
+        self.interval = interval
+        self._client = redis.Redis.from_url(url, socket_timeout=timeout,
+                                            socket_connect_timeout=timeout)
+
+    def claim(self, namespace: str, name: str) -> bool:
+        key = limits_redis.keys(namespace, name)[0].replace(":rate", ":written")
+        try:
+            return bool(self._client.set(key, "1", nx=True,
+                                         px=max(1, int(self.interval * 1000))))
+        except (redis.exceptions.RedisError, OSError):
+            return True
+
+    def close(self) -> None:
+        self._client.close()

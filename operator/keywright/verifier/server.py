@@ -31,7 +31,16 @@ from granian.http import HTTP1Settings
 from keywright import kube
 from keywright.core import names
 from keywright.kits import processes
-from keywright.verifier import app, audit, decision, index, limits_backend, sync, usagepatch
+from keywright.verifier import (
+    app,
+    audit,
+    decision,
+    index,
+    limits_backend,
+    sync,
+    usage,
+    usagepatch,
+)
 
 log = logging.getLogger(__name__)
 OPTIONS_ENV = "KEYWRIGHT_VERIFIER_OPTIONS"  # how the supervisor hands options to its worker
@@ -125,7 +134,9 @@ def worker_app() -> app.Verifier:
     ) if options.redis_url else None
     verifier, syncer = build(api, options, shared)
     syncer.start()
-    threading.Thread(target=usagepatch.run, args=(api, verifier, threading.Event()),
+    claims = limits_backend.WriteClaims(options.redis_url, usage.INTERVAL) \
+        if options.redis_url else None
+    threading.Thread(target=usagepatch.run, args=(api, verifier, threading.Event(), claims),
                      daemon=True, name="usage patches").start()
     return verifier
 
