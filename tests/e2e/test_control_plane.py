@@ -156,12 +156,18 @@ def _check_dev(dev: subprocess.Popen[str]) -> None:
     ours = _processes_mentioning(str(workdir))
     # etcd, kube-apiserver, kube-controller-manager, operator, verifier and its worker
     assert len(ours) == 6, ours
+    # and redis-server for the verifier's shared limits (its title names no path)
+    said = re.search(r"redis-server on \S+ \(pid (\d+)\)", "".join(output))
+    assert said is not None, "".join(output)
+    ours.append(int(said.group(1)))
+    assert processes.alive(ours[-1])
 
     # the printed line, run as printed, in a shell with the printed KUBECONFIG
     answer = subprocess.run(["bash", "-c", curl + " -sS"], capture_output=True, text=True,
                             env={**os.environ, "KUBECONFIG": str(kubeconfig)}, timeout=30)
     assert answer.stdout.startswith("HTTP/1.1 200"), answer.stdout + answer.stderr
     assert "x-keywright-name: sample-billing-sync" in answer.stdout
+    assert "x-ratelimit-limit: 600" in answer.stdout  # counted on the dev Redis
     assert answer.stdout.rstrip().endswith('{"code":"OK"}')
 
     def sample_phase() -> str:

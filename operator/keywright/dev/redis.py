@@ -31,10 +31,12 @@ class RedisError(errors.KeywrightError):
 
 
 class RedisServer:
-    def __init__(self, *, password: bool = True, port: int | None = None) -> None:
+    def __init__(self, *, password: bool = True, port: int | None = None,
+                 workdir: Path | None = None) -> None:
         self.password = secrets.token_urlsafe(24) if password else None
         self.port = port or processes.free_port()
-        self.workdir = Path(tempfile.mkdtemp(prefix="keywright-redis-"))
+        self.workdir = workdir or Path(tempfile.mkdtemp(prefix="keywright-redis-"))
+        self.workdir.mkdir(parents=True, exist_ok=True)
         self._popen: subprocess.Popen[bytes] | None = None
 
     @property

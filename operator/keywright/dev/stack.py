@@ -2,7 +2,9 @@
 `keywright dev --node`: the same product as real Pods on a real node.
 
 Owns: starting the control plane, installing the CRD, running the operator (with its
-admission webhooks) and the verifier as child processes, applying the samples, telling
+admission webhooks) and the verifier as child processes (the verifier's limits shared
+on a redis-server of its own when Debian's redis-server is installed), applying the
+samples, telling
 the user how to reach it all (down to a `curl` line that verifies the sample key), and
 stopping exactly what it started on Ctrl-C. With `--node`: building the image, starting
 the node with it imported, `kubectl apply -k` of the install overlay, and forwarding the
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import shutil
 import socket
 import subprocess
 import sys
@@ -26,7 +29,7 @@ import yaml
 
 from keywright import kube
 from keywright.core import names
-from keywright.dev import binaries, controlplane, image, install, node
+from keywright.dev import binaries, controlplane, image, install, node, redis
 from keywright.kits import processes
 
 OPERATOR_NAMESPACE = names.DEFAULT_NAMESPACE
@@ -39,6 +42,7 @@ Say = Callable[[str], None]
 def run(workdir: Path | None, say: Say) -> int:
     plane = controlplane.ControlPlane(binaries.ensure_binaries(say), workdir=workdir, say=say)
     operator = verifier = None
+    limits: redis.RedisServer | None = None
     try:
         say("starting etcd, kube-apiserver and kube-controller-manager ...")
         plane.start()
@@ -51,9 +55,19 @@ def run(workdir: Path | None, say: Say) -> int:
              "--webhook-port", str(processes.free_port()), "--webhook-host", "127.0.0.1"],
             logs / "operator.log")
         port = _port()
+        shared: list[str] = []
+        if shutil.which("redis-server"):
+            limits = redis.RedisServer(workdir=plane.workdir / "redis")
+            limits.start()
+            shared = ["--redis-url", limits.address,
+                      "--redis-password-file", str(limits.password_file)]
+            say(f"redis-server on {limits.address} (pid {limits.pid}): rate limits and "
+                "quotas are shared, as with several verifier replicas")
+        else:
+            say("no redis-server installed: the verifier keeps its limits in process")
         verifier = processes.spawn(
             [sys.executable, "-m", "keywright.cli", "verifier", *common,
-             "--host", "127.0.0.1", "--port", str(port)], logs / "verifier.log")
+             "--host", "127.0.0.1", "--port", str(port), *shared], logs / "verifier.log")
         applied = _apply_samples(api)
         say(f"local control plane ready at {plane.server} (data in {plane.workdir})")
         say(f"operator running (pid {operator.pid}); its log: {logs / 'operator.log'}")
@@ -80,6 +94,8 @@ def run(workdir: Path | None, say: Say) -> int:
     finally:
         processes.terminate(verifier)
         processes.terminate(operator)
+        if limits is not None:
+            limits.stop()
         plane.stop()
         say("stopped; nothing left running")
 
