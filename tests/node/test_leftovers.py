@@ -36,6 +36,7 @@ def left_behind(owner: str) -> tuple[Path, str]:
 
 
 def test_the_next_run_removes_what_a_killed_run_left() -> None:
+    host = node.HostState.observe()  # /run/netns among it: `ip netns add` makes it
     dead, dead_netns = left_behind(dead_identity())
     alive, alive_netns = left_behind(processes.identity(os.getpid()) or "")
     try:
@@ -50,3 +51,5 @@ def test_the_next_run_removes_what_a_killed_run_left() -> None:
         subprocess.run(["umount", str(alive / "kubelet" / "pods" / "x")], check=False)
         subprocess.run(["ip", "netns", "delete", alive_netns], check=False)
         subprocess.run(["rm", "-rf", str(alive)], check=False)
+        host.restore()
+    assert node.HostState.observe() == host
