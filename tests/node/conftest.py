@@ -22,7 +22,7 @@ import pytest
 from kubernetes import client, config
 
 from keywright.dev import image, install, node
-from keywright.kits import processes
+from keywright.kits import mounts, processes
 from tests.support import k8s
 from tests.support.waiting import eventually
 
@@ -62,7 +62,7 @@ def cluster_node(archive: Path, timings: dict[str, float]) -> Iterator[node.Node
     began = time.monotonic()
     the_node = node.Node(print, images=(archive,), audit=True)
     node.remove_leftovers(print)  # a killed earlier run's, so that the host is as found
-    host, mounts = node.HostState.observe(), node.mount_points()
+    host, mounted = node.HostState.observe(), mounts.points()
     the_node.start()
     timings["node start to Ready"] = time.monotonic() - began
     pids, workdir, netns = the_node.pids, the_node.workdir, the_node.netns
@@ -75,7 +75,7 @@ def cluster_node(archive: Path, timings: dict[str, float]) -> Iterator[node.Node
         assert not workdir.exists()
         assert not (Path("/run/netns") / netns).exists()
         assert node.HostState.observe() == host  # sysctls, host paths, /run/netns
-        assert node.mount_points() == mounts
+        assert mounts.points() == mounted
         assert not list(Path("/sys/fs/cgroup").glob("*/kubepods"))
         assert not any(str(workdir).encode() in cmdline.read_bytes()
                        for cmdline in Path("/proc").glob("[0-9]*/cmdline")

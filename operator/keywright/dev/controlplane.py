@@ -419,6 +419,10 @@ class ControlPlane:
         return self._get("/api/v1/namespaces/default/serviceaccounts/default") == 200
 
     def _get(self, path: str) -> int:
+        return self.fetch(path)[0]
+
+    def fetch(self, path: str) -> tuple[int, bytes]:
+        """GET `path` as admin: (status, body); status 0 if nothing answered."""
         request = urllib.request.Request(  # noqa: S310 - our own https URL
             self.server + path,
             headers={"Authorization": f"Bearer {self.users[ADMIN].token}"},
@@ -427,11 +431,11 @@ class ControlPlane:
         try:
             with urllib.request.urlopen(request, timeout=2, context=context) as response:  # noqa: S310
                 status: int = response.status
-                return status
+                return status, response.read()
         except urllib.error.HTTPError as exc:
-            return exc.code
+            return exc.code, b""
         except (OSError, ssl.SSLError):
-            return 0
+            return 0, b""
 
 
 def _tail(path: Path, lines: int = 20) -> str:

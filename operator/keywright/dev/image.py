@@ -31,6 +31,7 @@ from pathlib import Path
 
 from keywright.core import errors
 from keywright.dev import apt, binaries
+from keywright.kits import mounts
 
 Say = Callable[[str], None]
 
@@ -175,7 +176,7 @@ def base_archive(say: Say) -> Path:
         finally:
             # debootstrap mounts proc and sys inside while it works: never delete
             # through them
-            _unmount_under(rootfs)
+            mounts.unmount_under(rootfs)
         for sub in BASE_PRUNE:
             target = rootfs / sub
             if target.is_dir():
@@ -296,14 +297,6 @@ class _Storage:
         _run(["buildah", "--root", str(self.root / "root"), "--runroot",
               str(self.root / "run"), "--storage-driver", "vfs", *argv],
              f"buildah {argv[0]}", say=say)
-
-
-def _unmount_under(directory: Path) -> None:
-    prefix = str(directory) + "/"
-    points = [line.split()[4] for line in Path("/proc/self/mountinfo").read_text().splitlines()]
-    for point in sorted((p for p in points if (p + "/").startswith(prefix)),
-                        key=lambda p: p.count("/"), reverse=True):
-        subprocess.run(["umount", "-l", point], capture_output=True, check=False)
 
 
 def _progress(line: str) -> bool:

@@ -29,15 +29,13 @@ import fcntl
 import ipaddress
 import json
 import os
+import secrets
 import shutil
 import socket
-import ssl
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -51,7 +49,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from keywright.dev import apt, binaries, controlplane, image
-from keywright.kits import processes
+from keywright.kits import mounts, processes
 
 Say = Callable[[str], None]
 
@@ -122,7 +120,7 @@ class HostState:
             if str(path) not in self.existing and path.exists():
                 shutil.rmtree(path, ignore_errors=True)
         if not self.netns_dir and NETNS_DIR.is_dir() and not any(NETNS_DIR.iterdir()):
-            while str(NETNS_DIR) in mount_points():
+            while str(NETNS_DIR) in mounts.points():
                 if subprocess.run(["umount", str(NETNS_DIR)], capture_output=True,
                                   check=False).returncode != 0:
                     break
@@ -162,7 +160,7 @@ class Node(controlplane.ControlPlane):
         self.netns = f"kw-{uuid.uuid4().hex[:8]}"
         for name, groups in ((NODE_USER, ("system:nodes",)), (PROXY_USER, ()),
                              (SCHEDULER_USER, ())):
-            self.users[name] = controlplane.TokenUser(name, _token(), groups)
+            self.users[name] = controlplane.TokenUser(name, secrets.token_urlsafe(32), groups)
         self._host: HostState | None = None
         self._lock: IO[str] | None = None
         self.timings: dict[str, float] = {}
@@ -276,7 +274,7 @@ class Node(controlplane.ControlPlane):
             _teardown(self.workdir, self.netns, self._host)
             for name in reversed(list(self._processes)):
                 self._terminate(name)
-            _unmount_under(self.workdir)
+            mounts.unmount_under(self.workdir)
             if not self.keep_workdir:
                 shutil.rmtree(self.workdir, ignore_errors=True)
             self.workdir = Path()
@@ -552,16 +550,11 @@ class Node(controlplane.ControlPlane):
 
     def get_json(self, path: str) -> dict[str, Any] | None:
         """GET `path` from the API server as admin; None unless 200."""
-        request = urllib.request.Request(  # noqa: S310 - our own https URL
-            self.server + path,
-            headers={"Authorization": f"Bearer {self.users[controlplane.ADMIN].token}"})
-        context = ssl.create_default_context(cafile=str(self.ca_file))
-        try:
-            with urllib.request.urlopen(request, timeout=5, context=context) as response:  # noqa: S310
-                loaded: dict[str, Any] = json.load(response)
-                return loaded
-        except (OSError, ValueError, ssl.SSLError):
+        status, body = self.fetch(path)
+        if status != 200:
             return None
+        loaded: dict[str, Any] = json.loads(body)
+        return loaded
 
     # -- stopping ---------------------------------------------------------------------
 
@@ -620,7 +613,7 @@ def remove_leftovers(say: Say, base: Path | None = None) -> list[Path]:
         except (OSError, ValueError):
             continue
         _teardown(path, netns, HostState.load(path / HOST_FILE))
-        _unmount_under(path)
+        mounts.unmount_under(path)
         shutil.rmtree(path, ignore_errors=True)
         say(f"removed {path} and what it left on the host, left by a node run that was "
             "killed")
@@ -639,16 +632,12 @@ def _teardown(workdir: Path, netns: str, host: HostState | None) -> None:
         subprocess.run([*runc, "delete", "--force", container], capture_output=True,
                        check=False)
     _kill_shims(workdir / "containerd" / "containerd.sock")
-    _unmount_under(workdir)
+    mounts.unmount_under(workdir)
     if netns.startswith("kw-") and (NETNS_DIR / netns).exists():
         subprocess.run(["ip", "netns", "delete", netns], check=False, capture_output=True)
     _remove_cgroups("kubepods")
     if host is not None:
         host.restore()
-
-
-def mount_points() -> set[str]:
-    return {line.split()[4] for line in Path("/proc/self/mountinfo").read_text().splitlines()}
 
 
 def _kill_shims(socket_path: Path) -> None:
@@ -665,22 +654,6 @@ def _kill_shims(socket_path: Path) -> None:
         if b"containerd-shim" in argv and marker in argv:
             with contextlib.suppress(OSError):
                 os.kill(int(proc.name), 9)
-
-
-def _unmount_under(directory: Path) -> None:
-    """Unmount everything under `directory`, deepest first (kubelet's secret tmpfs, its
-    bind-mounted root, the sandbox netns files, the containers' root filesystems)."""
-    prefix = str(directory) + "/"
-    mounts: list[str] = []
-    for _ in range(3):
-        mounts = sorted({m for m in mount_points() if (m + "/").startswith(prefix)},
-                        key=lambda m: m.count("/"), reverse=True)
-        if not mounts:
-            return
-        for mount in mounts:
-            subprocess.run(["umount", mount], capture_output=True, check=False)
-    for mount in mounts:  # still busy: detach
-        subprocess.run(["umount", "-l", mount], capture_output=True, check=False)
 
 
 def _remove_cgroups(name: str) -> None:
@@ -702,12 +675,6 @@ def _directories(top: Path) -> Iterator[Path]:
     for directory, subdirs, _ in os.walk(top):
         for sub in subdirs:
             yield Path(directory) / sub
-
-
-def _token() -> str:
-    import secrets
-
-    return secrets.token_urlsafe(32)
 
 
 def _run(argv: list[str], what: str) -> None:
