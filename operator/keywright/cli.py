@@ -23,7 +23,7 @@ from pathlib import Path
 import kopf
 
 from keywright import kube
-from keywright.controller import pepper, reconcile
+from keywright.controller import pepper, reconcile, redispassword
 from keywright.core import crd, errors, names, tokens
 
 # the gateway the verifier's end-to-end tests put in front of it, and the benchmarks' load
@@ -96,6 +96,10 @@ def _parser() -> argparse.ArgumentParser:
                     "cert-manager); default: a CA and certificate made at start")
     op.add_argument("--liveness", metavar="URL",
                     help="serve Kopf's health check here, e.g. http://0.0.0.0:8081/healthz")
+    op.add_argument("--redis-password-secret", metavar="NAME",
+                    help="make Secret NAME in --namespace with a new Redis password (keys "
+                    "password and auth.conf) if it does not exist; deploy/ runs its Redis "
+                    "and verifiers with it")
     op.set_defaults(run=_operator)
 
     ver = commands.add_parser("verifier", help="the verification service gateways call")
@@ -260,6 +264,8 @@ def _operator(args: argparse.Namespace) -> int:
         os.environ["KUBECONFIG"] = args.kubeconfig  # Kopf's own login reads it too
     api = kube.Kube.connect(args.kubeconfig)
     peppers = pepper.load_or_create(api, args.namespace)
+    if args.redis_password_secret:
+        redispassword.ensure(api, args.namespace, args.redis_password_secret)
     reconciler = reconcile.Reconciler(api, reconcile.ReconcilerSettings(
         namespace=args.namespace, default_prefix=args.default_prefix, workers=args.workers),
         peppers)

@@ -123,7 +123,8 @@ def webhooks(operator: k8s.Operator, control_plane: controlplane.ControlPlane,
     deleted, so the next module's operator (started without webhooks) stands alone."""
     operator.stop()
     operator.start(extra=("--webhook-port", str(processes.free_port()),
-                          "--webhook-host", "127.0.0.1"))
+                          "--webhook-host", "127.0.0.1",
+                          "--redis-password-secret", "keywright-redis"))
     try:
         eventually(lambda: _webhooks_configured(control_plane.kubeconfig), timeout=30,
                    what="webhook configurations")

@@ -8,6 +8,7 @@ and the lifecycle, verification, webhook and injection checks run against them.
 
 from __future__ import annotations
 
+import base64
 import json
 import subprocess
 import uuid
@@ -18,6 +19,8 @@ import pytest
 import yaml
 from kubernetes import client
 
+from keywright import kube
+from keywright.controller import redispassword
 from keywright.dev import controlplane
 from tests.support import k8s
 from tests.support.k8s import Cluster, Operator, Verifier, kubectl
@@ -61,7 +64,9 @@ def test_apply_k_installs_everything(installed: subprocess.CompletedProcess[str]
                     "deployment.apps/keywright-operator", "deployment.apps/keywright-verifier",
                     "service/keywright-verifier", "service/keywright-webhook",
                     "poddisruptionbudget.policy/keywright-verifier",
-                    "clusterrole.rbac.authorization.k8s.io/keywright-view"):
+                    "clusterrole.rbac.authorization.k8s.io/keywright-view",
+                    "deployment.apps/keywright-redis", "service/keywright-redis",
+                    "configmap/keywright-redis", "networkpolicy.networking.k8s.io/keywright-redis"):
         assert created in installed.stdout
     operator = json.loads(kubectl(control_plane.kubeconfig, "-n", SYSTEM, "get", "deployment",
                                   "keywright-operator", "-o", "json").stdout)
@@ -70,6 +75,58 @@ def test_apply_k_installs_everything(installed: subprocess.CompletedProcess[str]
     assert container["securityContext"] == {
         "allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
         "capabilities": {"drop": ["ALL"]}}
+
+
+def test_redis_and_the_verifiers_share_one_password_the_operator_made(
+        as_deployed: tuple[Operator, Verifier], accounts: dict[str, Path], api: client.ApiClient,
+        control_plane: controlplane.ControlPlane, caplog: pytest.LogCaptureFixture) -> None:
+    core = client.CoreV1Api(api)
+    made = eventually(lambda: _secret_or_none(core, "keywright-redis"), timeout=30,
+                      what="the operator's Redis password Secret")
+    assert made.metadata.labels["app.kubernetes.io/managed-by"] == "keywright"
+    password = base64.b64decode(made.data["password"])
+    assert len(password) >= 43  # 32 random bytes
+    assert base64.b64decode(made.data["auth.conf"]) == b"requirepass " + password + b"\n"
+    # what deploy/ mounts is what the operator made: the verifiers read `password` and
+    # reach the Service by name; Redis includes `auth.conf`
+    rendered = list(yaml.safe_load_all(kubectl(
+        control_plane.kubeconfig, "kustomize", str(k8s.REPO / "deploy" / "base")).stdout))
+    deployments = {d["metadata"]["name"]: d["spec"]["template"]["spec"] for d in rendered
+                   if d["kind"] == "Deployment"}
+    verifier, redis = deployments["keywright-verifier"], deployments["keywright-redis"]
+    mounted = {v["name"]: v["secret"] for spec in (verifier, redis)
+               for v in spec["volumes"] if "secret" in v}
+    assert mounted["redis-password"]["items"] == [{"key": "password", "path": "password"}]
+    assert mounted["auth"]["items"] == [{"key": "auth.conf", "path": "auth.conf"}]
+    assert {m["secretName"] for m in mounted.values()} == {"keywright-redis"}
+    env = {e["name"]: e.get("value") for e in verifier["containers"][0]["env"]}
+    assert env["KEYWRIGHT_REDIS_URL"] == "redis://keywright-redis:6379/0"
+    assert "--redis-password-file=/etc/keywright/redis/password" in verifier[
+        "containers"][0]["args"]
+    config = next(d for d in rendered if d["kind"] == "ConfigMap")["data"]["redis.conf"]
+    assert "include /etc/redis/auth/auth.conf" in config
+    # made once: the operator's account finds it and changes nothing, nor a foreign one
+    as_operator = kube.Kube.connect(str(accounts["operator"]))
+    assert redispassword.ensure(as_operator, SYSTEM, "keywright-redis") is False
+    assert core.read_namespaced_secret("keywright-redis", SYSTEM).metadata.resource_version \
+        == made.metadata.resource_version
+    core.create_namespaced_secret(SYSTEM, client.V1Secret(
+        metadata=client.V1ObjectMeta(name="redis-by-hand"), string_data={"password": "x"}))
+    with caplog.at_level("WARNING"):
+        assert redispassword.ensure(as_operator, SYSTEM, "redis-by-hand") is False
+    assert "has no auth.conf" in caplog.text
+    assert core.read_namespaced_secret("redis-by-hand", SYSTEM).data == {
+        "password": base64.b64encode(b"x").decode()}
+    core.delete_namespaced_secret("redis-by-hand", SYSTEM)
+
+
+def _secret_or_none(core: client.CoreV1Api, name: str) -> client.V1Secret | None:
+    try:
+        return core.read_namespaced_secret(name, SYSTEM)
+    except client.ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise
 
 
 def test_the_1_20_overlay_changes_only_the_pdb_api_version() -> None:

@@ -1,13 +1,16 @@
 """Rate limits shared on a real redis-server by three verifier processes: exactly N per
 period whichever replica answers, the headers clients read, and Redis dying and coming
-back under load (no 5xx, bounded latency, recovery in seconds); a misconfigured backend
+back under load (no 5xx, bounded latency, recovery in seconds), or restarting empty
+(rate limits start over, quotas start again from status.usage); a misconfigured backend
 stops the verifier at start with one clear line."""
 
 from __future__ import annotations
 
 import itertools
 import json
+import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -76,6 +79,14 @@ def issue_everywhere(cluster: k8s.Cluster, trio: list[k8s.Verifier], namespace: 
     return key
 
 
+def kill(redis_server: RedisServer) -> None:
+    """SIGKILL, as an OOM kill or a lost node: gone at once (a SIGTERMed Redis may still
+    answer while it shuts down)."""
+    assert redis_server.pid is not None
+    os.kill(redis_server.pid, signal.SIGKILL)
+    redis_server.stop()  # reaps it
+
+
 def hammer(trio: list[k8s.Verifier], key: k8s.Plaintext, seconds: float,
            ) -> list[tuple[float, k8s.Response]]:
     """Requests round-robin over the replicas, one after another, for `seconds`."""
@@ -129,7 +140,7 @@ def test_redis_dying_under_load_lets_keys_through_then_limits_return(
     spent = [s for s, _, _ in (one.get("/verify", {"X-API-Key": key})
                                for one in ready_trio * 2)]
     assert spent.count(200) == 3
-    redis_server.stop()
+    kill(redis_server)
     try:
         during = hammer(ready_trio, key, 3.0)
         statuses = [response[0] for _, response in during]
@@ -241,6 +252,36 @@ def test_credits_come_back_at_the_refill_and_with_the_reset_annotation(
     eventually(lambda: ready_trio[2].get("/verify", {"X-API-Key": once})[0] == 200,
                timeout=10, what="the credits reset")
     assert ready_trio[0].get("/verify", {"X-API-Key": once})[0] == 429  # one, not one each
+
+
+def test_redis_restarted_empty_starts_limits_over_and_quotas_from_status_usage(
+        cluster: k8s.Cluster, ready_trio: list[k8s.Verifier], redis_server: RedisServer,
+        namespace: str) -> None:
+    credits, spent = 10, 4
+    key = quota_key(cluster, ready_trio, namespace, "restarted", {"limit": credits})
+    # spent on two replicas: the status writer reports what Redis holds, not what it saw
+    assert [ready_trio[min(i, 1)].get("/verify", {"X-API-Key": key})[0]
+            for i in range(spent)] == [200] * spent
+    # written at most once a minute: the first write may have come from the probes
+    eventually(lambda: (cluster.status(namespace, "restarted").get("usage") or {})
+               .get("remaining") == credits - spent,
+               timeout=75, interval=1, what="status.usage.remaining == 6")
+    kill(redis_server)
+    redis_server.start()  # no persistence: every counter is gone
+    exhausted, unavailable = k8s.answer("USAGE_LIMIT_REACHED"), k8s.answer("LIMITS_UNAVAILABLE")
+    bodies: list[bytes] = []
+    for i in range(60):  # until each replica has said "spent" (a replica's first call
+        # after the restart may find its connection broken: 429 LIMITS_UNAVAILABLE,
+        # nothing spent)
+        status, _, body = ready_trio[i % 3].get("/verify", {"X-API-Key": key})
+        bodies.append(b"200" if status == 200 else body)
+        if bodies[-3:] == [exhausted] * 3:
+            break
+        time.sleep(0.05)
+    # the credits left, not a full quota again: no credit is handed out twice
+    assert bodies.count(b"200") == credits - spent, bodies
+    assert set(bodies) <= {b"200", exhausted, unavailable}
+    assert bodies[-3:] == [exhausted] * 3
 
 
 def test_a_quota_without_the_backend_is_kept_in_process(

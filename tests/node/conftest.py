@@ -60,7 +60,7 @@ def archive(tmp_path_factory: pytest.TempPathFactory, timings: dict[str, float])
 @pytest.fixture(scope="session")
 def cluster_node(archive: Path, timings: dict[str, float]) -> Iterator[node.Node]:
     began = time.monotonic()
-    the_node = node.Node(print, images=(archive,), audit=True)
+    the_node = node.Node(print, images=(archive, node.redis_archive(print)), audit=True)
     node.remove_leftovers(print)  # a killed earlier run's, so that the host is as found
     host, mounted = node.HostState.observe(), mounts.points()
     the_node.start()
@@ -92,12 +92,16 @@ def api(cluster_node: node.Node) -> Iterator[client.ApiClient]:
 def installed(cluster_node: node.Node, api: client.ApiClient,
               tmp_path_factory: pytest.TempPathFactory, timings: dict[str, float]) -> None:
     """README's install: an overlay naming the image, `kubectl apply -k`, and wait until
-    the operator and both verifiers are Ready."""
+    the operator, Redis and both verifiers are Ready. (The node has no cluster DNS and
+    cannot pull: the overlay also names the local Redis image and gives the verifiers
+    Redis's Service address.)"""
     overlay = tmp_path_factory.mktemp("overlay")
-    install.overlay(overlay, k8s.REPO / "deploy" / "k8s-1.20", IMAGE)
+    install.overlay(overlay, k8s.REPO / "deploy" / "k8s-1.20", IMAGE,
+                    redis_image=node.REDIS_IMAGE)
     began = time.monotonic()
     k8s.kubectl(cluster_node.kubeconfig, "apply", "--validate=false", "-k", str(overlay))
     ready_pods(api, SYSTEM, "app.kubernetes.io/name=keywright-operator", 1)
+    ready_pods(api, SYSTEM, "app.kubernetes.io/name=keywright-redis", 1)
     ready_pods(api, SYSTEM, "app.kubernetes.io/name=keywright-verifier", 2)
     timings["apply to Ready"] = time.monotonic() - began
 

@@ -2,7 +2,8 @@
 README's `kubectl apply -k`: the operator and verifiers Ready as their ServiceAccounts,
 the webhooks reached through their Service, a key injected into a real process that
 uses it, a rotation that rolls the app exactly once, and faults (the operator Pod
-deleted mid-issue, a verifier killed under load behind a retrying gateway)."""
+deleted mid-issue, a verifier killed under load behind a retrying gateway), and a rate
+limit that holds exactly across both verifiers through the Redis deploy/ runs."""
 
 from __future__ import annotations
 
@@ -472,6 +473,91 @@ def test_a_verifier_killed_under_load_costs_no_5xx_through_a_retrying_gateway(
     restarted = client.CoreV1Api(api).read_namespaced_pod(str(victim.metadata.name), SYSTEM)
     assert int(restarted.status.container_statuses[0].restart_count or 0) >= 1  # it really died
     ready_pods(api, SYSTEM, VERIFIER, 2)
+
+
+# -- limits shared through deploy/'s Redis -----------------------------------------------
+
+# From inside the node: `count` requests, alternating between the verifier Pods given, with
+# the key from stdin; prints each (pod, status, X-RateLimit-Remaining).
+ALTERNATE = textwrap.dedent("""
+    import http.client, json, sys
+    addresses, count = sys.argv[1].split(","), int(sys.argv[2])
+    key = sys.stdin.readline().strip()
+    answers = []
+    for i in range(count):
+        address = addresses[i % len(addresses)]
+        conn = http.client.HTTPConnection(address, 8080, timeout=5)
+        conn.request("GET", "/verify", headers={"X-API-Key": key})
+        response = conn.getresponse()
+        answers.append([address, response.status,
+                        response.getheader("X-RateLimit-Remaining")])
+        conn.close()
+    print(json.dumps(answers))
+""")
+
+
+def test_the_default_install_allows_exactly_the_limit_across_both_verifiers(
+        api: client.ApiClient, cluster: k8s.Cluster, namespace: str,
+        cluster_node: node.Node) -> None:
+    limit = 7
+    cluster.apply(manifests.apikey("metered", namespace, scopes=["Orders.Read"],
+                                   rateLimit={"requests": limit, "period": "1h"}))
+    cluster.wait_phase(namespace, "metered", "Active", timeout=60)
+    key = cluster.plaintext(namespace, "metered")
+    verifiers = ready_pods(api, SYSTEM, VERIFIER, 2)
+    addresses = ",".join(str(p.status.pod_ip) for p in verifiers)
+
+    def indexed_by_both() -> bool:  # Orders.Write, which it lacks: 403, nothing spent
+        probe = textwrap.dedent("""
+            import http.client, sys
+            key = sys.stdin.readline().strip()
+            for address in sys.argv[1].split(","):
+                conn = http.client.HTTPConnection(address, 8080, timeout=5)
+                conn.request("GET", "/verify?scope=Orders.Write", headers={"X-API-Key": key})
+                if conn.getresponse().status != 403:
+                    sys.exit(1)
+        """)
+        return subprocess.run(cluster_node.nsenter([sys.executable, "-c", probe, addresses]),
+                              input=key + "\n", text=True, check=False,
+                              capture_output=True).returncode == 0
+    eventually(indexed_by_both, timeout=30, interval=0.5, what="both verifiers have the key")
+    result = subprocess.run(
+        cluster_node.nsenter([sys.executable, "-c", ALTERNATE, addresses, str(3 * limit)]),
+        input=key + "\n", text=True, capture_output=True, check=True, timeout=60)
+    answers = json.loads(result.stdout)
+    statuses = [status for _, status, _ in answers]
+    assert statuses == [200] * limit + [429] * (2 * limit), statuses  # not 2 x the limit
+    assert {address for address, status, _ in answers if status == 200} == set(
+        addresses.split(","))  # both replicas let some through: one count, shared
+    assert [int(left) for _, status, left in answers if status == 200] == list(
+        range(limit - 1, -1, -1))
+    for verifier in verifiers:
+        said = logs(api, SYSTEM, str(verifier.metadata.name))
+        assert "rate limits are in-process" not in said
+
+
+def test_the_redis_password_is_made_once_and_only_verifiers_may_reach_redis(
+        api: client.ApiClient, installed: None) -> None:
+    core = client.CoreV1Api(api)
+    secret = core.read_namespaced_secret("keywright-redis", SYSTEM)
+    password = base64.b64decode(secret.data["password"])
+    assert len(password) >= 32
+    assert base64.b64decode(secret.data["auth.conf"]) == b"requirepass " + password + b"\n"
+    (redis,) = ready_pods(api, SYSTEM, "app.kubernetes.io/name=keywright-redis", 1)
+    assert redis.spec.security_context.run_as_user == 999
+    policy = client.NetworkingV1Api(api).read_namespaced_network_policy(
+        "keywright-redis", SYSTEM)
+    assert policy.spec.ingress[0]._from[0].pod_selector.match_labels == {
+        "app.kubernetes.io/name": "keywright-verifier"}
+    # the operator restarted keeps the password (create-if-absent)
+    (operator,) = ready_pods(api, SYSTEM, OPERATOR, 1)
+    core.delete_namespaced_pod(str(operator.metadata.name), SYSTEM)
+    eventually(lambda: [p for p in ready_pods(api, SYSTEM, OPERATOR, 1)
+                        if p.metadata.name != operator.metadata.name],
+               timeout=120, interval=1, what="a new operator Pod")
+    again = core.read_namespaced_secret("keywright-redis", SYSTEM)
+    assert again.data["password"] == secret.data["password"]
+    assert again.metadata.resource_version == secret.metadata.resource_version
 
 
 def test_secrets_never_reach_the_pods_logs(api: client.ApiClient, cluster: k8s.Cluster,

@@ -3,7 +3,8 @@
 Owns: the set-up that `keywright dev` and the benchmarks share (create or update the CRD
 and wait until it is Established, create namespaces and ApiKeys if absent), through
 `kube.Kube`'s generic calls; and the install overlay (deploy/ with the image replaced)
-that `keywright dev --node` and the node tests apply, as README's install section shows.
+that `keywright dev --node` and the node tests apply, as README's install section shows
+(on the local node, with the Redis image and the Redis address put in place too).
 Must not: be needed by the operator or the verifier (a real cluster is installed with
 `kubectl apply -k deploy/`), or decide anything about a key.
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import textwrap
 import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -22,6 +24,24 @@ from keywright.core import crd, names
 
 CRDS = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
 SHIPPED_IMAGE = "ghcr.io/keywright/keywright"  # deploy/base's image, which overlays replace
+SHIPPED_REDIS_IMAGE = "docker.io/library/redis"  # deploy/base/redis.yaml's
+# no cluster DNS: $(VAR) takes the Service address Kubernetes sets in the environment of
+# Pods created after the Service (kubectl apply -k creates Services before Deployments)
+NO_DNS_PATCH = """\
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: keywright-verifier
+  namespace: keywright-system
+spec:
+  template:
+    spec:
+      containers:
+        - name: verifier
+          env:
+            - name: KEYWRIGHT_REDIS_URL
+              value: redis://$(KEYWRIGHT_REDIS_SERVICE_HOST):6379/0
+"""
 
 
 def bootstrap(api: kube.Kube, namespaces: Iterable[str] = ()) -> None:
@@ -60,18 +80,29 @@ def create_apikey(api: kube.Kube, namespace: str, body: Mapping[str, Any]) -> di
     return api.create_object(api.apikeys_path(namespace), body)
 
 
-def overlay(directory: Path, deploy: Path, image: str) -> Path:
+def overlay(directory: Path, deploy: Path, image: str, *,
+            redis_image: str | None = None) -> Path:
     """The overlay README's install section shows: `deploy` (a directory of deploy/) as
-    is, with the image replaced by `image` (REPOSITORY:TAG). Written into `directory`."""
+    is, with the image replaced by `image` (REPOSITORY:TAG). Written into `directory`.
+
+    With `redis_image` (the local node's): Redis runs from that image, and the verifiers
+    reach it by the Service's address that Kubernetes puts in their environment, since
+    the local node has no cluster DNS to resolve `keywright-redis` with."""
     base = os.path.relpath(deploy.resolve(), directory.resolve())
     repository, tag = image.rsplit(":", 1)
+    text = ("apiVersion: kustomize.config.k8s.io/v1beta1\n"
+            "kind: Kustomization\n"
+            f"resources:\n  - {base}\n"
+            "images:\n"
+            f"  - name: {SHIPPED_IMAGE}\n"
+            f"    newName: {repository}\n"
+            f"    newTag: \"{tag}\"\n")
+    if redis_image is not None:
+        redis_repository, redis_tag = redis_image.rsplit(":", 1)
+        text += (f"  - name: {SHIPPED_REDIS_IMAGE}\n"
+                 f"    newName: {redis_repository}\n"
+                 f"    newTag: \"{redis_tag}\"\n"
+                 f"patches:\n  - patch: |-\n{textwrap.indent(NO_DNS_PATCH, ' ' * 6)}")
     path = directory / "kustomization.yaml"
-    path.write_text(
-        "apiVersion: kustomize.config.k8s.io/v1beta1\n"
-        "kind: Kustomization\n"
-        f"resources:\n  - {base}\n"
-        "images:\n"
-        f"  - name: {SHIPPED_IMAGE}\n"
-        f"    newName: {repository}\n"
-        f"    newTag: \"{tag}\"\n")
+    path.write_text(text)
     return path

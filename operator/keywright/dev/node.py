@@ -6,14 +6,16 @@ route for the Service range; no link out, no default route: nothing in it can re
 address outside it but its own), the cluster's PKI (a CA, the API server's serving
 certificate for the node address, the first Service IP, kubernetes.default.svc and
 127.0.0.1, and the API server's client certificate for kubelets), containerd's private
-root, state, socket and CNI configuration, the pause image (compiled here: nothing can be
-pulled), importing images, the relay that makes the API server reachable from this
-machine's loopback, and stopping it all so that the host is left as it was found: Pods
-deleted while kubelet runs, processes stopped by recorded PID (containerd's shims, which
-outlive it by design, found by this run's own socket path), mounts under the state
-directory unmounted, the namespace, the kubepods cgroups and the host paths kubelet and
-containerd create removed, the host-wide sysctls kubelet rewrites restored from a record
-(`host.json`) written at start; and the same for a run that was killed, by the next one.
+root, state, socket and CNI configuration, the pause image (compiled here: nothing can
+be pulled) and the Redis image deploy/ runs (Debian's redis-server with the libraries it
+loads, standing in for the shipped redis image), importing images, the relay that makes
+the API server reachable from this machine's loopback, and stopping it all so that the
+host is left as it was found: Pods deleted while kubelet runs, processes stopped by
+recorded PID (containerd's shims, which outlive it by design, found by this run's own
+socket path), mounts under the state directory unmounted, the namespace, the kubepods
+cgroups and the host paths kubelet and containerd create removed, the host-wide sysctls
+kubelet rewrites restored from a record (`host.json`) written at start; and the same for
+a run that was killed, by the next one.
 One node per machine at a time: a lock in the cache, held for the node's life.
 Must not: run anything that uses a non-loopback address outside the namespace, signal a
 process it did not start (containerd's shims are found by this run's own socket path),
@@ -63,6 +65,7 @@ SERVICE_CIDR = "10.96.0.0/24"
 SERVICE_IP = "10.96.0.1"  # the `kubernetes` Service: the first address of the range
 APISERVER_PORT = 6443
 PAUSE_IMAGE = "kw.local/pause:3.4"
+REDIS_IMAGE = "kw.local/redis:7.0"  # overlays put it in place of deploy/'s redis image
 CNI_BIN = Path("/usr/lib/cni")
 NODE_USER = f"system:node:{NODE_NAME}"
 PROXY_USER = "system:kube-proxy"
@@ -142,6 +145,40 @@ def pause_archive(say: Say) -> Path:
         _run(["strip", str(tree / "pause")], "strip")
         image.write_archive(tree, archive, PAUSE_IMAGE, config={"Entrypoint": ["/pause"]})
     say(f"compiled the pause image into {archive}")
+    return archive
+
+
+def redis_archive(say: Say) -> Path:
+    """A docker-archive of Debian's redis-server (the binary and the shared libraries
+    `ldd` says it loads, nothing else), made once per Redis version and cached."""
+    apt.ensure(("redis-server",), say)
+    command = shutil.which("redis-server") or "/usr/bin/redis-server"
+    binary = Path(command).resolve()  # Debian's is a link to redis-check-rdb
+    version = subprocess.run([command, "--version"], capture_output=True, text=True,
+                             check=True).stdout.split("v=", 1)[1].split()[0]
+    cache = binaries.cache_root() / "images"
+    archive = cache / f"redis-{version}.tar"
+    if archive.exists():
+        return archive
+    cache.mkdir(parents=True, exist_ok=True)
+    linked = subprocess.run(["ldd", str(binary)], capture_output=True, text=True,
+                            check=True).stdout
+    libraries = [Path(part) for line in linked.splitlines() for part in line.split()
+                 if part.startswith("/")]
+    with tempfile.TemporaryDirectory(prefix="redis-", dir=cache) as work:
+        tree = Path(work) / "rootfs"
+        # named redis-server: Debian's binary picks its mode from the name it runs as
+        for source, target in ((binary, Path("usr/local/bin/redis-server")),
+                               *((lib, lib.relative_to("/")) for lib in libraries)):
+            (tree / target).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source.resolve(), tree / target)
+        for empty in ("data", "tmp", "etc"):
+            (tree / empty).mkdir(exist_ok=True)
+        (tree / "tmp").chmod(0o1777)
+        image.write_archive(tree, archive, REDIS_IMAGE, config={
+            "Env": ["PATH=/usr/local/bin:/usr/bin:/bin"], "Cmd": ["redis-server"],
+            "WorkingDir": "/data"})
+    say(f"made the Redis image {REDIS_IMAGE} ({version}) into {archive}")
     return archive
 
 

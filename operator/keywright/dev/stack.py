@@ -104,17 +104,17 @@ def run_node(say: Say) -> int:
     """The image built from this checkout, running as Pods on a real node."""
     root = SAMPLES.parents[1]
     built = image.build(root, root / "dist", say)
-    cluster = node.Node(say, images=(built.archive,))
+    cluster = node.Node(say, images=(built.archive, node.redis_archive(say)))
     try:
         say("starting the control plane and the node ...")
         cluster.start()
         overlay = install.overlay(cluster.workdir, root / "deploy" / "k8s-1.20",
-                                  built.reference).parent
+                                  built.reference, redis_image=node.REDIS_IMAGE).parent
         kubectl = ["kubectl", f"--kubeconfig={cluster.kubeconfig}"]
         subprocess.run([*kubectl, "apply", "--validate=false", "-k", str(overlay)],
                        check=True, capture_output=True)
         say("installed deploy/k8s-1.20 with the image; waiting for the Pods ...")
-        for deployment in ("keywright-operator", "keywright-verifier"):
+        for deployment in ("keywright-operator", "keywright-redis", "keywright-verifier"):
             subprocess.run([*kubectl, "-n", OPERATOR_NAMESPACE, "rollout", "status",
                             f"deployment/{deployment}", "--timeout=180s"], check=True)
         api = kube.Kube.connect(str(cluster.kubeconfig))

@@ -218,5 +218,19 @@ class WriteClaims:
         except (redis.exceptions.RedisError, OSError):
             return True
 
+    def credits(self, namespace: str, name: str) -> tuple[int, float] | None:
+        """The key's quota as Redis holds it (credits, refilled at, in seconds), or None
+        (no quota there, or Redis cannot be asked). Before a refill that is due but not
+        yet applied, this counts fewer credits than there are: restarting from it never
+        hands out a credit twice."""
+        key = limits_redis.keys(namespace, name)[1]
+        try:
+            credits, refilled = self._client.hmget(key, ["credits", "refilled_at"])
+        except (redis.exceptions.RedisError, OSError):
+            return None
+        if credits is None or refilled is None:
+            return None
+        return max(0, int(credits)), int(refilled) / limits.MICROS
+
     def close(self) -> None:
         self._client.close()

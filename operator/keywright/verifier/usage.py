@@ -62,8 +62,7 @@ class Usage:
                 }
                 credits = self._credits.pop((namespace, name), None)
                 if credits is not None:
-                    fields["usage"] = {"remaining": credits[0],
-                                       "refilledAt": _stamp(credits[1])}
+                    fields["usage"] = usage_field(*credits)
                 patches.append((namespace, name, fields))
             return patches
 
@@ -84,6 +83,11 @@ class Usage:
             # a snapshot: requests add to _seen without the lock (list() of it is atomic)
             for key in [k for k in list(self._seen) if k[:2] == (namespace, name)]:
                 self._seen.pop(key, None)
+
+
+def usage_field(remaining: int, refilled_at: float) -> dict[str, Any]:
+    """status.usage for a quota with `remaining` credits, last refilled at that time."""
+    return {"remaining": remaining, "refilledAt": _stamp(refilled_at)}
 
 
 def _stamp(when: float) -> str:

@@ -3,7 +3,8 @@
 Owns: asking the usage tracker (`usage.py`) which patches are due, sending them at a
 bounded pace under the verifier's own field manager, counting them in the metrics, and
 keeping a failed one for later; with the shared limits backend, claiming each key first
-so that one replica in all writes it per interval. Runs in a thread of the worker
+so that one replica in all writes it per interval, and writing the credits Redis holds at
+that moment. Runs in a thread of the worker
 process.
 Must not: decide when a key's patch is due (usage.py does), stop on an error (only its
 `stop` event ends it), or touch any status field but those the tracker hands out.
@@ -17,7 +18,7 @@ import time
 
 from keywright import kube
 from keywright.core import names
-from keywright.verifier import app, limits_backend
+from keywright.verifier import app, limits_backend, usage
 
 log = logging.getLogger(__name__)
 FLUSH_SECONDS = 1.0  # how often due usage patches are looked for (each key: once a minute)
@@ -39,9 +40,16 @@ def _send_due(api: kube.Kube, verifier: app.Verifier, stop: threading.Event,
               claims: limits_backend.WriteClaims | None) -> None:
     for patch in verifier.usage.due(time.time()):
         namespace, name, fields = patch
-        if claims is not None and not claims.claim(namespace, name):
-            verifier.usage.failed(patch, time.time())  # another replica wrote it: later
-            continue
+        if claims is not None:
+            if not claims.claim(namespace, name):
+                verifier.usage.failed(patch, time.time())  # another replica wrote it: later
+                continue
+            # the credits as Redis holds them now, not as this replica last saw them:
+            # another replica may have spent many since, and status.usage is where the
+            # quota restarts from if Redis loses its data
+            fresh = claims.credits(namespace, name)
+            if fresh is not None:
+                fields["usage"] = usage.usage_field(*fresh)
         stop.wait(PATCH_PAUSE)  # spread a burst: thousands of keys used in one second
         try:
             api.patch_apikey_status(namespace, name, fields,
