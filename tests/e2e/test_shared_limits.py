@@ -132,11 +132,12 @@ def test_clients_are_told_their_limit_on_200_and_429(
     assert int(headers["retry-after"]) == int(headers["x-ratelimit-reset"])
 
 
-def test_redis_dying_under_load_lets_keys_through_then_limits_return(
+def test_redis_dying_under_load_lets_rate_limited_keys_through_refuses_quotas_then_limits_return(
         cluster: k8s.Cluster, ready_trio: list[k8s.Verifier], redis_server: RedisServer,
         namespace: str) -> None:
     key = issue_everywhere(cluster, ready_trio, namespace, "outage", requests=3,
                            period="60s")
+    metered = quota_key(cluster, ready_trio, namespace, "metered", {"limit": 1000})
     spent = [s for s, _, _ in (one.get("/verify", {"X-API-Key": key})
                                for one in ready_trio * 2)]
     assert spent.count(200) == 3
@@ -148,6 +149,11 @@ def test_redis_dying_under_load_lets_keys_through_then_limits_return(
         latencies = sorted(seconds for seconds, _ in during)
         p99 = latencies[int(len(latencies) * 0.99)]
         assert p99 < TIMEOUT + 0.05, f"p99 {p99 * 1000:.0f} ms while Redis was down"
+        # a quota fails closed by default: credits nobody can count are not handed out
+        for one in ready_trio:
+            status, headers, body = one.get("/verify", {"X-API-Key": metered})
+            assert (status, body) == (429, k8s.answer("LIMITS_UNAVAILABLE"))
+            assert headers["retry-after"] == "1"
         for one in ready_trio:
             metrics = one.get("/metrics")[2].decode()
             assert "keywright_limits_backend_up 0.0" in metrics

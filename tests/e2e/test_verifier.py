@@ -3,11 +3,13 @@ control plane, the operator and `keywright verifier`, as in production."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,8 +17,10 @@ from kubernetes import client
 
 from keywright.core import tokens
 from keywright.dev import controlplane
+from keywright.dev.redis import RedisServer
+from keywright.kits import processes
 from tests.support import gateway
-from tests.support.k8s import Cluster, Operator, Plaintext, Verifier, answer, issue
+from tests.support.k8s import Cluster, Operator, Plaintext, Response, Verifier, answer, issue
 from tests.support.manifests import apikey
 from tests.support.waiting import eventually
 
@@ -30,9 +34,9 @@ def home(api: client.ApiClient) -> str:
     return name
 
 
-@pytest.fixture(scope="module")
-def nginx(verifier: Verifier, home: str,
-          tmp_path_factory: pytest.TempPathFactory) -> Iterator[gateway.Nginx]:
+@contextlib.contextmanager
+def nginx_in_front_of(verifier: Verifier, home: str,
+                      tmp_path_factory: pytest.TempPathFactory) -> Iterator[gateway.Nginx]:
     upstream = gateway.Upstream()
     front = gateway.Nginx(tmp_path_factory.mktemp("nginx"), verifier.port, upstream.port, home)
     front.start()
@@ -42,6 +46,61 @@ def nginx(verifier: Verifier, home: str,
     finally:
         front.stop()
         upstream.stop()
+
+
+@pytest.fixture(scope="module")
+def nginx(verifier: Verifier, home: str,
+          tmp_path_factory: pytest.TempPathFactory) -> Iterator[gateway.Nginx]:
+    """nginx in front of the session verifier (limits kept in process)."""
+    with nginx_in_front_of(verifier, home, tmp_path_factory) as front:
+        yield front
+
+
+@pytest.fixture(scope="module")
+def redis_server() -> Iterator[RedisServer]:
+    with RedisServer() as server:
+        yield server
+
+
+@contextlib.contextmanager
+def verifier_on_redis(accounts: dict[str, Path], url: str, password_file: Path,
+                      tmp_path_factory: pytest.TempPathFactory) -> Iterator[Verifier]:
+    # 0.5 s per Redis call, not 50 ms: on 2 busy cores a slow call would let the request
+    # through without its limit (and without the headers under test)
+    running = Verifier(accounts["verifier"], tmp_path_factory.mktemp("verifier-redis"),
+                       "--trusted-proxy", "127.0.0.2/32", "--redis-url", url,
+                       "--redis-password-file", str(password_file), "--redis-timeout", "0.5")
+    running.start(wait_ready=False)
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
+@pytest.fixture(scope="module")
+def shared_nginx(accounts: dict[str, Path], redis_server: RedisServer, home: str,
+                 tmp_path_factory: pytest.TempPathFactory,
+                 ) -> Iterator[tuple[Verifier, gateway.Nginx]]:
+    """nginx in front of a verifier keeping its limits on Redis: the one that tells
+    clients their rate limit (X-RateLimit-*, RateLimit-Policy, RateLimit)."""
+    with verifier_on_redis(accounts, redis_server.address, redis_server.password_file,
+                           tmp_path_factory) as shared, \
+            nginx_in_front_of(shared, home, tmp_path_factory) as front:
+        yield shared, front
+
+
+@pytest.fixture(scope="module")
+def stranded_nginx(accounts: dict[str, Path], home: str,
+                   tmp_path_factory: pytest.TempPathFactory,
+                   ) -> Iterator[tuple[Verifier, gateway.Nginx]]:
+    """nginx in front of a verifier whose Redis never answers (nothing listens on its
+    port): quotas fail closed, 429 LIMITS_UNAVAILABLE."""
+    password = tmp_path_factory.mktemp("no-redis") / "password"
+    password.write_text("unused")
+    nowhere = f"redis://127.0.0.1:{processes.free_port()}/0"
+    with verifier_on_redis(accounts, nowhere, password, tmp_path_factory) as stranded, \
+            nginx_in_front_of(stranded, home, tmp_path_factory) as front:
+        yield stranded, front
 
 
 CHALLENGE = 'Bearer realm="keywright"'  # every 401, and only a 401, carries it
@@ -155,15 +214,127 @@ def test_each_refusal_is_answered_by_nginx_with_its_status(
 def test_past_its_rate_limit_a_key_gets_429_with_retry_after_through_nginx(
     ready: Verifier, nginx: gateway.Nginx, cluster: Cluster, namespace: str
 ) -> None:
-    # 3 an hour; the probe asks for a scope the key lacks, and a refused request takes
-    # no token, so all three are left for nginx
+    # 3 an hour; the probe asks for a scope the key lacks, and a refused request counts
+    # for nothing, so all three are left for nginx
     key = issue(cluster, ready, namespace, "limited", probe="/verify?scope=Invoices.Write",
                 expect="INSUFFICIENT_SCOPE", scopes=["Invoices.Read"],
                 rateLimit={"requests": 3, "period": "1h"})
     answers = [nginx.get("/invoices/", {"X-API-Key": key}) for _ in range(4)]
     assert [status for status, _, _ in answers] == [200, 200, 200, 429]
     retry_after = int(answers[3][1]["retry-after"])
-    assert 1100 <= retry_after <= 1200  # the next token is 20 minutes away
+    # in the verifier's process, as on Redis, a sliding window: not before the first of
+    # the three leaves it, an hour after it came (a token bucket would say 20 minutes)
+    assert 3590 <= retry_after <= 3600
+    assert told(answers[3]) == {  # and the client is told so, without Redis too
+        "x-ratelimit-limit": "3", "x-ratelimit-remaining": "0",
+        "x-ratelimit-reset": str(retry_after), "ratelimit-policy": '"keywright";q=3;w=3600',
+        "ratelimit": f'"keywright";r=0;t={retry_after}'}
+    assert answers[3][2] == answer("RATE_LIMITED")
+
+
+RATE_LIMIT_HEADERS = ("x-ratelimit-limit", "x-ratelimit-remaining", "x-ratelimit-reset",
+                      "ratelimit-policy", "ratelimit")
+
+
+def told(response: Response) -> dict[str, str]:
+    """The rate-limit headers of an answer nginx gave its client."""
+    return {name: value for name, value in response[1].items() if name in RATE_LIMIT_HEADERS}
+
+
+def test_through_nginx_a_client_is_told_its_rate_limit_on_200_and_on_429(
+    running_operator: Operator, shared_nginx: tuple[Verifier, gateway.Nginx],
+    cluster: Cluster, namespace: str
+) -> None:
+    shared, front = shared_nginx
+    shared.ensure_ready()
+    # the probe asks for a scope the key lacks: a refused request takes no token
+    key = issue(cluster, shared, namespace, "told", probe="/verify?scope=Invoices.Write",
+                expect="INSUFFICIENT_SCOPE", scopes=["Invoices.Read"],
+                rateLimit={"requests": 3, "period": "1h"})
+    answers = [front.get("/invoices/", {"X-API-Key": key}) for _ in range(4)]
+    assert [status for status, _, _ in answers] == [200, 200, 200, 429]
+    for _, _, body in answers[:3]:  # the upstream's answers, proxied
+        assert json.loads(body)["x-keywright-name"] == "told"
+    seen = [told(response) for response in answers]
+    assert [int(headers["x-ratelimit-remaining"]) for headers in seen] == [2, 1, 0, 0]
+    for headers in seen:
+        assert headers["x-ratelimit-limit"] == "3"
+        assert headers["ratelimit-policy"] == '"keywright";q=3;w=3600'
+        reset = int(headers["x-ratelimit-reset"])
+        assert 3500 <= reset <= 3600  # the first request leaves the window in an hour
+        assert headers["ratelimit"] == \
+            f'"keywright";r={headers["x-ratelimit-remaining"]};t={reset}'
+    _, headers, body = answers[3]
+    assert body == answer("RATE_LIMITED")
+    assert headers["content-type"] == "application/json"
+    assert headers["retry-after"] == headers["x-ratelimit-reset"]
+
+
+def test_through_nginx_no_limit_means_no_rate_limit_headers(
+    running_operator: Operator, shared_nginx: tuple[Verifier, gateway.Nginx],
+    cluster: Cluster, namespace: str
+) -> None:
+    shared, front = shared_nginx
+    shared.ensure_ready()
+    key = issue(cluster, shared, namespace, "unlimited", scopes=["Invoices.Read"])
+    ok = front.get("/invoices/", {"X-API-Key": key})
+    refused = front.get("/invoices/", {"X-API-Key": tokens.generate("kw")})
+    assert (ok[0], refused[0]) == (200, 401)
+    assert (told(ok), told(refused)) == ({}, {})  # not even empty ones
+
+
+@pytest.mark.parametrize(("refill", "retry_after"), [
+    pytest.param(None, None, id="spent for good: no Retry-After"),
+    pytest.param({"every": "1h"}, (3500, 3600), id="refilled hourly: Retry-After"),
+])
+def test_through_nginx_a_spent_quota_is_usage_limit_reached(
+    ready: Verifier, nginx: gateway.Nginx, cluster: Cluster, namespace: str,
+    refill: dict[str, str] | None, retry_after: tuple[int, int] | None
+) -> None:
+    quota: dict[str, Any] = {"limit": 2, **({"refill": refill} if refill else {})}
+    key = issue(cluster, ready, namespace, "spent", probe="/verify?scope=Invoices.Write",
+                expect="INSUFFICIENT_SCOPE", scopes=["Invoices.Read"], quota=quota)
+    answers = [nginx.get("/invoices/", {"X-API-Key": key}) for _ in range(3)]
+    assert [status for status, _, _ in answers] == [200, 200, 429]
+    _, headers, body = answers[2]
+    assert body == answer("USAGE_LIMIT_REACHED")
+    if retry_after is None:
+        assert "retry-after" not in headers  # waiting will not help
+    else:
+        assert retry_after[0] <= int(headers["retry-after"]) <= retry_after[1]
+
+
+def test_through_nginx_a_spent_quota_with_a_rate_limit_says_both(
+    running_operator: Operator, shared_nginx: tuple[Verifier, gateway.Nginx],
+    cluster: Cluster, namespace: str
+) -> None:
+    shared, front = shared_nginx
+    shared.ensure_ready()
+    key = issue(cluster, shared, namespace, "both", probe="/verify?scope=Invoices.Write",
+                expect="INSUFFICIENT_SCOPE", scopes=["Invoices.Read"],
+                rateLimit={"requests": 10, "period": "1h"}, quota={"limit": 1})
+    answers = [front.get("/invoices/", {"X-API-Key": key}) for _ in range(2)]
+    assert [status for status, _, _ in answers] == [200, 429]
+    _, headers, body = answers[1]
+    assert body == answer("USAGE_LIMIT_REACHED")  # whatever the rate says
+    assert "retry-after" not in headers
+    # the refusal took no token: 9 of 10 left, on the 200 and on the 429
+    assert [told(response)["x-ratelimit-remaining"] for response in answers] == ["9", "9"]
+    assert told(answers[1])["ratelimit-policy"] == '"keywright";q=10;w=3600'
+
+
+def test_through_nginx_a_quota_the_backend_cannot_check_is_limits_unavailable(
+    running_operator: Operator, stranded_nginx: tuple[Verifier, gateway.Nginx],
+    cluster: Cluster, namespace: str
+) -> None:
+    stranded, front = stranded_nginx
+    stranded.ensure_ready()
+    key = issue(cluster, stranded, namespace, "stranded", probe="/verify?scope=Invoices.Write",
+                expect="INSUFFICIENT_SCOPE", scopes=["Invoices.Read"], quota={"limit": 5})
+    status, headers, body = front.get("/invoices/", {"X-API-Key": key})
+    assert (status, body) == (429, answer("LIMITS_UNAVAILABLE"))  # quotas fail closed
+    assert headers["retry-after"] == "1"
+    assert told((status, headers, body)) == {}
 
 
 def test_deactivating_a_key_makes_nginx_answer_401_within_half_a_second_of_the_change(

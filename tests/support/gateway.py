@@ -4,8 +4,10 @@ front of a small upstream that echoes the headers it received.
 The nginx configuration is the one docs/gateways.md recommends: the verifier is called
 the way ingress-nginx's `auth-url` calls it (requirements in the query or a header, the
 original URI in X-Original-URI, the client in X-Forwarded-For, set, never appended), its
-identity headers are handed upstream, the key is not, and a 429 comes back as a 429
-(auth_request alone turns anything but 2xx/401/403 into a 500).
+identity headers are handed upstream, the key is not, the verifier's rate-limit headers
+reach the client on the upstream's answer and on a 429, and a 429 comes back as a 429 with
+the verifier's code, from its X-Keywright-Code header (auth_request alone turns anything
+but 2xx/401/403 into a 500 and drops the verifier's body).
 """
 
 from __future__ import annotations
@@ -23,6 +25,22 @@ from tests.support import k8s
 
 PROXY_ADDRESS = "127.0.0.2"  # nginx talks to the verifier from here: the trusted proxy
 IDENTITY = ("namespace", "name", "scopes", "context_team")
+# What a client is told about its rate limit, read from the verifier's answer. add_header
+# sends nothing for an empty value (no limit, or a 401/403), `always` sends it whatever the
+# status; and add_header is per location (one in an `if` would replace the location's), so
+# the protected locations and @verifier_said each carry the full list.
+RATE_LIMIT_SET = """
+          auth_request_set $kw_limit $upstream_http_x_ratelimit_limit;
+          auth_request_set $kw_remaining $upstream_http_x_ratelimit_remaining;
+          auth_request_set $kw_reset $upstream_http_x_ratelimit_reset;
+          auth_request_set $kw_policy $upstream_http_ratelimit_policy;
+          auth_request_set $kw_ratelimit $upstream_http_ratelimit;"""
+RATE_LIMIT_ADD = """
+          add_header X-RateLimit-Limit $kw_limit always;
+          add_header X-RateLimit-Remaining $kw_remaining always;
+          add_header X-RateLimit-Reset $kw_reset always;
+          add_header RateLimit-Policy $kw_policy always;
+          add_header RateLimit $kw_ratelimit always;"""
 
 
 class Upstream(http.server.ThreadingHTTPServer):
@@ -82,9 +100,10 @@ def protected_location(prefix: str, name: str, upstream_port: int) -> str:
         location {prefix} {{
           auth_request /_verify_{name};
           auth_request_set $kw_status $upstream_status;
-          auth_request_set $kw_retry_after $upstream_http_retry_after;
+          auth_request_set $kw_code $upstream_http_x_keywright_code;
+          auth_request_set $kw_retry_after $upstream_http_retry_after;{RATE_LIMIT_SET}
           {identity}
-          error_page 500 = @verifier_said;
+          error_page 500 = @verifier_said;{RATE_LIMIT_ADD}
           proxy_set_header X-API-Key "";
           proxy_set_header Authorization "";
           proxy_pass http://127.0.0.1:{upstream_port};
@@ -122,11 +141,12 @@ class Nginx:
                 listen 127.0.0.1:{self.port};
                 {locations}
                 location @verifier_said {{
-                  if ($kw_status = 429) {{
-                    add_header Retry-After $kw_retry_after always;
-                    return 429 '{{"code":"RATE_LIMITED"}}';
+                  default_type application/json;
+                  add_header Retry-After $kw_retry_after always;{RATE_LIMIT_ADD}
+                  if ($kw_status != 429) {{
+                    return 500;
                   }}
-                  return 500;
+                  return 429 '{{"code":"$kw_code"}}';
                 }}
               }}
             }}

@@ -38,8 +38,9 @@ CHALLENGE = (b"www-authenticate", b'Bearer realm="keywright"')
 SCOPE_HEADER, NAMESPACE_HEADER = "x-keywright-scope", "x-keywright-namespace"
 BODIES = {code: json.dumps({"code": code}, separators=(",", ":")).encode()
           for code in decision.STATUS}
-HEADERS = {code: [JSON, CHALLENGE] if status == 401 else [JSON]
-           for code, status in decision.STATUS.items()}
+CODE_HEADER = b"x-keywright-code"  # every refusal names its code: auth_request drops bodies
+HEADERS = {code: [JSON, (CODE_HEADER, code.encode()), *([CHALLENGE] if status == 401 else [])]
+           if status != 200 else [JSON] for code, status in decision.STATUS.items()}
 
 
 @dataclass
@@ -58,9 +59,8 @@ class Verifier:
                  shared: limits_backend.RedisLimits | None = None) -> None:
         self.keys, self.peppers, self.ready, self.staleness = keys, peppers, ready, staleness
         self.settings = settings or VerifierSettings()
-        self.buckets = ratelimit.Buckets()
-        self.quotas = ratelimit.Quotas()
-        self.shared = shared  # rate limits on Redis, exact across replicas; else in-process
+        self.limits = ratelimit.Limits()  # without the shared backend
+        self.shared = shared  # limits on Redis, exact across replicas; else in-process
         self.usage = usage.Usage()
         self._warned: dict[frozenset[str], float] = {}  # requirement -> when last logged
         self.metrics = metrics.Metrics(lambda: float(keys.hash_count()), staleness)
@@ -73,9 +73,8 @@ class Verifier:
             SCOPE_HEADER, NAMESPACE_HEADER, *audit.URI_HEADERS))
 
     def forget(self, namespace: str, name: str) -> None:
-        """An ApiKey is gone: drop its rate-limit bucket and pending usage."""
-        self.buckets.forget(namespace, name)
-        self.quotas.forget(namespace, name)
+        """An ApiKey is gone: drop its in-process limits and pending usage."""
+        self.limits.forget(namespace, name)
         self.usage.forget(namespace, name)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -114,21 +113,20 @@ class Verifier:
             answer = decision.Answer(decision.NOT_READY, client=peer)
         else:
             answer = decision.decide(decision.Ask(headers, peer, scopes, namespace), self.keys,
-                                     peppers, now, self.settings.policy,
-                                     None if self.shared is not None else self.buckets)
+                                     peppers, now, self.settings.policy)
         limit_headers: list[tuple[bytes, bytes]] = []
         checked = answer.record
-        if answer.code == decision.OK and checked is not None:
-            if self.shared is not None and (checked.rate is not None
-                                            or checked.quota is not None):
-                answer, limit_headers = await self._shared_limits(answer)
-            elif checked.quota is not None:
-                answer = self._local_quota(answer, now)
+        if answer.code == decision.OK and checked is not None and (
+                checked.rate is not None or checked.quota is not None):
+            answer, limit_headers = (await self._shared_limits(answer)
+                                     if self.shared is not None else
+                                     self._local_limits(answer, now))
         code, record = answer.code, answer.record
         if code == decision.OK and record is not None:
             response_headers = [JSON, *record.identity, *limit_headers]
         elif answer.retry_after is not None:
-            response_headers = [JSON, (b"retry-after", str(answer.retry_after).encode()),
+            response_headers = [*HEADERS[code],
+                                (b"retry-after", str(answer.retry_after).encode()),
                                 *limit_headers]
         else:
             response_headers = [*HEADERS[code], *limit_headers]
@@ -160,18 +158,23 @@ class Verifier:
             if closed:
                 return answer._replace(code=decision.LIMITS_UNAVAILABLE, retry_after=1), []
             return answer, []
-        self._credits(record, found)
-        shown = limits_backend.headers(rate, found) if rate is not None else []
-        if found.allowed:
-            return answer, shown
-        return self._refused(answer, found), shown
+        return self._judged(answer, found, rate)
 
-    def _local_quota(self, answer: decision.Answer, now: float) -> decision.Answer:
-        """A quota kept in this process (no shared backend)."""
+    def _local_limits(self, answer: decision.Answer, now: float,
+                      ) -> tuple[decision.Answer, list[tuple[bytes, bytes]]]:
+        """An OK for a key with a rate limit or a quota, kept in this process."""
         assert answer.record is not None
-        found = self.quotas(answer.record, now)
+        return self._judged(answer, self.limits(answer.record, now),
+                            ratelimit.rate_of(answer.record))
+
+    def _judged(self, answer: decision.Answer, found: limits.Decision,
+                rate: limits.Rate | None,
+                ) -> tuple[decision.Answer, list[tuple[bytes, bytes]]]:
+        """The limits' decision as the answer, with the headers a client is told."""
+        assert answer.record is not None
         self._credits(answer.record, found)
-        return answer if found.allowed else self._refused(answer, found)
+        shown = limits_backend.headers(rate, found) if rate is not None else []
+        return (answer if found.allowed else self._refused(answer, found)), shown
 
     def _credits(self, record: index.KeyRecord, found: limits.Decision) -> None:
         if record.quota is not None and found.credits is not None \

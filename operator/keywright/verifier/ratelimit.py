@@ -1,9 +1,12 @@
 """In-process limits, for a verifier without the shared backend (exact for one replica):
-per-key token buckets (`rateLimit.requests` per `rateLimit.period`, bursts up to it),
-and quotas kept by the reference model (core/limits.py) in memory.
+rate limits and quotas kept by the reference model (core/limits.py) in memory, so they
+mean exactly what the shared backend's do (a sliding log: N in any period).
 
-Owns: the bucket and quota state, one small entry per ApiKey that has a limit and has
-been used. Pure but for that state; the time is a parameter.
+Owns: one small state per ApiKey that has a limit and has been used (a rate-limited
+key's log holds one entry per allowed request still in its window). Pure but for that
+state; the time is a parameter.
+Must not: read the clock, or keep anything about a key the index has forgotten
+(`forget`).
 """
 
 from __future__ import annotations
@@ -14,45 +17,36 @@ from keywright.core import limits
 from keywright.verifier import index
 
 
-class Buckets:
-    def __init__(self) -> None:
-        self._state: dict[tuple[str, str], tuple[float, float]] = {}
-        self._lock = threading.Lock()
-
-    def __call__(self, record: index.KeyRecord, now: float) -> float | None:
-        """Take one token: None if there was one, else the seconds until there is."""
-        assert record.rate is not None
-        capacity, period = record.rate
-        per_second = capacity / period
-        key = (record.namespace, record.name)
-        with self._lock:
-            tokens, last = self._state.get(key, (float(capacity), now))
-            tokens = min(float(capacity), tokens + max(0.0, now - last) * per_second)
-            if tokens >= 1.0:
-                self._state[key] = (tokens - 1.0, now)
-                return None
-            self._state[key] = (tokens, now)
-            return (1.0 - tokens) / per_second
-
-    def forget(self, namespace: str, name: str) -> None:
-        with self._lock:
-            self._state.pop((namespace, name), None)
+def rate_of(record: index.KeyRecord) -> limits.Rate | None:
+    """The key's rate limit in the model's units, or None."""
+    if record.rate is None:
+        return None
+    requests, period = record.rate
+    return limits.Rate(requests, round(period * limits.MICROS))
 
 
-class Quotas:
-    """Credits per ApiKey, in this process (lost on restart: they start again from
-    status.usage, as with a store that lost its data)."""
+class Limits:
+    """Rate limits and quotas per ApiKey, in this process (lost on restart: quotas start
+    again from status.usage, as with a store that lost its data)."""
 
     def __init__(self) -> None:
         self._state: dict[tuple[str, str], limits.State] = {}
         self._lock = threading.Lock()
 
     def __call__(self, record: index.KeyRecord, now: float) -> limits.Decision:
-        assert record.quota is not None
+        """Decide one request of a key with a rate limit or a quota (or both)."""
         with self._lock:
             state = self._state.setdefault((record.namespace, record.name), limits.State())
-            return limits.decide(state, round(now * limits.MICROS), None, record.quota,
-                                 record.reset_token, record.seed)
+            return limits.decide(state, round(now * limits.MICROS), rate_of(record),
+                                 record.quota, record.reset_token, record.seed)
+
+    def rate_check(self, record: index.KeyRecord, now: float) -> float | None:
+        """`decision.decide`'s rate hook (in-process use without HTTP): None when the
+        request may pass, else the seconds until it is worth trying again."""
+        with self._lock:
+            state = self._state.setdefault((record.namespace, record.name), limits.State())
+            found = limits.decide(state, round(now * limits.MICROS), rate_of(record), None)
+        return None if found.allowed else (found.retry_after_us or 0) / limits.MICROS
 
     def forget(self, namespace: str, name: str) -> None:
         with self._lock:

@@ -79,7 +79,16 @@ def test_the_image_is_named_in_one_place_and_the_readme_overlay_replaces_it(
     rendered = subprocess.run(["kubectl", "kustomize", str(tmp_path)], check=True,
                               capture_output=True, text=True).stdout
     images = set(re.findall(r"image: (\S+)", rendered))
-    assert images == {"kw.local/keywright:9.9"}
+    # Keywright's own image replaced; Redis's is the public one, named once
+    assert images == {"kw.local/keywright:9.9", f"{install.SHIPPED_REDIS_IMAGE}:7.2-alpine"}
+    # the local node's overlay replaces that one too, and gives the verifiers its address
+    install.overlay(tmp_path, REPO / "deploy" / "k8s-1.20", "kw.local/keywright:9.9",
+                    redis_image="kw.local/redis:7.0")
+    rendered = subprocess.run(["kubectl", "kustomize", str(tmp_path)], check=True,
+                              capture_output=True, text=True).stdout
+    assert set(re.findall(r"image: (\S+)", rendered)) == {"kw.local/keywright:9.9",
+                                                          "kw.local/redis:7.0"}
+    assert "redis://$(KEYWRIGHT_REDIS_SERVICE_HOST):6379/0" in rendered
 
 
 def test_the_dockerfile_takes_its_base_as_an_argument_and_runs_as_65532() -> None:

@@ -142,16 +142,17 @@ def test_decision(request_: decision.Ask, changes: tuple[dict[str, Any], ...],
 
 
 def test_rate_limit_is_per_key_with_retry_after() -> None:
-    buckets = ratelimit.Buckets()
+    rate = ratelimit.Limits().rate_check
     keys = index.Index()
     keys.replace_all([apikey(rateLimit={"requests": 2, "period": "10s"})])
-    answers = [decision.decide(ask(), keys, PEPPERS, NOW + i * 0.1, rate=buckets)
+    answers = [decision.decide(ask(), keys, PEPPERS, NOW + i * 0.1, rate=rate)
                for i in range(3)]
     assert [a.code for a in answers] == ["OK", "OK", "RATE_LIMITED"]
     assert answers[2].status == 429
-    assert answers[2].retry_after == 5  # one token per 5 s; 0.2 s have passed
-    later = decision.decide(ask(), keys, PEPPERS, NOW + 5.3, rate=buckets)
-    assert later.code == "OK"
+    assert answers[2].retry_after == 10  # the first leaves the window 9.8 s later
+    # a sliding window, not a bucket: no request back before the first one leaves
+    assert decision.decide(ask(), keys, PEPPERS, NOW + 9.9, rate=rate).code == "RATE_LIMITED"
+    assert decision.decide(ask(), keys, PEPPERS, NOW + 10.05, rate=rate).code == "OK"
 
 
 def test_the_audit_line_has_the_fields_and_never_the_key() -> None:

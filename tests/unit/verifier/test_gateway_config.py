@@ -1,0 +1,79 @@
+"""The nginx configuration docs/gateways.md recommends against the one the e2e tests run
+(tests/support/gateway.py), and the 429 codes nginx tells apart by the length of the
+verifier's body against the bodies the verifier sends. No nginx, no cluster."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from keywright.verifier import app, decision
+from tests.support import gateway
+
+DOC = Path(__file__).parents[3] / "docs" / "gateways.md"
+
+
+def doc_nginx() -> str:
+    text = DOC.read_text()
+    section = text[text.index("## nginx (`auth_request`)"):]
+    start = section.index("```nginx\n") + len("```nginx\n")
+    return section[start:section.index("\n```", start)]
+
+
+def e2e_nginx(tmp_path: Path) -> str:
+    gateway.Nginx(tmp_path, verifier_port=1, upstream_port=2, namespace="ns")
+    return (tmp_path / "nginx.conf").read_text()
+
+
+def block(config: str, opening: str) -> list[str]:
+    """The directives of the block that starts with `opening`, one per line, comments
+    and indentation left out."""
+    lines = [line.split("#")[0].strip() for line in config[config.index(opening):].splitlines()]
+    depth, found = 0, []
+    for line in filter(None, lines):
+        depth += line.count("{") - line.count("}")
+        found.append(line)
+        if depth == 0:
+            return found
+    raise AssertionError(f"{opening!r} does not close")
+
+
+def test_the_documented_verifier_said_location_is_the_tested_one(tmp_path: Path) -> None:
+    opening = "location @verifier_said {"
+    assert block(doc_nginx(), opening) == block(e2e_nginx(tmp_path), opening)
+
+
+def test_the_documented_protected_location_reads_and_sends_what_the_tested_one_does(
+    tmp_path: Path
+) -> None:
+    documented = block(doc_nginx(), "location /invoices/ {")
+    tested = block(e2e_nginx(tmp_path), "location /invoices/ {")
+    tested_directives = [part.strip() + ";" for line in tested
+                         for part in line.split(";") if part.strip()]
+    for line in documented:
+        if line.startswith(("auth_request_set", "add_header", "error_page")):
+            assert line in tested_directives, line
+
+
+def test_nginx_tells_each_429_code_by_the_length_of_the_verifier_body(
+    tmp_path: Path
+) -> None:
+    by_length: dict[int, str] = {}
+    fallback: list[str] = []
+    length: int | None = None
+    for line in block(e2e_nginx(tmp_path), "location @verifier_said {"):
+        if found := re.fullmatch(r"if \(\$kw_length = (\d+)\) \{", line):
+            length = int(found.group(1))
+        elif found := re.fullmatch(r"return 429 '\{\"code\":\"(\w+)\"\}';", line):
+            if length is None:
+                fallback.append(found.group(1))
+            else:
+                by_length[length] = found.group(1)
+        elif line == "}":
+            length = None
+    assert len(fallback) == 1
+    refused = {code for code, status in decision.STATUS.items() if status == 429}
+    assert set(by_length.values()) | set(fallback) == refused  # every 429 code, no other
+    for size, code in by_length.items():
+        assert len(app.BODIES[code]) == size, code
+    assert len(app.BODIES[fallback[0]]) not in by_length  # the rest is unambiguous
