@@ -118,9 +118,17 @@ def _parser() -> argparse.ArgumentParser:
                      help="/readyz fails when the index has been out of touch with the API "
                      "server this long (default: 0, never: the last snapshot keeps serving)")
     ver.add_argument("--redis-url", default=os.environ.get("KEYWRIGHT_REDIS_URL"),
-                     metavar="URL", help="share rate limits across replicas, exactly, on "
-                     "this Redis (redis://, rediss:// or unix://; default: "
-                     "$KEYWRIGHT_REDIS_URL; none: each replica limits on its own)")
+                     metavar="URL", help="share rate limits and quotas across replicas, "
+                     "exactly, on this Redis: redis://HOST:PORT/DB, rediss:// "
+                     "(TLS) or unix:///PATH for one server; "
+                     "redis+sentinel://HOST[:PORT][,HOST[:PORT]...]/SERVICE[/DB] for the "
+                     "master the sentinels name SERVICE (port 26379 by default; add "
+                     "?sentinel_auth=yes when the sentinels want the password too); "
+                     "redis+cluster://HOST[:PORT][,HOST[:PORT]...] for a Redis Cluster "
+                     "(one or more of its nodes, which name the rest; port 6379 by default). "
+                     "The password goes in the "
+                     "URL or --redis-password-file (default: $KEYWRIGHT_REDIS_URL; none: "
+                     "each replica limits on its own)")
     ver.add_argument("--redis-password-file", type=Path, metavar="FILE",
                      help="the Redis password, from a file (a mounted Secret)")
     ver.add_argument("--redis-timeout", type=_seconds, default=0.05, metavar="SECONDS",

@@ -197,6 +197,9 @@ class PreviousKey(_Model):
 class Usage(_Model):
     remaining: int
     refilledAt: Timestamp
+    resetQuota: str | None = Field(
+        default=None, description="The keywright.dev/reset-quota value these credits "
+        "count from; a quota restarts from them only while the annotation still has it.")
 
 
 class ApiKeyStatus(_Model):

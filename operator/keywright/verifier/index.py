@@ -70,8 +70,8 @@ def records(apikey: Mapping[str, Any]) -> list[KeyRecord]:
         rate=(spec.rateLimit.requests, durations.parse(spec.rateLimit.period).total_seconds())
         if spec and spec.rateLimit else None,
         quota=_quota(spec.quota) if spec and spec.quota else None,
-        reset_token=str((meta.get("annotations") or {}).get(names.RESET_QUOTA_ANNOTATION, "")),
-        seed=_seed(status.get("usage")),
+        reset_token=_reset_token(meta),
+        seed=_seed(status.get("usage"), _reset_token(meta)),
     )
     current = dataclasses.replace(current, identity=identity(current))
     return [current] + [
@@ -130,10 +130,15 @@ def _quota(quota: models.Quota) -> limits.Quota:
     return limits.Quota(quota.limit, every, (refill.amount or 0) if refill else 0)
 
 
-def _seed(usage: Any) -> limits.Seed:
+def _reset_token(meta: Mapping[str, Any]) -> str:
+    return str((meta.get("annotations") or {}).get(names.RESET_QUOTA_ANNOTATION, ""))
+
+
+def _seed(usage: Any, reset_token: str) -> limits.Seed:
     """status.usage as the verifier last wrote it: where a quota restarts if the limits
-    store lost its data."""
-    if not isinstance(usage, Mapping):
+    store lost its data; nothing if the credits there were counted before the latest
+    reset (the reset gives `limit` credits, whatever was spent before it)."""
+    if not isinstance(usage, Mapping) or str(usage.get("resetQuota") or "") != reset_token:
         return limits.NO_SEED
     try:
         return limits.Seed(int(usage["remaining"]),

@@ -26,7 +26,8 @@ class Usage:
         self.interval = interval
         self._seen: dict[tuple[str, str, int], float] = {}  # last use not yet reported
         self._patched: dict[tuple[str, str], float] = {}  # when each ApiKey was last patched
-        self._credits: dict[tuple[str, str], tuple[int, float]] = {}  # remaining, refilled
+        # remaining, refilled at, the reset annotation they count from
+        self._credits: dict[tuple[str, str], tuple[int, float, str]] = {}
         self._lock = threading.Lock()
 
     def used(self, record: index.KeyRecord, now: float) -> None:
@@ -37,7 +38,8 @@ class Usage:
 
     def credits(self, record: index.KeyRecord, remaining: int, refilled_at: float) -> None:
         """A quota's state after a decision, for status.usage (the latest wins)."""
-        self._credits[(record.namespace, record.name)] = (remaining, refilled_at)
+        self._credits[(record.namespace, record.name)] = (remaining, refilled_at,
+                                                          record.reset_token)
 
     def due(self, now: float) -> list[Patch]:
         """The patches to send now: for each ApiKey used since its last patch, unless
@@ -85,9 +87,12 @@ class Usage:
                 self._seen.pop(key, None)
 
 
-def usage_field(remaining: int, refilled_at: float) -> dict[str, Any]:
-    """status.usage for a quota with `remaining` credits, last refilled at that time."""
-    return {"remaining": remaining, "refilledAt": _stamp(refilled_at)}
+def usage_field(remaining: int, refilled_at: float, reset: str) -> dict[str, Any]:
+    """status.usage for a quota with `remaining` credits, last refilled at that time,
+    counted since the reset annotation had the value `reset` (None in a merge patch
+    removes an earlier value)."""
+    return {"remaining": remaining, "refilledAt": _stamp(refilled_at),
+            "resetQuota": reset or None}
 
 
 def _stamp(when: float) -> str:

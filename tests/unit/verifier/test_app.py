@@ -358,3 +358,25 @@ def test_a_quota_restarts_from_status_usage_and_resets_with_the_annotation() -> 
                                     "annotations": {"keywright.dev/reset-quota": "now"}}}
     keys.upsert(reset)  # the annotation is read: the record is rebuilt
     assert [call(application)[0] for _ in range(6)] == [200] * 5 + [429]
+
+
+@pytest.mark.parametrize(
+    ("counted_since", "annotation", "credits"),
+    [
+        pytest.param(None, None, 1, id="no reset ever: the status's credits"),
+        pytest.param("first", "first", 1, id="counted since the current reset: the status's"),
+        pytest.param(None, "first", 5, id="a reset after the status was written: a full quota"),
+        pytest.param("first", "second", 5, id="a newer reset than the status knew: a full quota"),
+    ],
+)
+def test_a_quota_restarts_from_status_usage_only_if_counted_since_the_current_reset(
+        counted_since: str | None, annotation: str | None, credits: int) -> None:
+    seeded = apikey(quota={"limit": 5})
+    seeded["status"]["usage"] = {"remaining": 1, "refilledAt": "2027-01-15T08:00:00Z",
+                                 **({"resetQuota": counted_since} if counted_since else {})}
+    if annotation:
+        seeded["metadata"]["annotations"] = {"keywright.dev/reset-quota": annotation}
+    application = verifier(seeded)
+    assert [call(application)[0] for _ in range(credits + 1)] == [200] * credits + [429]
+    (patch,) = application.usage.due(time.time())
+    assert patch[2]["usage"]["resetQuota"] == annotation  # what they now count from
