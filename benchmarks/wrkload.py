@@ -31,6 +31,7 @@ class Result:
     rate: float
     percentiles: dict[str, float]  # "50%" -> milliseconds
     errors: str
+    requests: int = 0  # answered in the run
 
     def line(self) -> str:
         shown = " ".join(f"p{k.rstrip('%')} {v:.3f} ms" for k, v in self.percentiles.items())
@@ -71,7 +72,9 @@ def run(url: str, script: str | None, connections: int, seconds: float) -> Resul
     percentiles = {m.group(1): _ms(m.group(2), m.group(3))
                    for m in re.finditer(r"^\s+(50|90|99)%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)}
     errors = re.search(r"Non-2xx or 3xx responses: \d+|Socket errors:.*", out)
-    return Result(rate, percentiles, f" ({errors.group(0)})" if errors else "")
+    done = re.search(r"(\d+) requests in", out)
+    return Result(rate, percentiles, f" ({errors.group(0)})" if errors else "",
+                  int(done.group(1)) if done else 0)
 
 
 def half_load(url: str, keys: Sequence[str], path: str, saturating: float,
@@ -80,14 +83,21 @@ def half_load(url: str, keys: Sequence[str], path: str, saturating: float,
     each sending its next request when the last is answered, whose rate comes closest
     to half (short probes with 1, 2, 3, ... connections). Closed-loop, so what is
     measured is the service's latency, not a burst that a millisecond pacing timer makes."""
-    target, script = saturating / 2, lua(keys, path)
+    script = lua(keys, path)
+    return run(url, script, half_load_connections(url, script, saturating), seconds)
+
+
+def half_load_connections(url: str, script: str, saturating: float) -> int:
+    """The number of closed-loop connections whose rate comes closest to half of
+    `saturating` (half_load's probes, for a caller that measures the run itself)."""
+    target = saturating / 2
     best, best_gap = 1, float("inf")
     for connections in range(1, 33):
         gap = abs(run(url, script, connections, 3).rate - target)
         if gap >= best_gap:
             break
         best, best_gap = connections, gap
-    return run(url, script, best, seconds)
+    return best
 
 
 def _ms(value: str, unit: str) -> float:

@@ -6,6 +6,7 @@ stops the verifier at start with one clear line."""
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
 import os
@@ -20,10 +21,11 @@ from pathlib import Path
 
 import pytest
 
+from keywright.core import limits
 from keywright.dev import controlplane
 from keywright.dev.redis import RedisServer
 from keywright.kits import processes
-from keywright.verifier import usagepatch
+from keywright.verifier import index, limits_backend, usagepatch
 from tests.support import k8s
 from tests.support.waiting import eventually
 
@@ -323,3 +325,59 @@ def test_one_status_write_per_key_per_minute_whatever_the_replicas(
         return found
     # the first write (at the probe that saw the key indexed) claimed the minute
     assert len(writes()) == 1, f"{len(writes())} status writes in {time.time() - began:.0f}s"
+
+
+def quota_record(name: str, credits: int) -> index.KeyRecord:
+    return index.KeyRecord(
+        namespace="direct", name=name, revision=1, last_characters="abcd",
+        scopes=frozenset(), granted=frozenset(), usable=True, expires_at=None,
+        retires_at=None, allowlist=(), context=(), rate=None, quota=limits.Quota(credits))
+
+
+def test_more_calls_at_once_than_the_client_has_connections_are_no_outage(
+        redis_server: RedisServer) -> None:
+    """redis-py's pool holds 100 connections and fails the 101st call at once: 150
+    concurrent checks in one verifier must wait their turn, not fail closed."""
+    url = limits_backend.url_with_password(redis_server.address, redis_server.password_file)
+    record = quota_record("crowd", 120)
+
+    async def crowd() -> list[str | None]:
+        backend = limits_backend.RedisLimits(url, timeout=TIMEOUT)
+        try:
+            verdicts = await asyncio.gather(*(backend.check(record) for _ in range(150)))
+            return [v.decision.code if v.decision else None for v in verdicts]
+        finally:
+            await backend.close()
+    codes = asyncio.run(crowd())
+    assert codes.count("OK") == 120
+    assert codes.count("USAGE_LIMIT_REACHED") == 30  # none None: no outage
+
+
+def test_the_breaker_opens_once_per_outage_not_once_per_failed_call() -> None:
+    """Eight calls failing together (Redis refusing connections, nothing on the port)
+    open the breaker for its first cooldown, not for eight doublings of it."""
+    clock = [100.0]
+    backend = limits_backend.RedisLimits(f"redis://127.0.0.1:{processes.free_port()}/0",
+                                         timeout=TIMEOUT, now=lambda: clock[0])
+    record = quota_record("down", 10)
+
+    async def checks(count: int) -> list[bool]:
+        verdicts = await asyncio.gather(*(backend.check(record) for _ in range(count)))
+        return [v.decision is None for v in verdicts]
+
+    async def scenario() -> None:
+        try:
+            assert await checks(8) == [True] * 8
+            assert backend.errors == 8
+            clock[0] += limits_backend.COOLDOWN[0] / 2  # open: no call, no error
+            assert await checks(1) == [True]
+            assert backend.errors == 8
+            clock[0] += limits_backend.COOLDOWN[0]  # past the first cooldown: a call
+            assert await checks(1) == [True]
+            assert backend.errors == 9
+            clock[0] += limits_backend.COOLDOWN[0] * 1.5  # now open twice as long
+            assert await checks(1) == [True]
+            assert backend.errors == 9
+        finally:
+            await backend.close()
+    asyncio.run(scenario())

@@ -48,6 +48,9 @@ URL_ENV = "KEYWRIGHT_REDIS_URL"
 DEFAULT_TIMEOUT = 0.05  # seconds per call: a verification is worth more than a limit
 COOLDOWN = (0.25, 4.0)  # seconds the breaker stays open: doubling from, up to
 MASTER_POLL = 1.0  # seconds between asking the sentinels which node is master
+# calls in flight at once, under redis-py's 100 connections per pool (it fails the 101st
+# at once, which is not an outage); a call waiting for its turn waits within its timeout
+IN_FLIGHT = 64
 OnError = Literal["open", "closed"]
 SENTINEL_SCHEME, CLUSTER_SCHEME = "redis+sentinel", "redis+cluster"
 SENTINEL_FORM = "redis+sentinel://HOST[:PORT][,HOST[:PORT]...]/SERVICE[/DB][?sentinel_auth=yes]"
@@ -419,6 +422,7 @@ class RedisLimits:
         self._open_until = 0.0
         self._cooldown = COOLDOWN[0]
         self.errors = 0  # for the metrics: calls that failed or timed out
+        self._turns = asyncio.Semaphore(IN_FLIGHT)
 
     def rate(self, record: index.KeyRecord) -> limits.Rate | None:
         if record.rate is None:
@@ -433,7 +437,7 @@ class RedisLimits:
         if self._now() < self._open_until:
             return Verdict(None, rate)  # the breaker is open: no call, no wait
         try:
-            reply = await asyncio.wait_for(self._call(record, rate), self.timeout)
+            reply = await asyncio.wait_for(self._in_turn(record, rate), self.timeout)
         except Exception as exc:  # any failure of the backend is an outage
             self._failed(exc)
             return Verdict(None, rate)
@@ -442,6 +446,10 @@ class RedisLimits:
             self._cooldown = COOLDOWN[0]
             log.warning("limits backend: Redis answers again; limits are shared and exact")
         return Verdict(limits_redis.decision(reply), rate)
+
+    async def _in_turn(self, record: index.KeyRecord, rate: limits.Rate | None) -> Any:
+        async with self._turns:
+            return await self._call(record, rate)
 
     async def _call(self, record: index.KeyRecord, rate: limits.Rate | None) -> Any:
         client = self._client
@@ -486,7 +494,11 @@ class RedisLimits:
 
     def _failed(self, exc: BaseException) -> None:
         self.errors += 1
-        self._open_until = self._now() + self._cooldown
+        now = self._now()
+        if now < self._open_until:
+            return  # calls already in flight when the breaker opened: the same outage
+        # opened (again, if the probe after a cooldown failed): each time for longer
+        self._open_until = now + self._cooldown
         self._cooldown = min(COOLDOWN[1], self._cooldown * 2)
         if self.up:
             self.up = False
