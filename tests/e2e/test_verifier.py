@@ -241,16 +241,24 @@ def told(response: Response) -> dict[str, str]:
     return {name: value for name, value in response[1].items() if name in RATE_LIMIT_HEADERS}
 
 
+def behind_shared_nginx(shared_nginx: tuple[Verifier, gateway.Nginx], cluster: Cluster,
+                        namespace: str, name: str, **spec: Any,
+                        ) -> tuple[gateway.Nginx, Plaintext]:
+    """The nginx in front of the Redis-backed verifier, and a key with scope
+    Invoices.Read and `spec` it knows. The probe asks for a scope the key lacks: a
+    refused request counts for no limit."""
+    shared, front = shared_nginx
+    shared.ensure_ready()
+    return front, issue(cluster, shared, namespace, name, probe="/verify?scope=Invoices.Write",
+                        expect="INSUFFICIENT_SCOPE", scopes=["Invoices.Read"], **spec)
+
+
 def test_through_nginx_a_client_is_told_its_rate_limit_on_200_and_on_429(
     running_operator: Operator, shared_nginx: tuple[Verifier, gateway.Nginx],
     cluster: Cluster, namespace: str
 ) -> None:
-    shared, front = shared_nginx
-    shared.ensure_ready()
-    # the probe asks for a scope the key lacks: a refused request takes no token
-    key = issue(cluster, shared, namespace, "told", probe="/verify?scope=Invoices.Write",
-                expect="INSUFFICIENT_SCOPE", scopes=["Invoices.Read"],
-                rateLimit={"requests": 3, "period": "1h"})
+    front, key = behind_shared_nginx(shared_nginx, cluster, namespace, "told",
+                                     rateLimit={"requests": 3, "period": "1h"})
     answers = [front.get("/invoices/", {"X-API-Key": key}) for _ in range(4)]
     assert [status for status, _, _ in answers] == [200, 200, 200, 429]
     for _, _, body in answers[:3]:  # the upstream's answers, proxied
@@ -308,11 +316,9 @@ def test_through_nginx_a_spent_quota_with_a_rate_limit_says_both(
     running_operator: Operator, shared_nginx: tuple[Verifier, gateway.Nginx],
     cluster: Cluster, namespace: str
 ) -> None:
-    shared, front = shared_nginx
-    shared.ensure_ready()
-    key = issue(cluster, shared, namespace, "both", probe="/verify?scope=Invoices.Write",
-                expect="INSUFFICIENT_SCOPE", scopes=["Invoices.Read"],
-                rateLimit={"requests": 10, "period": "1h"}, quota={"limit": 1})
+    front, key = behind_shared_nginx(shared_nginx, cluster, namespace, "both",
+                                     rateLimit={"requests": 10, "period": "1h"},
+                                     quota={"limit": 1})
     answers = [front.get("/invoices/", {"X-API-Key": key}) for _ in range(2)]
     assert [status for status, _, _ in answers] == [200, 429]
     _, headers, body = answers[1]
