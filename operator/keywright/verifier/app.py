@@ -129,7 +129,8 @@ class Verifier:
                                 (b"retry-after", str(answer.retry_after).encode()),
                                 *limit_headers]
         else:
-            response_headers = [*HEADERS[code], *limit_headers]
+            response_headers = [*HEADERS[code], *limit_headers] if limit_headers \
+                else HEADERS[code]
         await _respond(send, answer.status, response_headers, BODIES[code])
         if record is not None:
             self.usage.used(record, now)
@@ -173,7 +174,7 @@ class Verifier:
         """The limits' decision as the answer, with the headers a client is told."""
         assert answer.record is not None
         self._credits(answer.record, found)
-        shown = limits_backend.headers(rate, found) if rate is not None else []
+        shown = ratelimit.headers(rate, found) if rate is not None else []
         return (answer if found.allowed else self._refused(answer, found)), shown
 
     def _credits(self, record: index.KeyRecord, found: limits.Decision) -> None:

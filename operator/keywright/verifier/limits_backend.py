@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
 import re
 import time
 import urllib.parse
@@ -40,7 +39,7 @@ import redis.retry
 import redis.sentinel
 
 from keywright.core import errors, limits
-from keywright.verifier import index, limits_redis
+from keywright.verifier import index, limits_redis, ratelimit
 
 log = logging.getLogger(__name__)
 
@@ -424,16 +423,10 @@ class RedisLimits:
         self.errors = 0  # for the metrics: calls that failed or timed out
         self._turns = asyncio.Semaphore(IN_FLIGHT)
 
-    def rate(self, record: index.KeyRecord) -> limits.Rate | None:
-        if record.rate is None:
-            return None
-        requests, period = record.rate
-        return limits.Rate(requests, round(period * limits.MICROS))
-
     async def check(self, record: index.KeyRecord) -> Verdict:
         """One round trip for a key with a rate limit or a quota (both checked at once):
         the script's decision, or None (down)."""
-        rate = self.rate(record)
+        rate = ratelimit.rate_of(record)
         if self._now() < self._open_until:
             return Verdict(None, rate)  # the breaker is open: no call, no wait
         try:
@@ -522,21 +515,6 @@ def _describe(exc: BaseException) -> str:
         return "no answer within the timeout"
     text = str(exc).splitlines()[0][:200] if str(exc) else ""
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-
-
-def headers(rate: limits.Rate, decision: limits.Decision) -> list[tuple[bytes, bytes]]:
-    """What a client is told about its rate limit, on 200 and 429: the widespread
-    X-RateLimit-* trio and the IETF RateLimit-Policy / RateLimit pair."""
-    period = max(1, math.ceil(rate.period_us / limits.MICROS))
-    remaining = decision.rate_remaining or 0
-    reset = max(0, math.ceil((decision.rate_reset_us or 0) / limits.MICROS))
-    return [
-        (b"x-ratelimit-limit", str(rate.requests).encode()),
-        (b"x-ratelimit-remaining", str(remaining).encode()),
-        (b"x-ratelimit-reset", str(reset).encode()),
-        (b"ratelimit-policy", f'"keywright";q={rate.requests};w={period}'.encode()),
-        (b"ratelimit", f'"keywright";r={remaining};t={reset}'.encode()),
-    ]
 
 
 class WriteClaims:

@@ -2,7 +2,8 @@
 rate limits and quotas kept by the reference model (core/limits.py) in memory, so they
 mean exactly what the shared backend's do (a sliding log: N in any period).
 
-Owns: one small state per ApiKey that has a limit and has been used (a rate-limited
+Owns: the headers a client is told its rate limit in (whichever backend decided), and
+one small state per ApiKey that has a limit and has been used (a rate-limited
 key's log holds one entry per allowed request still in its window). Pure but for that
 state; the time is a parameter.
 Must not: read the clock, or keep anything about a key the index has forgotten
@@ -11,6 +12,7 @@ Must not: read the clock, or keep anything about a key the index has forgotten
 
 from __future__ import annotations
 
+import math
 import threading
 
 from keywright.core import limits
@@ -51,3 +53,18 @@ class Limits:
     def forget(self, namespace: str, name: str) -> None:
         with self._lock:
             self._state.pop((namespace, name), None)
+
+
+def headers(rate: limits.Rate, decision: limits.Decision) -> list[tuple[bytes, bytes]]:
+    """What a client is told about its rate limit, on 200 and 429: the widespread
+    X-RateLimit-* trio and the IETF RateLimit-Policy / RateLimit pair."""
+    period = max(1, math.ceil(rate.period_us / limits.MICROS))
+    remaining = decision.rate_remaining or 0
+    reset = max(0, math.ceil((decision.rate_reset_us or 0) / limits.MICROS))
+    return [
+        (b"x-ratelimit-limit", str(rate.requests).encode()),
+        (b"x-ratelimit-remaining", str(remaining).encode()),
+        (b"x-ratelimit-reset", str(reset).encode()),
+        (b"ratelimit-policy", f'"keywright";q={rate.requests};w={period}'.encode()),
+        (b"ratelimit", f'"keywright";r={remaining};t={reset}'.encode()),
+    ]
