@@ -28,9 +28,9 @@ the other:
 then each of 1-3 at half load: the closed-loop connection count whose rate is closest to
 half of that configuration's OWN saturating rate (wrkload.half_load_connections), for
 p50/p99; then overload (--overload-connections: 90, then 200) on B and then on C: whether
-the verifier's own queueing makes its Redis calls exceed --redis-timeout, whether more
-concurrent calls than redis-py's connection pool holds (100 by default) fail, and what the
-circuit breaker then answers (a key with a quota fails closed: 429 LIMITS_UNAVAILABLE);
+the verifier's own queueing makes its Redis calls exceed --redis-timeout (all of them
+pipelined on one connection per verifier), and what the circuit breaker then answers (a
+key with a quota fails closed: 429 LIMITS_UNAVAILABLE);
 then nginx `return 200` on core 0, the ceiling. Throughput ratios count OK answers only.
 
 The verifiers run as a user that may list and watch ApiKeys and read the pepper but not
@@ -52,7 +52,8 @@ server-side time per call and its p50/p99/p99.9/max (INFO commandstats and laten
 reset before each phase), and Redis's CPU. Throughout, a thread of this process pinned
 to core 1 calls the same script by SHA on keys of its own with redis-py (hiredis) every
 5 ms (--probe-every): the Redis round trip as a client on a loaded machine sees it (its
-calls are counted apart).
+calls are counted apart). Redis's INFO stats give the pipelining depth: the verifier's
+commands per read Redis made from its sockets.
 
 Targets (issue 13): Redis-backed throughput >= 0.5 of no-limit throughput; p99 <= 2 ms at
 half load. Prints figures and ratios; never passes or fails. Loopback only.
@@ -114,6 +115,7 @@ class RedisView:
     usec_per_call: float
     percentiles: dict[str, float]  # server-side, microseconds: p50, p99, p99.9, p100
     cpu_share: float  # of one core
+    reads: int = 0  # reads Redis made from its clients' sockets (INFO stats)
 
 
 @dataclass
@@ -331,6 +333,7 @@ def phase(label: str, verifier: Verifier, script: str, connections: int, seconds
     samples = probe.take()
     stats = store.info("commandstats").get("cmdstat_evalsha", {})
     latency = store.info("latencystats").get("latency_percentiles_usec_evalsha", {})
+    reads = int(store.info("stats").get("total_reads_processed", 0))
     elapsed = after.at - before.at
     codes = {code: after.decisions[code] - before.decisions.get(code, 0.0)
              for code in after.decisions}
@@ -339,7 +342,7 @@ def phase(label: str, verifier: Verifier, script: str, connections: int, seconds
     redis_view = RedisView(
         calls, len(samples), float(stats.get("usec_per_call", 0.0)),
         {str(k): float(v) for k, v in latency.items()},
-        (after.redis_cpu - before.redis_cpu) / elapsed)
+        (after.redis_cpu - before.redis_cpu) / elapsed, reads)
     over = {ms: (after.buckets[float("inf")] - after.buckets[ms / 1000])
             - (before.buckets[float("inf")] - before.buckets[ms / 1000]) for ms in SLOW_MS}
     return Phase(
@@ -526,8 +529,12 @@ def _redis_line(found: Phase) -> str:
         return f"{view.percentiles.get(name, float('nan')):.0f}"
     probe = found.probe
     verifier_calls = max(0, view.calls - view.probe_calls)
+    # each probe call is one read; the reads left are the verifier's (and a few INFOs)
+    verifier_reads = max(1, view.reads - view.probe_calls)
+    depth = (f", {verifier_calls / verifier_reads:.1f} per read (pipelined)"
+             if verifier_calls > view.probe_calls else "")
     return (f"EVALSHA {view.calls:,} (the verifier's about "
-            f"{verifier_calls:,} for {found.decisions:,.0f} decisions); in Redis "
+            f"{verifier_calls:,} for {found.decisions:,.0f} decisions{depth}); in Redis "
             f"{view.usec_per_call:.1f} us/call, p50 {show('p50')} p99 {show('p99')} "
             f"p99.9 {show('p99.9')} max {show('p100')} us; Redis CPU "
             f"{view.cpu_share:.0%} of core; probe round trip (n={len(probe)}) "

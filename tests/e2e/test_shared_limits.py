@@ -334,23 +334,38 @@ def quota_record(name: str, credits: int) -> index.KeyRecord:
         retires_at=None, allowlist=(), context=(), rate=None, quota=limits.Quota(credits))
 
 
+@pytest.mark.parametrize(("client", "connections"), [
+    pytest.param("pipelined", range(1, 2), id="one Redis: one pipelined connection"),
+    # an option only redis-py honours: its pool, as with Sentinel and Cluster
+    pytest.param("redis-py", range(2, limits_backend.IN_FLIGHT + 1),
+                 id="redis-py: at most IN_FLIGHT connections"),
+])
 def test_more_calls_at_once_than_the_client_has_connections_are_no_outage(
-        redis_server: RedisServer) -> None:
-    """redis-py's pool holds 100 connections and fails the 101st call at once: 150
-    concurrent checks in one verifier must wait their turn, not fail closed."""
-    url = limits_backend.url_with_password(redis_server.address, redis_server.password_file)
-    record = quota_record("crowd", 120)
+        redis_server: RedisServer, client: str, connections: range) -> None:
+    """150 concurrent checks in one verifier: each answered, none an outage, on one
+    pipelined connection; with redis-py, whose pool holds 100 connections and fails the
+    101st call at once, they wait their turn instead."""
+    name = f"crowd-{client}"
+    url = limits_backend.url_with_password(
+        redis_server.address + f"?client_name={name}" +
+        ("&socket_keepalive=yes" if client == "redis-py" else ""), redis_server.password_file)
+    assert (limits_backend.pipe_address(url) is None) is (client == "redis-py")
+    record = quota_record(name, 120)
 
-    async def crowd() -> list[str | None]:
+    async def crowd() -> tuple[list[str | None], int]:
         backend = limits_backend.RedisLimits(url, timeout=TIMEOUT)
         try:
             verdicts = await asyncio.gather(*(backend.check(record) for _ in range(150)))
-            return [v.decision.code if v.decision else None for v in verdicts]
+            listing = await asyncio.to_thread(redis_server.command, "CLIENT", "LIST")
+            assert isinstance(listing, str)
+            return ([v.decision.code if v.decision else None for v in verdicts],
+                    listing.count(f" name={name} "))
         finally:
             await backend.close()
-    codes = asyncio.run(crowd())
+    codes, connected = asyncio.run(crowd())
     assert codes.count("OK") == 120
     assert codes.count("USAGE_LIMIT_REACHED") == 30  # none None: no outage
+    assert connected in connections
 
 
 def test_the_breaker_opens_once_per_outage_not_once_per_failed_call() -> None:

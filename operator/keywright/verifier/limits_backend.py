@@ -1,15 +1,16 @@
 """The shared limits backend: exact rate limits across verifier replicas, on Redis.
 
-Owns: the connection (redis-py's asyncio client with hiredis; the only module that
-imports it) to one Redis, to the master a set of Sentinels names (`redis+sentinel://`;
-asked again every second, so that no replica keeps counting on an old master a failover
-left up), or to a Redis Cluster (`redis+cluster://`), and parsing those URLs; checking
-at start that the URL, the password and scripting work (one clear line and the verifier
-stops, never serving with limits silently off), loading the script once and calling it
-by SHA (loading it again when Redis restarted, failed over or a node forgot it), the
-per-call timeout, the circuit breaker that makes a dead Redis cost no latency, what
-happens then (`on_error`: open lets the request through, closed answers 429), one log
-line per state change, and the backend's metrics.
+Owns: the connection to Redis: to one Redis, redis_pipe's single pipelined connection
+(redis://, rediss://, unix://, with the URL options it knows), else redis-py's asyncio
+client with hiredis (the only module that imports redis-py): to the master a set of
+Sentinels names (`redis+sentinel://`; asked again every second, so that no replica keeps
+counting on an old master a failover left up), or to a Redis Cluster
+(`redis+cluster://`), and parsing those URLs; checking at start that the URL, the
+password and scripting work (one clear line and the verifier stops, never serving with
+limits silently off), calling the script by SHA (loading it when Redis restarted, failed
+over or a node forgot it), the per-call timeout, the circuit breaker that makes a dead
+Redis cost no latency, what happens then (`on_error`: open lets the request through,
+closed answers 429), one log line per state change, and the backend's metrics.
 Must not: decide (the script and core/limits.py do), block the event loop, turn a
 backend failure into a 5xx or a hung request, or put a password in a log line or an
 error.
@@ -19,8 +20,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import re
+import ssl
 import time
 import urllib.parse
 from collections.abc import Callable
@@ -34,12 +37,13 @@ import redis.asyncio.cluster
 import redis.asyncio.sentinel
 import redis.backoff
 import redis.cluster
+import redis.connection
 import redis.exceptions
 import redis.retry
 import redis.sentinel
 
 from keywright.core import errors, limits
-from keywright.verifier import index, limits_redis, ratelimit
+from keywright.verifier import index, limits_redis, ratelimit, redis_pipe
 
 log = logging.getLogger(__name__)
 
@@ -47,9 +51,11 @@ URL_ENV = "KEYWRIGHT_REDIS_URL"
 DEFAULT_TIMEOUT = 0.05  # seconds per call: a verification is worth more than a limit
 COOLDOWN = (0.25, 4.0)  # seconds the breaker stays open: doubling from, up to
 MASTER_POLL = 1.0  # seconds between asking the sentinels which node is master
-# calls in flight at once, under redis-py's 100 connections per pool (it fails the 101st
-# at once, which is not an outage); a call waiting for its turn waits within its timeout
+# with redis-py's client (Sentinel, Cluster, URL options only it knows): calls in flight
+# at once, under its 100 connections per pool (it fails the 101st at once, which is not
+# an outage); a call waiting for its turn waits within its timeout
 IN_FLIGHT = 64
+COMMANDS_KEPT = 65536  # packed commands cached, one per KeyRecord in use
 OnError = Literal["open", "closed"]
 SENTINEL_SCHEME, CLUSTER_SCHEME = "redis+sentinel", "redis+cluster"
 SENTINEL_FORM = "redis+sentinel://HOST[:PORT][,HOST[:PORT]...]/SERVICE[/DB][?sentinel_auth=yes]"
@@ -352,6 +358,44 @@ def _text(value: object) -> str:
 
 
 Closers = list[Callable[[], Any]]
+# what Redis names the script (SHA-1 is its name for it, not a security measure)
+SCRIPT_SHA = hashlib.sha1(limits_redis.SCRIPT.encode(), usedforsecurity=False).hexdigest()
+# the URL options redis_pipe's connection honours; with any other, redis-py's client
+_PIPE_OPTIONS = {"host", "port", "path", "db", "username", "password", "client_name",
+                 "connection_class", "ssl_cert_reqs", "ssl_ca_certs", "ssl_ca_path",
+                 "ssl_certfile", "ssl_keyfile", "ssl_check_hostname"}
+_CERT_REQS = {"none": ssl.CERT_NONE, "optional": ssl.CERT_OPTIONAL,
+              "required": ssl.CERT_REQUIRED}
+
+
+def pipe_address(url: str) -> redis_pipe.Address | None:
+    """Where redis_pipe connects for a redis://, rediss:// or unix:// URL whose options
+    it knows, read as redis-py reads it; None for any other URL (redis-py's client)."""
+    if parse(url) is not None:
+        return None
+    options = redis.connection.parse_url(url)  # type: ignore[no-untyped-call]
+    if not set(options) <= _PIPE_OPTIONS:
+        return None
+    kind = options.pop("connection_class", None)
+    tls = None
+    if kind is redis.connection.SSLConnection:
+        reqs = options.get("ssl_cert_reqs", "required")
+        if reqs not in _CERT_REQS:
+            return None
+        tls = ssl.create_default_context(cafile=options.get("ssl_ca_certs"),
+                                         capath=options.get("ssl_ca_path"))
+        tls.check_hostname = bool(options.get("ssl_check_hostname", True)) and (
+            reqs != "none")
+        tls.verify_mode = _CERT_REQS[reqs]
+        if "ssl_certfile" in options:
+            tls.load_cert_chain(options["ssl_certfile"], options.get("ssl_keyfile"))
+    elif kind not in (None, redis.connection.UnixDomainSocketConnection):
+        return None
+    return redis_pipe.Address(
+        host=options.get("host") or "localhost", port=int(options.get("port") or 6379),
+        path=options.get("path"), db=int(options.get("db") or 0),
+        username=options.get("username") or None, password=options.get("password"),
+        tls=tls, client_name=options.get("client_name"))
 
 
 def _sync_client(topology: Topology, timeout: float,
@@ -422,15 +466,23 @@ class RedisLimits:
         self._cooldown = COOLDOWN[0]
         self.errors = 0  # for the metrics: calls that failed or timed out
         self._turns = asyncio.Semaphore(IN_FLIGHT)
+        address = pipe_address(url)
+        self._pipe = None if address is None else redis_pipe.Pipeline(address, timeout)
+        # per KeyRecord (they are immutable): its rate and its EVALSHA, packed
+        self._commands: dict[int, tuple[index.KeyRecord, limits.Rate | None, bytes]] = {}
 
     async def check(self, record: index.KeyRecord) -> Verdict:
         """One round trip for a key with a rate limit or a quota (both checked at once):
         the script's decision, or None (down)."""
-        rate = ratelimit.rate_of(record)
+        cached = self._commands.get(id(record))
+        if cached is None or cached[0] is not record:
+            cached = self._command(record)
+        rate = cached[1]
         if self._now() < self._open_until:
             return Verdict(None, rate)  # the breaker is open: no call, no wait
         try:
-            reply = await asyncio.wait_for(self._in_turn(record, rate), self.timeout)
+            reply = await (self._piped(cached[2]) if self._pipe is not None else
+                           asyncio.wait_for(self._in_turn(record, rate), self.timeout))
         except Exception as exc:  # any failure of the backend is an outage
             self._failed(exc)
             return Verdict(None, rate)
@@ -439,6 +491,32 @@ class RedisLimits:
             self._cooldown = COOLDOWN[0]
             log.warning("limits backend: Redis answers again; limits are shared and exact")
         return Verdict(limits_redis.decision(reply), rate)
+
+    def _command(self, record: index.KeyRecord,
+                 ) -> tuple[index.KeyRecord, limits.Rate | None, bytes]:
+        rate = ratelimit.rate_of(record)
+        keys = limits_redis.keys(record.namespace, record.name)
+        argv = limits_redis.arguments(rate, record.quota, record.reset_token, record.seed)
+        if len(self._commands) >= COMMANDS_KEPT:  # records replaced over time: start anew
+            self._commands.clear()
+        made = self._commands[id(record)] = (
+            record, rate, redis_pipe.pack("EVALSHA", SCRIPT_SHA, len(keys), *keys, *argv))
+        return made
+
+    async def _piped(self, command: bytes) -> Any:
+        """One EVALSHA on the pipelined connection (its timeout is the pipe's): the
+        script's SHA is known without asking, so it is loaded only when Redis answers
+        NOSCRIPT, and the call made again, all within the first call's timeout."""
+        assert self._pipe is not None
+        began = asyncio.get_running_loop().time()
+        try:
+            return await self._pipe.send(command)
+        except redis_pipe.ReplyError as exc:
+            if not str(exc).startswith("NOSCRIPT"):
+                raise
+        async with asyncio.timeout_at(began + self.timeout):
+            await self._pipe.call("SCRIPT", "LOAD", limits_redis.SCRIPT)
+            return await self._pipe.send(command)
 
     async def _in_turn(self, record: index.KeyRecord, rate: limits.Rate | None) -> Any:
         async with self._turns:
@@ -504,6 +582,8 @@ class RedisLimits:
                         what(self.on_quota_error))
 
     async def close(self) -> None:
+        if self._pipe is not None:
+            await self._pipe.close()
         if self._follower is not None:
             self._follower.cancel()
         for close in self._closers:
@@ -511,6 +591,8 @@ class RedisLimits:
 
 
 def _describe(exc: BaseException) -> str:
+    if isinstance(exc, redis_pipe.Late | redis_pipe.Unavailable):
+        return str(exc)
     if isinstance(exc, TimeoutError | asyncio.TimeoutError):
         return "no answer within the timeout"
     text = str(exc).splitlines()[0][:200] if str(exc) else ""

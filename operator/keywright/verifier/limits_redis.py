@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from keywright.core import limits
 
@@ -38,13 +39,14 @@ def arguments(rate: limits.Rate | None, quota: limits.Quota | None, reset_token:
     ]
 
 
-def decision(reply: Sequence[object]) -> limits.Decision:
+def decision(reply: Sequence[Any]) -> limits.Decision:
     """The script's reply as a Decision (-1 stands for none)."""
     allowed, code, retry, remaining, reset, credits, refilled = reply
+    return limits.Decision(int(allowed) == 1, code.decode() if isinstance(code, bytes)
+                           else str(code), _value(retry), _value(remaining), _value(reset),
+                           _value(credits), _value(refilled))
 
-    def value(item: object) -> int | None:
-        number = int(item)  # type: ignore[call-overload]
-        return None if number == -1 else number
-    text = code.decode() if isinstance(code, bytes) else str(code)
-    return limits.Decision(bool(int(allowed)), text, value(retry),  # type: ignore[call-overload]
-                           value(remaining), value(reset), value(credits), value(refilled))
+
+def _value(item: Any) -> int | None:
+    number = int(item)
+    return None if number == -1 else number

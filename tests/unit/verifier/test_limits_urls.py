@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from keywright.verifier import limits_backend
 from keywright.verifier.limits_backend import Topology
+from keywright.verifier.redis_pipe import Address
 
 LOCAL = ("127.0.0.1", 26379)
 
@@ -58,6 +59,58 @@ def test_sentinel_and_cluster_urls_are_read_into_their_parts(url: str,
                                  "unix:///run/redis.sock?db=2", "http://h/"])
 def test_other_urls_are_left_to_redis_py(url: str) -> None:
     assert limits_backend.parse(url) is None
+
+
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        pytest.param("redis://h:6380/2", Address("h", 6380, db=2), id="host, port, db"),
+        pytest.param("redis://h", Address("h"), id="default port and db"),
+        pytest.param("redis://:p%40ss@h/0", Address("h", password="p@ss"),
+                     id="percent-encoded password"),
+        pytest.param("redis://verifier:pw@h/0?client_name=kw",
+                     Address("h", username="verifier", password="pw", client_name="kw"),
+                     id="user, client name"),
+        pytest.param("unix:///run/redis.sock?db=3&password=pw",
+                     Address(path="/run/redis.sock", db=3, password="pw"), id="socket"),
+    ],
+)
+def test_one_redis_gets_the_pipelined_connection(url: str, expected: Address) -> None:
+    got = limits_backend.pipe_address(url)
+    assert got == expected
+    assert got is not None
+    assert got.password == expected.password  # the dataclass compares it, repr hides it
+
+
+@pytest.mark.parametrize(
+    ("url", "verify", "check_hostname"),
+    [
+        pytest.param("rediss://h:6380/0", "CERT_REQUIRED", True, id="verified by default"),
+        pytest.param("rediss://h/0?ssl_cert_reqs=none", "CERT_NONE", False, id="not verified"),
+        pytest.param("rediss://h/0?ssl_check_hostname=false", "CERT_REQUIRED", False,
+                     id="any name"),
+    ],
+)
+def test_tls_is_verified_as_redis_py_would(url: str, verify: str,
+                                           check_hostname: bool) -> None:
+    got = limits_backend.pipe_address(url)
+    assert got is not None
+    assert got.tls is not None
+    assert got.tls.verify_mode.name == verify
+    assert got.tls.check_hostname is check_hostname
+
+
+@pytest.mark.parametrize("url", [
+    "redis+sentinel://s1/mymaster", "redis+cluster://n1:7000",
+    "redis://h/0?socket_keepalive=yes", "rediss://h/0?ssl_min_version=3",
+    "rediss://h/0?ssl_cert_reqs=sometimes",
+])
+def test_other_urls_and_options_keep_redis_py(url: str) -> None:
+    """Sentinel, Cluster, and options the pipelined connection does not honour: redis-py's
+    client, which does, rather than an option silently ignored."""
+    assert limits_backend.pipe_address(url) is None
 
 
 SECRET = "s3cr3t-Passw0rd"
