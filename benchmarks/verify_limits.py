@@ -27,11 +27,16 @@ the other:
 
 then each of 1-3 at half load: the closed-loop connection count whose rate is closest to
 half of that configuration's OWN saturating rate (wrkload.half_load_connections), for
-p50/p99; then overload (--overload-connections: 90, then 200) on B and then on C: whether
+p50/p99; then no limits on A at the most of --overload-connections (is 50 its most?);
+then overload (--overload-connections: 90, then 200) on B and then on C: whether
 the verifier's own queueing makes its Redis calls exceed --redis-timeout (all of them
 pipelined on one connection per verifier), and what the circuit breaker then answers (a
 key with a quota fails closed: 429 LIMITS_UNAVAILABLE);
 then nginx `return 200` on core 0, the ceiling. Throughput ratios count OK answers only.
+Two are printed: at --connections (50), and of each configuration's most over the
+connection counts it ran at (no limits on A: 50 and the most of --overload-connections;
+Redis on B: 50 and each of them), since a configuration whose every request waits for a
+round trip to Redis needs more requests in flight to keep the verifier busy.
 
 The verifiers run as a user that may list and watch ApiKeys and read the pepper but not
 patch ApiKeys' status (verifier_plane.READER): they send their usage patches (each key in
@@ -294,6 +299,9 @@ def run_phases(args: argparse.Namespace, a: Verifier, b: Verifier, c: Verifier |
                                               phases[key].result.rate)
         phases[f"{key}-half"] = measure(f"{phases[key].label} at half load", verifier,
                                         keys, count)
+    if args.overload_connections:  # is the baseline's rate at 50 connections its most?
+        most = max(args.overload_connections)
+        phases["none-most"] = measure(f"no limits, A, {most} connections", a, "plain", most)
     for count in args.overload_connections:
         phases[f"redis-over-{count}"] = measure(
             f"Redis limits, B (--redis-timeout {args.redis_timeout or 0.05:g}), "
@@ -457,13 +465,28 @@ def report(phases: Mapping[str, Phase], ceiling: wrkload.Result, args: argparse.
           f"redis-server on core {args.redis_core} (sharing it with wrk); logs in {logs}")
     print("saturating, 1,000 keys per set, "
           f"{args.connections} connections, {args.seconds:g} s each:")
-    for key in ("none", "local", "redis", "none-b"):
-        print(f"  {_phase_line(phases[key])}")
+    for key in ("none", "local", "redis", "none-b", "none-most"):
+        if key in phases:
+            print(f"  {_phase_line(phases[key])}")
     ratio = redis_phase.ok_rate / none.ok_rate
     print(f"ratios (OK answers per second): in-process / no limits "
           f"{local.ok_rate / none.ok_rate:.2f}; Redis / no limits {ratio:.2f} (target >= "
           f"{RATIO_TARGET}: ratio to target {ratio / RATIO_TARGET:.2f}); Redis / no limits "
           f"on the same process B {redis_phase.ok_rate / phases['none-b'].ok_rate:.2f}")
+    # throughput: a configuration's most OK answers a second, at whichever connection
+    # count gave it (a longer round trip takes more connections to keep the verifier busy)
+    tried = [key for key in phases if key.startswith("redis-over-") and "-c-" not in key]
+    best_none = max((phases[key] for key in ("none", "none-most") if key in phases),
+                    key=lambda found: found.ok_rate)
+    best_redis = max((phases[key] for key in ("redis", *tried)),
+                     key=lambda found: found.ok_rate)
+    most = best_redis.ok_rate / best_none.ok_rate
+    print(f"throughput (each configuration's most OK answers a second, over "
+          f"{', '.join(str(phases[key].connections) for key in ('redis', *tried))} "
+          f"connections): no limits {best_none.ok_rate:,.0f}/s ({best_none.connections} "
+          f"connections), Redis limits {best_redis.ok_rate:,.0f}/s "
+          f"({best_redis.connections}); Redis / no limits {most:.2f} (target >= "
+          f"{RATIO_TARGET}: ratio to target {most / RATIO_TARGET:.2f})")
     if redis_phase.backend_errors or redis_phase.redis.calls - redis_phase.redis.probe_calls \
             < redis_phase.decisions * 0.99:
         print(f"  NOTE: in the Redis phase {redis_phase.backend_errors:.0f} Redis calls failed "
