@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
+import logging
 import time
 from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
@@ -262,3 +264,32 @@ def test_a_server_that_does_not_speak_resp_drops_the_connection(
         await connection.close()
         listener.close()
     run(scenario())
+
+
+def test_a_listener_that_never_answers_fails_calls_within_their_timeout_quietly(
+        run: Runner, caplog: pytest.LogCaptureFixture) -> None:
+    """A fault no real Redis makes on demand: a socket that accepts and never answers
+    (the handshake outlives every caller). Each call fails within its own timeout, and
+    the handshake's later failure, awaited by no one, logs nothing."""
+    async def scenario() -> None:
+        async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await reader.read()  # until the client gives up
+            writer.close()
+        listener = await asyncio.start_server(silent, "127.0.0.1", 0)
+        port = listener.sockets[0].getsockname()[1]
+        connection = pipe(f"redis://:pw@127.0.0.1:{port}/0", timeout=0.05,
+                          connect_timeout=0.2)
+        began = time.monotonic()
+        with pytest.raises(redis_pipe.Late):
+            await connection.call("PING")
+        assert time.monotonic() - began < 0.15
+        await asyncio.sleep(0.4)  # the handshake has failed by now, unawaited
+        with pytest.raises(redis_pipe.Late):  # a new attempt lets go of the failed one
+            await connection.call("PING")
+        await connection.close()
+        del connection
+        gc.collect()  # a task whose failure no one retrieved would say so now
+        listener.close()
+    with caplog.at_level(logging.DEBUG, logger="asyncio"):
+        run(scenario())
+    assert not [r for r in caplog.records if "never retrieved" in r.getMessage()]

@@ -61,6 +61,11 @@ def pack(*args: str | bytes | int) -> bytes:
     return packed
 
 
+def _retrieved(task: asyncio.Task[None]) -> None:
+    if not task.cancelled():
+        task.exception()
+
+
 class _Protocol(asyncio.Protocol):
     def __init__(self, pipe: Pipeline) -> None:
         self.pipe = pipe
@@ -144,6 +149,8 @@ class Pipeline:
     async def _connected(self, deadline: float) -> None:
         if self._connecting is None or self._connecting.done():
             self._connecting = asyncio.get_running_loop().create_task(self._connect())
+            # its failure is each waiting caller's; with none left waiting, no one's
+            self._connecting.add_done_callback(_retrieved)
         remaining = deadline - asyncio.get_running_loop().time()
         try:
             await asyncio.wait_for(asyncio.shield(self._connecting), max(0.0, remaining))
