@@ -132,6 +132,8 @@ def keys(cluster: Cluster, operator: Operator, verifier: Verifier, home: str,
         "reader": issue(cluster, verifier, home, "reader", scopes=["Invoices.Read"],
                         context={"team": "payments"}, ipAllowlist=["127.0.0.0/8"]),
         "writer": issue(cluster, verifier, home, "writer", scopes=["Invoices.Write"]),
+        "deleter": issue(cluster, verifier, home, "deleter", probe="/verify?scope=Invoices.Delete",
+                         scopes=["Invoices.Delete"]),
         "faraway": issue(cluster, verifier, home, "faraway", expect="IP_NOT_ALLOWED",
                          scopes=["Invoices.Read"],
                          ipAllowlist=["203.0.113.0/24", "2001:db8::/32"]),
@@ -174,6 +176,20 @@ def test_bearer_works_too_and_write_satisfies_read(
 ) -> None:
     status, _, _ = nginx.get("/invoices/x", {"Authorization": keys["writer"].bearer()})
     assert status == 200
+
+
+@pytest.mark.parametrize(("who", "scope", "status"), [
+    pytest.param("deleter", "Invoices.Delete", 200, id="Delete satisfies Delete"),
+    pytest.param("deleter", "Invoices.Read", 403, id="Delete does not satisfy Read"),
+    pytest.param("writer", "Invoices.Delete", 403, id="Write does not satisfy Delete"),
+    pytest.param("writer", "Invoices.Update", 403, id="Write does not satisfy Update"),
+])
+def test_update_and_delete_are_only_what_they_say(
+    ready: Verifier, keys: dict[str, Plaintext], who: str, scope: str, status: int
+) -> None:
+    """Keys the real API server accepted with the grown scope grammar, asked straight."""
+    got, _, body = ready.get(f"/verify?scope={scope}", {"X-API-Key": keys[who]})
+    assert got == status, body
 
 
 @pytest.mark.parametrize(("path", "who", "headers", "expected", "code"), [

@@ -19,7 +19,7 @@ from keywright.core import durations, names, tokens
 
 DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
 SECRET_DATA_KEY = r"^[-._a-zA-Z0-9]+$"  # noqa: S105 - a pattern, not a password
-SCOPE = r"^[A-Za-z][A-Za-z0-9]*\.(Read|Write)$"
+SCOPE = r"^[A-Za-z][A-Za-z0-9]*\.(Read|Write|Update|Delete)$"
 _OCTET = r"(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
 IPV4 = rf"{_OCTET}(\.{_OCTET}){{3}}(/(3[0-2]|[12]?[0-9]))?"
 IPV6 = r"[0-9A-Fa-f:.]*:[0-9A-Fa-f:.]*(/(12[0-8]|1[01][0-9]|[1-9]?[0-9]))?"
@@ -34,8 +34,8 @@ WORDS = {
     DNS_SUBDOMAIN: "must be a DNS subdomain name: lower-case letters, digits, '-' and '.', "
                    "beginning and ending with a letter or digit",
     SECRET_DATA_KEY: "must be a Secret data key: letters, digits, '-', '_' and '.'",
-    SCOPE: "must be a scope, <Area>.<Read|Write>: a letter, then letters or digits, a dot, "
-           "then Read or Write (for example Reviews.Read)",
+    SCOPE: "must be a scope, <Area>.<Action>: a letter, then letters or digits, a dot, "
+           "then Read, Write, Update or Delete (for example Reviews.Read)",
     ADDRESS: "must be an IPv4 or IPv6 address or CIDR (for example 203.0.113.0/24)",
     CONTEXT_VALUE: "must not contain control characters: it travels as a header value",
     durations.PATTERN: "must be a duration: a whole number and s, m, h or d (for example "
@@ -135,8 +135,9 @@ class ApiKeySpec(_Model):
     scopes: Annotated[list[Annotated[str, Field(max_length=128, pattern=SCOPE)]], Field(
         default_factory=list, max_length=64,
         json_schema_extra=_x(x_kubernetes_list_type="set"),
-        description="Granted scopes, <Area>.<Level> with Level Read or Write; "
-                    "Area.Write satisfies Area.Read. Example: Reviews.Read.")]
+        description="Granted scopes, <Area>.<Action> with Action Read, Write, Update "
+                    "or Delete; Area.Write also satisfies Area.Read, Update and Delete "
+                    "only themselves. Example: Reviews.Read.")]
     expiration: Annotated[str, Field(
         max_length=20, pattern=durations.EXPIRATION_PATTERN,
         json_schema_extra=_x(x_kubernetes_validations=[{

@@ -203,7 +203,7 @@ class Verifier:
             return
         self._warned[scopes] = now
         wrong = decision.not_scopes(scopes)
-        why = (f"{[s[:64] for s in wrong[:4]]!r} is not <Area>.<Read|Write>" if wrong
+        why = (f"{[s[:64] for s in wrong[:4]]!r} is not <Area>.<Read|Write|Update|Delete>" if wrong
                else "it names an area no ApiKey grants a scope in")
         log.warning("a gateway requires scopes %r, which no key can ever have (%s): "
                     "answered 500 INVALID_REQUIREMENT; check the gateway's scope "

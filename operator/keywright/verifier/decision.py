@@ -168,7 +168,7 @@ def decide(ask: Ask, keys: index.Index, peppers: hashing.Peppers, now: float,
 
 @functools.lru_cache(maxsize=1024)  # a gateway sends the same few requirements
 def not_scopes(scopes: frozenset[str]) -> tuple[str, ...]:
-    """The required scopes that are not scopes at all (`<Area>.<Read|Write>`)."""
+    """The required scopes that are not scopes at all (`<Area>.<Action>`)."""
     return tuple(sorted(s for s in scopes if _SCOPE.fullmatch(s) is None))
 
 

@@ -91,7 +91,8 @@ def identity(record: KeyRecord) -> tuple[tuple[bytes, bytes], ...]:
 
 
 def implied(scopes: frozenset[str]) -> frozenset[str]:
-    """The scopes and what they imply: `Area.Write` also grants `Area.Read`."""
+    """The scopes and what they imply: `Area.Write` also grants `Area.Read`; `Update`
+    and `Delete` grant only themselves."""
     return scopes | {scope[:-6] + ".Read" for scope in scopes if scope.endswith(".Write")}
 
 

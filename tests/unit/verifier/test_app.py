@@ -319,7 +319,7 @@ def test_a_requirement_no_key_can_meet_is_a_500_and_one_warning_a_minute(
     assert typo[::2] == (500, b'{"code":"INVALID_REQUIREMENT"}')
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 2  # one per distinct requirement, not one per request
-    assert "['invoices.read'] is not <Area>.<Read|Write>" in warnings[0]
+    assert "['invoices.read'] is not <Area>.<Read|Write|Update|Delete>" in warnings[0]
     assert "no ApiKey grants" in warnings[1]
     metrics = application.metrics.render().decode()
     assert 'keywright_verifier_decisions_total{code="INVALID_REQUIREMENT",status="500"} 4.0' \
