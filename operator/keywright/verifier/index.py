@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from keywright.core import durations, hashing, limits, models, names
+from keywright.core import durations, hashing, limits, models, names, permissions
 
 log = logging.getLogger(__name__)
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -91,9 +91,8 @@ def identity(record: KeyRecord) -> tuple[tuple[bytes, bytes], ...]:
 
 
 def implied(scopes: frozenset[str]) -> frozenset[str]:
-    """The scopes and what they imply: `Area.Write` also grants `Area.Read`; `Update`
-    and `Delete` grant only themselves."""
-    return scopes | {scope[:-6] + ".Read" for scope in scopes if scope.endswith(".Write")}
+    """The scopes and what they imply (core/permissions.py's grammar)."""
+    return permissions.implied_scopes(scopes)
 
 
 def fingerprint(apikey: Mapping[str, Any]) -> str:
