@@ -26,8 +26,9 @@ from keywright import kube
 from keywright.controller import pepper, reconcile, redispassword
 from keywright.core import crd, errors, names, tokens
 
-# the gateway the verifier's end-to-end tests put in front of it, and the benchmarks' load
-TOOL_PACKAGES = ("nginx", "wrk")
+# the gateway the verifier's end-to-end tests put in front of it (with headers-more, which
+# strips every X-Keywright-* header a client sends), and the benchmarks' load
+TOOL_PACKAGES = ("nginx", "libnginx-mod-http-headers-more-filter", "wrk")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

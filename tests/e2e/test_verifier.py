@@ -171,6 +171,50 @@ def test_a_valid_key_reaches_the_upstream_with_its_identity_and_without_the_key(
     assert not leaked, "the upstream received the key"
 
 
+def test_no_x_keywright_header_a_client_sends_reaches_the_upstream(
+    nginx: gateway.Nginx, keys: dict[str, Plaintext], home: str
+) -> None:
+    """A client forging the identity the upstream trusts: every X-Keywright-* header it
+    sends is dropped before the verifier is asked, and the upstream sees only what the
+    verifier said (issue 14: the example used to override the three identity headers
+    only, so a client's own X-Keywright-Context-team went through untouched)."""
+    forged = {"X-Keywright-Name": "root", "X-Keywright-Namespace": "kube-system",
+              "X-Keywright-Scopes": "Admin.Write", "X-Keywright-Context-Team": "admins",
+              "X-Keywright-Context-Tier": "gold", "X-Keywright-Roles": "admin",
+              "X-Keywright-Permissions": "Admin.Delete", "X-Keywright-Filters": "e30",
+              # a requirement the client adds: dropped too, so it cannot make a 500
+              "X-Keywright-Scope": "invoices.read"}
+    status, _, body = nginx.get("/invoices/list", {"X-API-Key": keys["reader"], **forged})
+    assert status == 200, body
+    seen = json.loads(body)
+    assert {name: value for name, value in seen.items()
+            if name.startswith("x-keywright-")} == {
+        "x-keywright-namespace": home, "x-keywright-name": "reader",
+        "x-keywright-scopes": "Invoices.Read", "x-keywright-context-team": "payments"}
+
+
+@pytest.mark.parametrize(("authorization", "passed"), [
+    pytest.param("bearer", False, id="the key as a Bearer token stays at the gateway"),
+    pytest.param("Basic dXBzdHJlYW06b3duCg==", True,
+                 id="another scheme, the upstream's own, passes"),
+])
+def test_the_key_never_reaches_the_upstream_whichever_header_carried_it(
+    nginx: gateway.Nginx, keys: dict[str, Plaintext], authorization: str, passed: bool
+) -> None:
+    headers: dict[str, str] = (
+        {"Authorization": keys["reader"].bearer()} if authorization == "bearer"
+        else {"X-API-Key": keys["reader"], "Authorization": authorization})
+    status, _, body = nginx.get("/invoices/list", headers)
+    assert status == 200, body
+    seen = json.loads(body)
+    assert ("authorization" in seen) is passed
+    if passed:
+        assert seen["authorization"] == authorization
+    assert "x-api-key" not in seen
+    leaked = keys["reader"] in body.decode()
+    assert not leaked, "the upstream received the key"
+
+
 def test_bearer_works_too_and_write_satisfies_read(
     nginx: gateway.Nginx, keys: dict[str, Plaintext]
 ) -> None:

@@ -4,7 +4,9 @@ front of a small upstream that echoes the headers it received.
 The nginx configuration is the one docs/gateways.md recommends: the verifier is called
 the way ingress-nginx's `auth-url` calls it (requirements in the query or a header, the
 original URI in X-Original-URI, the client in X-Forwarded-For, set, never appended), its
-identity headers are handed upstream, the key is not, the verifier's rate-limit headers
+identity headers are handed upstream and no X-Keywright-* header the client sent is
+(headers-more's more_clear_input_headers, before the verifier is asked), the key is not
+(neither X-API-Key nor an `Authorization: Bearer`), the verifier's rate-limit headers
 reach the client on the upstream's answer and on a 429, and a 429 comes back as a 429 with
 the verifier's code, from its X-Keywright-Code header (auth_request alone turns anything
 but 2xx/401/403 into a 500 and drops the verifier's body).
@@ -24,6 +26,7 @@ from keywright.kits import processes
 from tests.support import k8s
 
 PROXY_ADDRESS = "127.0.0.2"  # nginx talks to the verifier from here: the trusted proxy
+HEADERS_MORE = "/usr/lib/nginx/modules/ngx_http_headers_more_filter_module.so"
 IDENTITY = ("namespace", "name", "scopes", "context_team")
 # What a client is told about its rate limit, read from the verifier's answer. add_header
 # sends nothing for an empty value (no limit, or a 401/403), `always` sends it whatever the
@@ -104,8 +107,9 @@ def protected_location(prefix: str, name: str, upstream_port: int) -> str:
           auth_request_set $kw_retry_after $upstream_http_retry_after;{RATE_LIMIT_SET}
           {identity}
           error_page 500 = @verifier_said;{RATE_LIMIT_ADD}
+          more_clear_input_headers "X-Keywright-*";
           proxy_set_header X-API-Key "";
-          proxy_set_header Authorization "";
+          proxy_set_header Authorization $kw_authorization;
           proxy_pass http://127.0.0.1:{upstream_port};
         }}"""
 
@@ -125,6 +129,7 @@ class Nginx:
             protected_location("/team/", "team", upstream_port),
         ])
         (self.dir / "nginx.conf").write_text(textwrap.dedent(f"""\
+            load_module {HEADERS_MORE};
             daemon off;
             worker_processes 1;
             pid {self.dir}/nginx.pid;
@@ -137,6 +142,10 @@ class Nginx:
               fastcgi_temp_path {self.dir}/fastcgi;
               uwsgi_temp_path {self.dir}/uwsgi;
               scgi_temp_path {self.dir}/scgi;
+              map $http_authorization $kw_authorization {{
+                "~*^bearer[ \\t]" "";
+                default $http_authorization;
+              }}
               server {{
                 listen 127.0.0.1:{self.port};
                 {locations}

@@ -50,8 +50,15 @@ def test_the_documented_protected_location_reads_and_sends_what_the_tested_one_d
     tested_directives = [part.strip() + ";" for line in tested
                          for part in line.split(";") if part.strip()]
     for line in documented:
-        if line.startswith(("auth_request_set", "add_header", "error_page")):
+        if line.startswith(("auth_request_set", "add_header", "error_page",
+                            "proxy_set_header", "more_clear_input_headers")):
             assert line in tested_directives, line
+
+
+def test_the_documented_authorization_map_is_the_tested_one(tmp_path: Path) -> None:
+    """The Bearer key stays at the gateway in the documentation as in the tests."""
+    opening = "map $http_authorization $kw_authorization {"
+    assert block(doc_nginx(), opening) == block(e2e_nginx(tmp_path), opening)
 
 
 def test_nginx_returns_the_code_the_verifier_named_in_its_header(tmp_path: Path) -> None:
@@ -63,3 +70,19 @@ def test_nginx_returns_the_code_the_verifier_named_in_its_header(tmp_path: Path)
     for code, status in decision.STATUS.items():
         if status != 200:
             assert (app.CODE_HEADER, code.encode()) in app.HEADERS[code], code
+
+
+def test_the_documented_protected_location_strips_what_the_tested_one_strips(
+    tmp_path: Path
+) -> None:
+    """What keeps a client's forged headers and its key from the upstream is in the
+    documentation, not only in the tests' configuration."""
+    documented = block(doc_nginx(), "location /invoices/ {")
+    tested = block(e2e_nginx(tmp_path), "location /invoices/ {")
+    stripping = [part.strip() + ";" for line in tested for part in line.split(";")
+                 if part.strip().startswith(("more_clear_input_headers",
+                                             "proxy_set_header X-API-Key",
+                                             "proxy_set_header Authorization"))]
+    assert len(stripping) == 3
+    for line in stripping:
+        assert line in documented, line
