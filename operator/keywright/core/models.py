@@ -20,6 +20,7 @@ from keywright.core import durations, names, tokens
 DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
 SECRET_DATA_KEY = r"^[-._a-zA-Z0-9]+$"  # noqa: S105 - a pattern, not a password
 SCOPE = r"^[A-Za-z][A-Za-z0-9]*\.(Read|Write|Update|Delete)$"
+AREA = r"^[A-Za-z][A-Za-z0-9]*$"
 _OCTET = r"(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
 IPV4 = rf"{_OCTET}(\.{_OCTET}){{3}}(/(3[0-2]|[12]?[0-9]))?"
 IPV6 = r"[0-9A-Fa-f:.]*:[0-9A-Fa-f:.]*(/(12[0-8]|1[01][0-9]|[1-9]?[0-9]))?"
@@ -36,6 +37,7 @@ WORDS = {
     SECRET_DATA_KEY: "must be a Secret data key: letters, digits, '-', '_' and '.'",
     SCOPE: "must be a scope, <Area>.<Action>: a letter, then letters or digits, a dot, "
            "then Read, Write, Update or Delete (for example Reviews.Read)",
+    AREA: "must be an area: a letter, then letters or digits (for example Reviews)",
     ADDRESS: "must be an IPv4 or IPv6 address or CIDR (for example 203.0.113.0/24)",
     CONTEXT_VALUE: "must not contain control characters: it travels as a header value",
     durations.PATTERN: "must be a duration: a whole number and s, m, h or d (for example "
@@ -279,6 +281,73 @@ def validate_spec(raw: Any) -> ApiKeySpec:
         raise SpecError("spec.rotation.gracePeriod",
                         f"{spec.rotation.gracePeriod} is not shorter than rotation.every "
                         f"({every}): previous keys would pile up")
+    return spec
+
+
+Action = Literal["Read", "Write", "Update", "Delete"]
+Enforcement = Literal["Warn", "Deactivate"]
+
+
+class ApiKeyPolicySpec(_Model):
+    """Rules every ApiKey in the policy's namespace must keep (several policies all
+    apply). Enforced at admission; keys that predate a policy are warned or deactivated
+    per `enforcement`."""
+
+    description: Annotated[str | None, Field(
+        None, max_length=1024, description="Free text: what the policy is for.")]
+    maxExpiration: Annotated[str | None, Field(
+        None, max_length=20, pattern=durations.POSITIVE_PATTERN,
+        description="The longest spec.expiration allowed, <n>s|m|h|d; Never is refused "
+                    "when this is set.")]
+    allowedAreas: Annotated[list[Annotated[str, Field(max_length=64, pattern=AREA)]] | None,
+                            Field(None, max_length=64, description=(
+                                "The only areas a key may hold permissions in, by scope "
+                                "or through a role."))]
+    allowedScopes: Annotated[list[Annotated[str, Field(max_length=128, pattern=SCOPE)]] | None,
+                             Field(None, max_length=128, description=(
+                                 "The only scopes a key may hold, by scope or through a "
+                                 "role; Area.Write allows Area.Read too."))]
+    requireIpAllowlistFor: Annotated[list[Action], Field(
+        default_factory=list, max_length=4,
+        description="Actions that need spec.ipAllowlist: a key holding any of them, by "
+                    "scope or through a role, must have one.")]
+    allowedPrefixes: Annotated[list[Annotated[str, Field(
+        max_length=tokens.MAX_PREFIX_LENGTH, pattern=tokens.PREFIX_PATTERN)]] | None, Field(
+        None, max_length=32, description="The only key prefixes allowed.")]
+    maxRateLimit: Annotated[RateLimit | None, Field(
+        None, description="Every key needs a spec.rateLimit of at most this many requests "
+                          "per this period.")]
+    requireQuota: Annotated[bool, Field(False, description="Every key needs a spec.quota.")]
+    nameFormat: Annotated[str | None, Field(
+        None, max_length=256, description="A regular expression each ApiKey's name must "
+                                          "match in full, e.g. ^[a-z]+-[a-z]+-(dev|prod)$.")]
+    enforcement: Annotated[Enforcement, Field(
+        "Warn", description="For keys that predate the policy or a change to it: Warn "
+                            "(condition PolicyCompliant=False and a Warning event) or "
+                            "Deactivate (also stop the key working).")]
+
+
+def validate_policy_spec(raw: Any) -> ApiKeyPolicySpec:
+    """An ApiKeyPolicy's spec, or SpecError naming the first field that is wrong."""
+    try:
+        spec = ApiKeyPolicySpec.model_validate(raw if raw is not None else {})
+    except ValidationError as exc:
+        raise SpecError.from_pydantic(exc) from None
+    if spec.nameFormat is not None:
+        try:
+            re.compile(spec.nameFormat)
+        except re.error as exc:
+            raise SpecError("spec.nameFormat", f"not a regular expression: {exc}") from None
+    if spec.maxRateLimit is not None:
+        try:
+            durations.parse(spec.maxRateLimit.period)
+        except durations.DurationError as exc:
+            raise SpecError("spec.maxRateLimit.period", str(exc)) from None
+    if spec.maxExpiration is not None:
+        try:
+            durations.parse(spec.maxExpiration)
+        except durations.DurationError as exc:
+            raise SpecError("spec.maxExpiration", str(exc)) from None
     return spec
 
 
