@@ -15,7 +15,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from keywright.core import durations, names, tokens
+from keywright.core import durations, names, permissions, tokens
 
 DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
 SECRET_DATA_KEY = r"^[-._a-zA-Z0-9]+$"  # noqa: S105 - a pattern, not a password
@@ -325,6 +325,61 @@ class ApiKeyPolicySpec(_Model):
         "Warn", description="For keys that predate the policy or a change to it: Warn "
                             "(condition PolicyCompliant=False and a Warning event) or "
                             "Deactivate (also stop the key working).")]
+
+
+class RolePermission(_Model):
+    """What a role grants in one area: actions, optionally bound by a row filter."""
+
+    area: Annotated[str, Field(max_length=64, pattern=AREA, description=(
+        "The area, as in a scope's <Area>.<Action>: a letter, then letters or digits."))]
+    actions: Annotated[list[Action], Field(
+        min_length=1, max_length=4, json_schema_extra=_x(x_kubernetes_list_type="set"),
+        description="Read, Write, Update or Delete; Write also grants Read.")]
+    filter: Annotated[dict[str, Annotated[str, Field(max_length=256, pattern=CONTEXT_VALUE)]],
+                      Field(default_factory=dict, max_length=16, description=(
+                          "Row filter: field -> value, all to match. A value that is "
+                          "exactly ${context.<key>} takes the key's spec.context value; a "
+                          "key without that entry gets nothing from this permission."))]
+
+
+class ApiKeyRoleSpec(_Model):
+    """Permissions defined once and named by ApiKeys' spec.roles."""
+
+    description: Annotated[str | None, Field(
+        None, max_length=1024, description="Free text: what the role is for.")]
+    permissions: Annotated[list[RolePermission], Field(
+        min_length=1, max_length=64, description="What a key with this role may do.")]
+
+
+FILTER_FIELD = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,62}$")
+
+
+def validate_role_spec(raw: Any) -> ApiKeyRoleSpec:
+    """An ApiKeyRole's spec, or SpecError naming the first field that is wrong."""
+    try:
+        spec = ApiKeyRoleSpec.model_validate(raw if raw is not None else {})
+    except ValidationError as exc:
+        raise SpecError.from_pydantic(exc) from None
+    for index, permission in enumerate(spec.permissions):
+        where = f"spec.permissions[{index}]"
+        if len(set(permission.actions)) != len(permission.actions):
+            raise SpecError(f"{where}.actions", "actions must not repeat")
+        for name, value in permission.filter.items():
+            if not FILTER_FIELD.fullmatch(name):
+                raise SpecError(f"{where}.filter[{name[:64]!r}]", "a filter field must be 1 "
+                                "to 63 letters, digits, '_', '.' or '-', starting with a "
+                                "letter or '_'")
+            if "${" in value and not permissions.REFERENCE.fullmatch(value):
+                raise SpecError(f"{where}.filter[{name!r}]", "a reference must be the "
+                                "whole value, ${context.<key>} with a context key of 1 to "
+                                "63 letters, digits or '-'")
+    return spec
+
+
+def role_permissions(spec: ApiKeyRoleSpec) -> tuple[permissions.Permission, ...]:
+    """The role's permissions as core/permissions.py takes them."""
+    return tuple(permissions.Permission(p.area, tuple(p.actions), tuple(sorted(p.filter.items())))
+                 for p in spec.permissions)
 
 
 def validate_policy_spec(raw: Any) -> ApiKeyPolicySpec:

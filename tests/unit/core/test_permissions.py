@@ -1,6 +1,7 @@
 """Effective permissions as tables: a key's scopes and its roles' permissions become
 grants per Area.Action, unrestricted or bound by row filters with the key's context
-filled in; missing roles and unfillable filters grant nothing; the filters header."""
+filled in; missing roles and unfillable filters grant nothing; the filters header; an
+ApiKeyRole's spec, read into permissions or refused naming its field."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from collections.abc import Mapping, Sequence
 
 import pytest
 
-from keywright.core import permissions
+from keywright.core import models, permissions
 from keywright.core.permissions import Effective, Permission
 
 TEAM = (("team", "${context.team}"),)
@@ -22,6 +23,7 @@ ROLES: Mapping[str, Sequence[Permission]] = {
     "regional": [Permission("Reviews", ("Read",), (("region", "eu"), ("team", "core")))],
 }
 CONTEXT = {"team": "payments"}
+TEAM_FILTER = {"team": "${context.team}"}
 
 
 @pytest.mark.parametrize(("scopes", "roles", "granted", "filters"), [
@@ -106,3 +108,42 @@ def test_allows_needs_every_required_scope() -> None:
     found = permissions.effective(["Reviews.Write"], [], ROLES, CONTEXT)
     assert found.allows({"Reviews.Read", "Reviews.Write"})
     assert not found.allows({"Reviews.Read", "Reviews.Delete"})
+
+
+def test_a_role_spec_becomes_the_permissions_it_grants() -> None:
+    spec = models.validate_role_spec({"description": "reads its team's reviews",
+                                      "permissions": [{"area": "Reviews", "actions": ["Read"],
+                                                       "filter": TEAM_FILTER}]})
+    granted = permissions.effective([], ["reviewer"],
+                                    {"reviewer": models.role_permissions(spec)}, CONTEXT)
+    assert granted.granted == {"Reviews.Read"}
+    assert dict(granted.filters) == {"Reviews.Read": ((("team", "payments"),),)}
+
+
+
+@pytest.mark.parametrize(("spec", "field"), [
+    pytest.param({}, "spec.permissions", id="a role grants something"),
+    pytest.param({"permissions": []}, "spec.permissions", id="at least one permission"),
+    pytest.param({"permissions": [{"area": "Reviews.Read", "actions": ["Read"]}]},
+                 "spec.permissions[0].area", id="an area is not a scope"),
+    pytest.param({"permissions": [{"area": "Reviews", "actions": []}]},
+                 "spec.permissions[0].actions", id="at least one action"),
+    pytest.param({"permissions": [{"area": "Reviews", "actions": ["Admin"]}]},
+                 "spec.permissions[0].actions[0]", id="actions are the four"),
+    pytest.param({"permissions": [{"area": "Reviews", "actions": ["Read", "Read"]}]},
+                 "spec.permissions[0].actions", id="an action named twice"),
+    pytest.param({"permissions": [{"area": "Reviews", "actions": ["Read"],
+                                   "filter": {"team id": "x"}}]},
+                 "spec.permissions[0].filter['team id']", id="a filter field with a space"),
+    pytest.param({"permissions": [{"area": "Reviews", "actions": ["Read"],
+                                   "filter": {"team": "${context.team}-eu"}}]},
+                 "spec.permissions[0].filter['team']",
+                 id="a reference that is not the whole value"),
+    pytest.param({"permissions": [{"area": "Reviews", "actions": ["Read"],
+                                   "filter": {"team": "a\nb"}}]},
+                 "spec.permissions[0].filter.team", id="a control character in a value"),
+])
+def test_a_bad_role_spec_names_its_field(spec: dict[str, object], field: str) -> None:
+    with pytest.raises(models.SpecError) as refused:
+        models.validate_role_spec(spec)
+    assert refused.value.field == field
