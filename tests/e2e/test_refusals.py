@@ -24,7 +24,7 @@ REFUSED = [
     pytest.param({"ipAllowlist": ["10.0.0.1/8"]}, "spec.ipAllowlist[0]",
                  "has host bits set", id="a CIDR with host bits"),
     pytest.param({"scopes": ["reviews read"]}, "spec.scopes[0]",
-                 "must be a scope, <Area>.<Read|Write>", id="a scope with a space"),
+                 "must be a scope, <Area>.<Action>", id="a scope with a space"),
     pytest.param({"prefix": "Bad-Prefix"}, "spec.prefix", "must be a key prefix",
                  id="a prefix with capitals"),
     pytest.param({"prefix": "a" * 17}, "spec.prefix", "should be at most 16 chars long",
