@@ -143,13 +143,13 @@ class Bench:
 
     def _grant_reader(self) -> None:
         """READER may do what the verifier's ServiceAccount may (deploy/base/rbac/
-        verifier.yaml) but patch ApiKeys' status: list and watch ApiKeys, read the
-        pepper Secret."""
+        verifier.yaml) but patch ApiKeys' status: list and watch ApiKeys and
+        ApiKeyRoles, read the pepper Secret."""
         subject = [{"kind": "User", "name": READER, "apiGroup": "rbac.authorization.k8s.io"}]
         role_ref = {"apiGroup": "rbac.authorization.k8s.io", "name": READER}
         self.admin.create_object(f"{RBAC}/clusterroles", {
             "metadata": {"name": READER}, "rules": [
-                {"apiGroups": [names.GROUP], "resources": ["apikeys"],
+                {"apiGroups": [names.GROUP], "resources": ["apikeys", names.ROLE_PLURAL],
                  "verbs": ["get", "list", "watch"]}]})
         self.admin.create_object(f"{RBAC}/clusterrolebindings", {
             "metadata": {"name": READER}, "subjects": subject,

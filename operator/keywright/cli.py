@@ -72,8 +72,10 @@ def _parser() -> argparse.ArgumentParser:
                        help="the repository checkout to build (default: .)")
     image.set_defaults(run=_image)
 
-    crd_command = commands.add_parser("crd", help="print the ApiKey CRD generated from the models")
-    crd_command.add_argument("--write", type=Path, metavar="DIR", help="write it into DIR")
+    crd_command = commands.add_parser(
+        "crd", help="print the CRDs (ApiKey, ApiKeyRole) the models generate")
+    crd_command.add_argument("--write", type=Path, metavar="DIR",
+                             help="write them into DIR, one file each")
     crd_command.set_defaults(run=_crd)
 
     op = commands.add_parser("operator", help="the controller (Kopf), on the current kubeconfig")
@@ -257,12 +259,13 @@ def _image(args: argparse.Namespace) -> int:
 
 
 def _crd(args: argparse.Namespace) -> int:
-    if args.write:
-        path = args.write / crd.FILE_NAME
-        path.write_text(crd.render())
-        _say(f"wrote {path}")
-    else:
-        sys.stdout.write(crd.render())
+    for number, kind in enumerate(crd.KINDS):
+        if args.write:
+            path = args.write / kind.file_name
+            path.write_text(crd.render(kind))
+            _say(f"wrote {path}")
+        else:
+            sys.stdout.write(("---\n" if number else "") + crd.render(kind))
     return 0
 
 

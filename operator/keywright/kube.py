@@ -127,11 +127,12 @@ class Kube:
         return any((item.get("status") or {}).get("hash") for item in items)
 
     @staticmethod
-    def apikeys_path(namespace: str | None = None) -> str:
-        """The ApiKey collection: one namespace's, or the whole cluster's."""
+    def apikeys_path(namespace: str | None = None, plural: str = names.PLURAL) -> str:
+        """The ApiKey collection (or another of Keywright's kinds, by `plural`): one
+        namespace's, or the whole cluster's."""
         base = f"/apis/{names.GROUP}/{names.VERSION}"
-        return f"{base}/namespaces/{namespace}/{names.PLURAL}" if namespace else \
-            f"{base}/{names.PLURAL}"
+        return f"{base}/namespaces/{namespace}/{plural}" if namespace else \
+            f"{base}/{plural}"
 
     def patch_apikey_status(self, namespace: str, name: str, patch: Mapping[str, Any],
                             field_manager: str = names.OPERATOR_FIELD_MANAGER) -> None:

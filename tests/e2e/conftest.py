@@ -58,13 +58,14 @@ def namespace(api: client.ApiClient) -> str:
 @pytest.fixture(scope="session")
 def crd(control_plane: controlplane.ControlPlane) -> None:
     """Keywright installed the way a user would: `kubectl apply -k` of deploy/ (its 1.20
-    variant; --validate=false because 1.20 drops the CRD's CEL rule). That brings the
-    CRD, the namespace, the ServiceAccounts and their RBAC; the Deployments' Pods stay
+    variant; --validate=false because 1.20 drops the CRDs' CEL rules). That brings the
+    CRDs, the namespace, the ServiceAccounts and their RBAC; the Deployments' Pods stay
     Pending (no kubelet): the tests run the processes themselves, under those accounts."""
     k8s.kubectl(control_plane.kubeconfig, "apply", "--validate=false", "-k",
                     str(k8s.REPO / "deploy" / "k8s-1.20"))
     k8s.kubectl(control_plane.kubeconfig, "wait", "--for=condition=established",
-                    "crd/apikeys.keywright.dev", "--timeout=30s")
+                "crd/apikeys.keywright.dev", "crd/apikeyroles.keywright.dev",
+                "--timeout=30s")
 
 
 @pytest.fixture(scope="session")

@@ -174,6 +174,29 @@ def test_the_built_in_roles_gain_apikeys_but_view_still_reads_no_secret(
     assert "apikeys/status" in patched.stderr
 
 
+def test_editors_write_roles_and_viewers_read_them(
+    installed: Any, control_plane: controlplane.ControlPlane, api: client.ApiClient,
+    namespace: str, tmp_path: Path
+) -> None:
+    accounts = {role: _service_account(api, control_plane.kubeconfig, namespace,
+                                       f"{role}-of-roles", role, tmp_path)
+                for role in ("edit", "view")}
+    role = {"apiVersion": "keywright.dev/v1alpha1", "kind": "ApiKeyRole",
+            "metadata": {"name": "reader", "namespace": namespace},
+            "spec": {"permissions": [{"area": "Invoices", "actions": ["Read"]}]}}
+
+    def apply(who: str, name: str = "reader") -> Any:
+        made = {**role, "metadata": {"name": name, "namespace": namespace}}
+        return kubectl(accounts[who], "-n", namespace, "apply", "-f", "-", check=False,
+                       stdin=json.dumps(made))
+    eventually(lambda: apply("edit").returncode == 0, timeout=30,
+               what="edit can create ApiKeyRoles")
+    assert kubectl(accounts["view"], "-n", namespace, "get", "apikeyroles").returncode == 0
+    refused = apply("view", "by-viewer")
+    assert refused.returncode != 0
+    assert "forbidden" in refused.stderr.lower()
+
+
 def test_the_lifecycle_works_under_the_operators_rbac(
     as_deployed: tuple[Operator, Verifier], cluster: Cluster, namespace: str,
     api: client.ApiClient

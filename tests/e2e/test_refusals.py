@@ -55,6 +55,27 @@ def test_bad_input_is_refused_at_apply_time_in_words_naming_the_field(
     assert "secret/bad" not in listed
 
 
+@pytest.mark.parametrize(("filter_", "words"), [
+    pytest.param({"team": "${context.team}-eu"},
+                 "spec.permissions[0].filter['team']: a reference must be the whole value",
+                 id="a reference inside other text"),
+    pytest.param({"team id": "x"}, "spec.permissions[0].filter['team id']: a filter field",
+                 id="a filter field with a space"),
+])
+def test_a_role_the_schema_cannot_judge_is_refused_at_apply_time_naming_the_field(
+    filter_: dict[str, str], words: str, webhooks: Operator, cluster: Cluster,
+    namespace: str
+) -> None:
+    bad = {"apiVersion": "keywright.dev/v1alpha1", "kind": "ApiKeyRole",
+           "metadata": {"name": "half-right", "namespace": namespace},
+           "spec": {"permissions": [{"area": "Invoices", "actions": ["Read"],
+                                     "filter": filter_}]}}
+    refused = kubectl(cluster.kubeconfig, "apply", "-f", "-", check=False,
+                      stdin=json.dumps(bad))
+    assert refused.returncode != 0
+    assert words in refused.stderr
+
+
 @pytest.mark.parametrize(("change", "field"), [
     pytest.param({"name": "elsewhere"}, "spec.secret.name", id="another Secret name"),
     pytest.param({"key": "token"}, "spec.secret.key", id="another data key"),

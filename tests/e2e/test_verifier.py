@@ -3,6 +3,7 @@ control plane, the operator and `keywright verifier`, as in production."""
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import time
@@ -20,7 +21,16 @@ from keywright.dev import controlplane
 from keywright.dev.redis import RedisServer
 from keywright.kits import processes
 from tests.support import gateway
-from tests.support.k8s import Cluster, Operator, Plaintext, Response, Verifier, answer, issue
+from tests.support.k8s import (
+    Cluster,
+    Operator,
+    Plaintext,
+    Response,
+    Verifier,
+    answer,
+    issue,
+    kubectl,
+)
 from tests.support.manifests import apikey
 from tests.support.waiting import eventually
 
@@ -171,6 +181,9 @@ def test_a_valid_key_reaches_the_upstream_with_its_identity_and_without_the_key(
     assert not leaked, "the upstream received the key"
 
 
+NO_FILTERS = base64.urlsafe_b64encode(b'{"filters":{},"v":1}').rstrip(b"=").decode()
+
+
 def test_no_x_keywright_header_a_client_sends_reaches_the_upstream(
     nginx: gateway.Nginx, keys: dict[str, Plaintext], home: str
 ) -> None:
@@ -190,7 +203,9 @@ def test_no_x_keywright_header_a_client_sends_reaches_the_upstream(
     assert {name: value for name, value in seen.items()
             if name.startswith("x-keywright-")} == {
         "x-keywright-namespace": home, "x-keywright-name": "reader",
-        "x-keywright-scopes": "Invoices.Read", "x-keywright-context-team": "payments"}
+        "x-keywright-scopes": "Invoices.Read", "x-keywright-context-team": "payments",
+        "x-keywright-permissions": "Invoices.Read",
+        "x-keywright-filters": NO_FILTERS}  # no roles: no X-Keywright-Roles
 
 
 @pytest.mark.parametrize(("authorization", "passed"), [
@@ -220,6 +235,60 @@ def test_bearer_works_too_and_write_satisfies_read(
 ) -> None:
     status, _, _ = nginx.get("/invoices/x", {"Authorization": keys["writer"].bearer()})
     assert status == 200
+
+
+def role(name: str, namespace: str, *permissions: dict[str, Any]) -> dict[str, Any]:
+    return {"apiVersion": "keywright.dev/v1alpha1", "kind": "ApiKeyRole",
+            "metadata": {"name": name, "namespace": namespace},
+            "spec": {"permissions": list(permissions)}}
+
+
+def decoded(value: str) -> Any:
+    return json.loads(base64.urlsafe_b64decode(value + "=" * (-len(value) % 4)))
+
+
+def test_a_role_grants_through_nginx_with_its_row_filters(
+    nginx: gateway.Nginx, cluster: Cluster, verifier: Verifier, home: str
+) -> None:
+    """A key holding Invoices.Read only through a role: nginx lets it in, and the
+    upstream learns the role, the permissions and the row filter, context filled in."""
+    cluster.apply(role("team-invoices", home, {"area": "Invoices", "actions": ["Read"],
+                                                "filter": {"team": "${context.team}"}}))
+    key = issue(cluster, verifier, home, "by-role", probe="/verify?scope=Invoices.Read",
+                scopes=["Reviews.Read"], roles=["team-invoices"], context={"team": "payments"})
+    status, _, body = nginx.get("/invoices/list", {"X-API-Key": key})
+    assert status == 200, body
+    seen = json.loads(body)
+    assert seen["x-keywright-roles"] == "team-invoices"
+    assert seen["x-keywright-permissions"] == "Invoices.Read,Reviews.Read"
+    assert decoded(seen["x-keywright-filters"]) == {
+        "v": 1, "filters": {"Invoices": {"Read": [{"team": "payments"}]}}}
+
+
+def test_a_role_edit_decides_within_a_second_and_a_missing_role_fails_closed(
+    cluster: Cluster, ready: Verifier, home: str
+) -> None:
+    cluster.apply(role("editable", home, {"area": "Ledger", "actions": ["Read"]}))
+    key = issue(cluster, ready, home, "by-editable-role", probe="/verify?scope=Ledger.Read",
+                roles=["editable"])
+
+    def code(scope: str) -> str:
+        return str(json.loads(ready.get(f"/verify?scope={scope}",
+                                        {"X-API-Key": key})[2])["code"])
+    cluster.apply(role("editable", home, {"area": "Ledger", "actions": ["Delete"]}))
+    edited = time.monotonic()  # the API server has the edit
+    eventually(lambda: code("Ledger.Delete") == "OK", timeout=5, interval=0.02,
+               what="the edited role's permission")
+    took = time.monotonic() - edited
+    assert took < 1.0, f"a role edit took {took:.2f} s to decide"
+    assert code("Ledger.Read") == "INSUFFICIENT_SCOPE"
+    k8s_delete(cluster, "apikeyrole", home, "editable")
+    eventually(lambda: code("Ledger.Delete") == "INSUFFICIENT_SCOPE", timeout=5,
+               interval=0.02, what="a deleted role granting nothing")
+
+
+def k8s_delete(cluster: Cluster, kind: str, namespace: str, name: str) -> None:
+    kubectl(cluster.kubeconfig, "-n", namespace, "delete", kind, name, "--wait=false")
 
 
 @pytest.mark.parametrize(("who", "scope", "status"), [

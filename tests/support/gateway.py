@@ -27,7 +27,8 @@ from tests.support import k8s
 
 PROXY_ADDRESS = "127.0.0.2"  # nginx talks to the verifier from here: the trusted proxy
 HEADERS_MORE = "/usr/lib/nginx/modules/ngx_http_headers_more_filter_module.so"
-IDENTITY = ("namespace", "name", "scopes", "context_team")
+IDENTITY = ("namespace", "name", "scopes", "context_team", "roles", "permissions",
+            "filters")
 # What a client is told about its rate limit, read from the verifier's answer. add_header
 # sends nothing for an empty value (no limit, or a 401/403), `always` sends it whatever the
 # status; and add_header is per location (one in an `if` would replace the location's), so

@@ -53,6 +53,7 @@ from keywright.kits import faults
 log = logging.getLogger(__name__)
 
 VALIDATE_APIKEY = "validate-apikey"  # handler ids: the path each webhook calls
+VALIDATE_ROLE = "validate-apikeyrole"
 INJECT_POD = "inject-pod"
 APIKEY_TIMEOUT = 5  # seconds, timeoutSeconds of the ApiKey webhook (see the docstring)
 POD_TIMEOUT = 5  # seconds, timeoutSeconds of the Pod webhook
@@ -89,12 +90,17 @@ def configurations(client_config: Mapping[str, Any]) -> dict[str, dict[str, Any]
                 "metadata": {"name": names.WEBHOOK_CONFIGURATION,
                              "labels": {names.MANAGED_BY: names.MANAGED_BY_VALUE}},
                 "webhooks": [hook]}
+    def configuration_of(kind: str, *hooks: dict[str, Any]) -> dict[str, Any]:
+        return {**configuration(kind, hooks[0]), "webhooks": list(hooks)}
+
+    def validating(handler: str, plural: str) -> dict[str, Any]:
+        return webhook(handler, {"apiGroups": [names.GROUP], "apiVersions": [names.VERSION],
+                                 "resources": [plural], "operations": ["CREATE", "UPDATE"]},
+                       "Fail", APIKEY_TIMEOUT, {})
     return {
-        VALIDATING: configuration("ValidatingWebhookConfiguration", webhook(
-            VALIDATE_APIKEY, {"apiGroups": [names.GROUP], "apiVersions": [names.VERSION],
-                              "resources": [names.PLURAL],
-                              "operations": ["CREATE", "UPDATE"]},
-            "Fail", APIKEY_TIMEOUT, {})),
+        VALIDATING: configuration_of("ValidatingWebhookConfiguration",
+                                     validating(VALIDATE_APIKEY, names.PLURAL),
+                                     validating(VALIDATE_ROLE, names.ROLE_PLURAL)),
         MUTATING: configuration("MutatingWebhookConfiguration", webhook(
             INJECT_POD, {"apiGroups": [""], "apiVersions": ["v1"], "resources": ["pods"],
                          "operations": ["CREATE"]},
@@ -203,6 +209,16 @@ def validate_apikey(**kwargs: Any) -> None:
     try:
         admission.check_apikey(kwargs.get("operation") or "", kwargs.get("new"),
                               kwargs.get("old"))
+    except admission.Refused as exc:
+        raise kopf.AdmissionError(str(exc), code=422) from None
+
+
+@kopf.on.validate(names.GROUP, names.VERSION, names.ROLE_PLURAL, id=VALIDATE_ROLE,
+                  operations=["CREATE", "UPDATE"])
+def validate_role(**kwargs: Any) -> None:
+    try:
+        admission.check_role(kwargs.get("operation") or "", kwargs.get("new"),
+                             kwargs.get("old"))
     except admission.Refused as exc:
         raise kopf.AdmissionError(str(exc), code=422) from None
 

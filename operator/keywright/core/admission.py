@@ -49,6 +49,21 @@ def check_apikey(operation: str, new: Obj | None, old: Obj | None) -> None:
             _check_delivery_kept(before, spec or {}, (old or {}).get("metadata") or {})
 
 
+def check_role(operation: str, new: Obj | None, old: Obj | None) -> None:
+    """Raise Refused if an ApiKeyRole create or update must not be admitted: its spec,
+    field by field (the schema cannot say what a filter field or a reference may be)."""
+    if new is None or operation not in ("CREATE", "UPDATE"):
+        return
+    if (new.get("metadata") or {}).get("deletionTimestamp"):
+        return
+    if operation == "UPDATE" and new.get("spec") == (old or {}).get("spec"):
+        return
+    try:
+        models.validate_role_spec(new.get("spec"))
+    except models.SpecError as exc:
+        raise Refused(f"{exc.field}: {exc.reason}") from None
+
+
 def _check_delivery_kept(before: Obj, spec: Obj, meta: Obj) -> None:
     """Where the key was delivered is fixed once it is issued: a Secret named anew would
     hold no key (the operator never reads one back to copy it)."""

@@ -1,19 +1,22 @@
-"""The ApiKey CustomResourceDefinition, generated from models.py.
+"""Keywright's CustomResourceDefinitions (ApiKey, ApiKeyRole, ApiKeyPolicy), generated
+from models.py.
 
 Owns: turning pydantic's JSON Schema into a Kubernetes structural schema (inline refs,
-no nulls, no titles), printer columns, short names and the status subresource. Pure.
-The committed `crds/` file is this module's output; a unit test checks they agree.
+no nulls, no titles), each kind's names, printer columns, whole-object rules and status
+subresource. Pure. The committed `crds/` files are this module's output; a unit test
+checks they agree.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
+from pydantic import BaseModel
 
 from keywright.core import models, names
 
-FILE_NAME = f"{names.PLURAL}.{names.GROUP}.yaml"
 _DROP = {"title", "default_factory"}
 
 PRINTER_COLUMNS = [
@@ -43,57 +46,109 @@ DELIVERY_FIXED = [
 ]
 
 
-def definition() -> dict[str, Any]:
-    spec = _structural(models.ApiKeySpec.model_json_schema())
-    status = _structural(models.ApiKeyStatus.model_json_schema())
+@dataclass(frozen=True)
+class Kind:
+    """One CustomResourceDefinition: its names, its models and what `kubectl get`
+    shows."""
+
+    kind: str
+    plural: str
+    singular: str
+    short_names: tuple[str, ...]
+    spec: type[BaseModel]
+    status: type[BaseModel]
+    description: str
+    printer_columns: list[dict[str, str]]
+    rules: list[dict[str, str]] = field(default_factory=list)  # on the whole object
+
+    @property
+    def name(self) -> str:
+        return f"{self.plural}.{names.GROUP}"
+
+    @property
+    def file_name(self) -> str:
+        return f"{self.name}.yaml"
+
+
+_AGE = {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"}
+_READY = {"name": "Ready", "type": "string",
+          "jsonPath": ".status.conditions[?(@.type==\"Ready\")].status"}
+APIKEY = Kind(names.KIND, names.PLURAL, names.SINGULAR, names.SHORT_NAMES,
+              models.ApiKeySpec, models.ApiKeyStatus,
+              "An API key: Keywright issues it into a Secret, keeps only its hash, and runs "
+              "its expiry, deactivation and rotation.", PRINTER_COLUMNS, DELIVERY_FIXED)
+ROLE = Kind(names.ROLE_KIND, names.ROLE_PLURAL, names.ROLE_SINGULAR, names.ROLE_SHORT_NAMES,
+            models.ApiKeyRoleSpec, models.ApiKeyRoleStatus,
+            "Permissions defined once: the ApiKeys of its namespace that name it in "
+            "spec.roles hold them, with row filters filled from their context.",
+            [_READY, {"name": "Keys", "type": "integer", "jsonPath": ".status.keys"},
+             {"name": "Description", "type": "string", "jsonPath": ".spec.description"}, _AGE])
+POLICY = Kind(names.POLICY_KIND, names.POLICY_PLURAL, names.POLICY_SINGULAR,
+              names.POLICY_SHORT_NAMES, models.ApiKeyPolicySpec, models.ApiKeyPolicyStatus,
+              "Rules every ApiKey of its namespace keeps: refused at admission, warned or "
+              "deactivated for keys that predate it.",
+              [_READY, {"name": "Enforcement", "type": "string",
+                        "jsonPath": ".spec.enforcement"},
+               {"name": "Violating", "type": "integer", "jsonPath": ".status.violating"},
+               _AGE])
+# POLICY joins when its enforcement does (issue 14): a CRD that enforces nothing yet
+# would let people believe a policy protects them
+KINDS = (APIKEY, ROLE)
+FILE_NAME = APIKEY.file_name
+
+
+def definition(kind: Kind = APIKEY) -> dict[str, Any]:
+    spec = _structural(kind.spec.model_json_schema())
+    status = _structural(kind.status.model_json_schema())
     status.pop("additionalProperties", None)
     status["properties"]["kopf"] = {
         "type": "object",
         "description": "The operator framework's own bookkeeping.",
         "x-kubernetes-preserve-unknown-fields": True,
     }
+    root: dict[str, Any] = {"type": "object"}
+    if kind.rules:
+        root["x-kubernetes-validations"] = kind.rules
+    root.update({
+        "description": kind.description,
+        "required": ["spec"],
+        "properties": {
+            "apiVersion": {"type": "string"},
+            "kind": {"type": "string"},
+            "metadata": {"type": "object"},
+            "spec": spec,
+            "status": status,
+        },
+    })
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
-        "metadata": {"name": f"{names.PLURAL}.{names.GROUP}"},
+        "metadata": {"name": kind.name},
         "spec": {
             "group": names.GROUP,
             "scope": "Namespaced",
             "names": {
-                "kind": names.KIND,
-                "plural": names.PLURAL,
-                "singular": names.SINGULAR,
-                "shortNames": list(names.SHORT_NAMES),
-                "listKind": f"{names.KIND}List",
+                "kind": kind.kind,
+                "plural": kind.plural,
+                "singular": kind.singular,
+                "shortNames": list(kind.short_names),
+                "listKind": f"{kind.kind}List",
             },
             "versions": [{
                 "name": names.VERSION,
                 "served": True,
                 "storage": True,
                 "subresources": {"status": {}},
-                "additionalPrinterColumns": PRINTER_COLUMNS,
-                "schema": {"openAPIV3Schema": {
-                    "type": "object",
-                    "x-kubernetes-validations": DELIVERY_FIXED,
-                    "description": "An API key: Keywright issues it into a Secret, keeps only "
-                                   "its hash, and runs its expiry, deactivation and rotation.",
-                    "required": ["spec"],
-                    "properties": {
-                        "apiVersion": {"type": "string"},
-                        "kind": {"type": "string"},
-                        "metadata": {"type": "object"},
-                        "spec": spec,
-                        "status": status,
-                    },
-                }},
+                "additionalPrinterColumns": kind.printer_columns,
+                "schema": {"openAPIV3Schema": root},
             }],
         },
     }
 
 
-def render() -> str:
+def render(kind: Kind = APIKEY) -> str:
     header = "# Generated from operator/keywright/core/models.py by `keywright crd`. Do not edit.\n"
-    return header + yaml.safe_dump(definition(), sort_keys=False, width=100)
+    return header + yaml.safe_dump(definition(kind), sort_keys=False, width=100)
 
 
 def _structural(schema: dict[str, Any]) -> dict[str, Any]:

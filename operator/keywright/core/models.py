@@ -140,6 +140,11 @@ class ApiKeySpec(_Model):
         description="Granted scopes, <Area>.<Action> with Action Read, Write, Update "
                     "or Delete; Area.Write also satisfies Area.Read, Update and Delete "
                     "only themselves. Example: Reviews.Read.")]
+    roles: Annotated[list[Annotated[str, Field(max_length=253, pattern=DNS_SUBDOMAIN)]], Field(
+        default_factory=list, max_length=16,
+        json_schema_extra=_x(x_kubernetes_list_type="set"),
+        description="ApiKeyRoles of this namespace whose permissions the key holds too. "
+                    "A role that does not exist grants nothing.")]
     expiration: Annotated[str, Field(
         max_length=20, pattern=durations.EXPIRATION_PATTERN,
         json_schema_extra=_x(x_kubernetes_validations=[{
@@ -178,6 +183,13 @@ class ApiKeySpec(_Model):
     def _unique_scopes(cls, value: list[str]) -> list[str]:
         if len(set(value)) != len(value):
             raise ValueError("scopes must not repeat")
+        return value
+
+    @field_validator("roles")
+    @classmethod
+    def _unique_roles(cls, value: list[str]) -> list[str]:
+        if len(set(value)) != len(value):
+            raise ValueError("roles must not repeat")
         return value
 
 
@@ -349,6 +361,31 @@ class ApiKeyRoleSpec(_Model):
         None, max_length=1024, description="Free text: what the role is for.")]
     permissions: Annotated[list[RolePermission], Field(
         min_length=1, max_length=64, description="What a key with this role may do.")]
+
+
+class ApiKeyRoleStatus(_Model):
+    """What the operator observed of a role. Written by Keywright only."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    conditions: list[Condition] = Field(
+        default_factory=list, description="Ready: the spec is valid.",
+        json_schema_extra=_x(x_kubernetes_list_type="map", x_kubernetes_list_map_keys=["type"]))
+    observedGeneration: int | None = None
+    keys: int | None = Field(None, description="ApiKeys of the namespace that name the role.")
+
+
+class ApiKeyPolicyStatus(_Model):
+    """What the operator observed of a policy. Written by Keywright only."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    conditions: list[Condition] = Field(
+        default_factory=list, description="Ready: the spec is valid.",
+        json_schema_extra=_x(x_kubernetes_list_type="map", x_kubernetes_list_map_keys=["type"]))
+    observedGeneration: int | None = None
+    violating: int | None = Field(None, description="ApiKeys of the namespace that break "
+                                                    "the policy.")
 
 
 FILTER_FIELD = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,62}$")

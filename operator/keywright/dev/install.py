@@ -45,8 +45,9 @@ spec:
 
 
 def bootstrap(api: kube.Kube, namespaces: Iterable[str] = ()) -> None:
-    """The ApiKey CRD, the operator's namespace and `namespaces`, ready to use."""
-    apply_crd(api, crd.definition())
+    """Keywright's CRDs, the operator's namespace and `namespaces`, ready to use."""
+    for kind in crd.KINDS:
+        apply_crd(api, crd.definition(kind))
     for name in (names.DEFAULT_NAMESPACE, *namespaces):
         ensure_namespace(api, name)
 

@@ -124,6 +124,8 @@ class Verifier:
         code, record = answer.code, answer.record
         if code == decision.OK and record is not None:
             response_headers = [JSON, *record.identity, *limit_headers]
+            if record.roles:
+                response_headers += self.keys.role_headers(record, scopes)
         elif answer.retry_after is not None:
             response_headers = [*HEADERS[code],
                                 (b"retry-after", str(answer.retry_after).encode()),

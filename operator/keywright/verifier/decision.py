@@ -154,9 +154,14 @@ def decide(ask: Ask, keys: index.Index, peppers: hashing.Peppers, now: float,
         return Answer(EXPIRED, record, shown)
     if record.allowlist and (client is None or not _inside(client, record.allowlist)):
         return Answer(IP_NOT_ALLOWED, record, shown)
-    if not ask.scopes <= record.granted:  # off the OK path: a 403 costs what it needs
-        missing = ask.scopes - record.granted
-        if not_scopes(missing) or not {area_of(s) for s in missing} <= keys.areas():
+    granted = keys.granted(record) if record.roles else record.granted
+    if not ask.scopes <= granted:  # off the OK path: a 403 costs what it needs
+        missing = ask.scopes - granted
+        # a key naming a role that is missing may lack what that role held: its 403,
+        # not the gateway's mistake, even when no other key or role grants the area now
+        unknown_roles = bool(record.roles) and bool(keys.effective(record).missing)
+        if not_scopes(missing) or (not unknown_roles and
+                                   not {area_of(s) for s in missing} <= keys.areas()):
             return Answer(INVALID_REQUIREMENT, record, shown)  # no key could ever pass
         return Answer(INSUFFICIENT_SCOPE, record, shown)
     if rate is not None and record.rate is not None:

@@ -43,6 +43,7 @@ class KeyRecord:
     seed: limits.Seed = limits.NO_SEED  # status.usage: where a quota restarts from
     # the 200 answer's identity headers, made once here rather than on every request
     identity: tuple[tuple[bytes, bytes], ...] = ()
+    roles: tuple[str, ...] = ()  # spec.roles: ApiKeyRoles of its namespace
 
 
 def records(apikey: Mapping[str, Any]) -> list[KeyRecord]:
@@ -72,6 +73,7 @@ def records(apikey: Mapping[str, Any]) -> list[KeyRecord]:
         quota=_quota(spec.quota) if spec and spec.quota else None,
         reset_token=_reset_token(meta),
         seed=_seed(status.get("usage"), _reset_token(meta)),
+        roles=tuple(spec.roles) if spec else (),
     )
     current = dataclasses.replace(current, identity=identity(current))
     return [current] + [
@@ -82,12 +84,26 @@ def records(apikey: Mapping[str, Any]) -> list[KeyRecord]:
 
 
 def identity(record: KeyRecord) -> tuple[tuple[bytes, bytes], ...]:
-    """The headers a 200 answer carries: whose key it is, its scopes, its context."""
+    """The headers a 200 answer carries: whose key it is, its scopes, its context; for a
+    key without roles, also its permissions and (no) filters, which never change."""
+    static = () if record.roles else permission_headers(
+        permissions.effective(record.scopes, (), {}, {}))
     return ((b"x-keywright-namespace", record.namespace.encode()),
             (b"x-keywright-name", record.name.encode()),
             (b"x-keywright-scopes", ",".join(sorted(record.scopes)).encode()),
             *((f"x-keywright-context-{key}".lower().encode(), value.encode())
-              for key, value in record.context))
+              for key, value in record.context), *static)
+
+
+def permission_headers(found: permissions.Effective, asked: frozenset[str] = frozenset(),
+                       ) -> tuple[tuple[bytes, bytes], ...]:
+    """X-Keywright-Roles (the roles found, when there are any), X-Keywright-Permissions
+    (every Area.Action granted, implied ones included) and X-Keywright-Filters (the row
+    filters of the areas asked for, all when none was)."""
+    roles = ((b"x-keywright-roles", ",".join(found.roles).encode()),) if found.roles else ()
+    return (*roles,
+            (b"x-keywright-permissions", ",".join(sorted(found.granted)).encode()),
+            (b"x-keywright-filters", permissions.filters_header(found, asked)))
 
 
 def implied(scopes: frozenset[str]) -> frozenset[str]:
@@ -158,6 +174,9 @@ def hashes(apikey: Mapping[str, Any]) -> list[str]:
     return current + [p["hash"] for p in status.get("previous") or []]
 
 
+RESOLVED_KEPT = 65536  # resolved permissions cached, one per KeyRecord with roles
+
+
 class Index:
     """Thread-safe for one writer per namespace set (the watches) and many readers
     (requests). Readers only `.get()` from the per-version tables; a table set that
@@ -174,6 +193,14 @@ class Index:
         self._fingerprints: dict[tuple[str, str], str] = {}
         self._areas: frozenset[str] | None = None  # worked out again after a change
         self._lock = threading.Lock()
+        # namespace -> ApiKeyRole name -> its permissions (replaced, never changed in
+        # place), and per namespace a version each change of its roles bumps, after the
+        # swap: a key's resolved permissions are worked out again on its next request
+        self._roles: dict[str, dict[str, tuple[permissions.Permission, ...]]] = {}
+        self._role_versions: dict[str, int] = {}
+        self._resolved: dict[int, tuple[KeyRecord, int, permissions.Effective]] = {}
+        self._headers: dict[tuple[int, frozenset[str]], tuple[
+            permissions.Effective, tuple[tuple[bytes, bytes], ...]]] = {}
 
     def __len__(self) -> int:
         """ApiKeys with at least one usable hash."""
@@ -191,15 +218,90 @@ class Index:
             return {k: v for k, v in self._uids.items() if namespace is None or k[0] == namespace}
 
     def areas(self) -> frozenset[str]:
-        """The areas some indexed key grants a scope in: a requirement outside them can
-        never be met (a gateway's typo, not a caller's missing scope)."""
+        """The areas some indexed key grants a scope in, or some role a permission in: a
+        requirement outside them can never be met (a gateway's typo, not a caller's
+        missing scope)."""
         found = self._areas
         if found is None:
             with self._lock:  # the watches add to the tables in place: iterate under it
-                found = frozenset(scope.rpartition(".")[0] for table in self._tables.values()
-                                  for record in table.values() for scope in record.granted)
+                found = frozenset(
+                    {scope.rpartition(".")[0] for table in self._tables.values()
+                     for record in table.values() for scope in record.granted} |
+                    {permission.area for roles in self._roles.values()
+                     for granted in roles.values() for permission in granted})
                 self._areas = found
         return found
+
+    # -- roles ------------------------------------------------------------------------
+
+    def granted(self, record: KeyRecord) -> frozenset[str]:
+        """What the key may do: its scopes, and for a key with roles what they grant."""
+        return self.effective(record).granted if record.roles else record.granted
+
+    def effective(self, record: KeyRecord) -> permissions.Effective:
+        """The key's effective permissions, its roles resolved in its namespace (worked
+        out once per record and roles version)."""
+        version = self._role_versions.get(record.namespace, 0)  # before the roles
+        cached = self._resolved.get(id(record))
+        if cached is not None and cached[0] is record and cached[1] == version:
+            return cached[2]
+        found = permissions.effective(record.scopes, record.roles,
+                                      self._roles.get(record.namespace, {}),
+                                      dict(record.context))
+        if len(self._resolved) >= RESOLVED_KEPT:  # records replaced over time: anew
+            self._resolved = {}
+        self._resolved[id(record)] = (record, version, found)
+        return found
+
+    def role_headers(self, record: KeyRecord, asked: frozenset[str],
+                     ) -> tuple[tuple[bytes, bytes], ...]:
+        """permission_headers for a key with roles, made once per resolution and set of
+        scopes asked (a gateway asks for the same few)."""
+        found = self.effective(record)
+        cached = self._headers.get((id(found), asked))
+        if cached is not None and cached[0] is found:
+            return cached[1]
+        made = permission_headers(found, asked)
+        if len(self._headers) >= RESOLVED_KEPT:
+            self._headers = {}
+        self._headers[(id(found), asked)] = (found, made)
+        return made
+
+    def set_role(self, namespace: str, name: str,
+                 granted: tuple[permissions.Permission, ...] | None) -> None:
+        """An ApiKeyRole as it is now; None (a spec that cannot be read) grants nothing,
+        as if it were missing."""
+        with self._lock:
+            roles = dict(self._roles.get(namespace, {}))
+            if granted is None:
+                roles.pop(name, None)
+            else:
+                roles[name] = granted
+            self._swap_roles(namespace, roles)
+
+    def remove_role(self, namespace: str, name: str) -> None:
+        self.set_role(namespace, name, None)
+
+    def replace_roles(self, roles: Iterable[tuple[str, str,
+                                                  tuple[permissions.Permission, ...] | None]],
+                      namespace: str | None = None) -> None:
+        """What a full list of ApiKeyRoles says, for the whole cluster or one namespace:
+        (namespace, name, permissions or None) each."""
+        fresh: dict[str, dict[str, tuple[permissions.Permission, ...]]] = {}
+        for where, name, granted in roles:
+            if granted is not None:
+                fresh.setdefault(where, {})[name] = granted
+        with self._lock:
+            touched = set(fresh) | {ns for ns in self._roles
+                                    if namespace is None or ns == namespace}
+            for where in touched:
+                self._swap_roles(where, fresh.get(where, {}))
+
+    def _swap_roles(self, namespace: str,
+                    roles: dict[str, tuple[permissions.Permission, ...]]) -> None:
+        self._roles = {**self._roles, namespace: roles}  # then the version: see __init__
+        self._role_versions[namespace] = self._role_versions.get(namespace, 0) + 1
+        self._areas = None
 
     def hash_count(self) -> int:
         """Hashes indexed: current keys and keys in their grace period."""

@@ -1,8 +1,9 @@
 """Keeps the verifier's index and peppers current: list, then watch, forever.
 
-Owns: the collections it follows (the ApiKeys of the cluster or of each configured
-namespace, and the one pepper Secret, selected by name), what their lists and events
-mean for the index and the peppers, and knowing how stale the index may be. The loop
+Owns: the collections it follows (the ApiKeys and the ApiKeyRoles of the cluster or of
+each configured namespace, and the one pepper Secret, selected by name), what their lists
+and events mean for the index and the peppers (a role whose spec cannot be read grants
+nothing, as a missing one), and knowing how stale the index may be. The loop
 itself (re-listing when a watch has expired, backing off while the API server is away)
 is `kube.Kube.follow`. Reads no tenant Secret.
 Must not: log an object (the pepper Secret's data is a secret) or clear the index when
@@ -19,7 +20,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from keywright import kube
-from keywright.core import hashing, names
+from keywright.core import hashing, models, names, permissions
 from keywright.verifier import index
 
 log = logging.getLogger(__name__)
@@ -37,6 +38,11 @@ class Sync:
         self.streams = [
             kube.Stream(f"apikeys in {ns}" if ns else "apikeys", kube.Kube.apikeys_path(ns),
                         {}, self._apikeys_listed(ns), self._apikey_event, self._restarted)
+            for ns in ([*namespaces] if namespaces else [None])]
+        self.streams += [
+            kube.Stream(f"apikeyroles in {ns}" if ns else "apikeyroles",
+                        kube.Kube.apikeys_path(ns, names.ROLE_PLURAL), {},
+                        self._roles_listed(ns), self._role_event, self._restarted)
             for ns in ([*namespaces] if namespaces else [None])]
         self.streams.append(kube.Stream(
             f"secret {pepper_namespace}/{names.PEPPER_SECRET}",
@@ -91,6 +97,18 @@ class Sync:
         elif kind in ("ADDED", "MODIFIED"):
             self.keys.upsert(obj)
 
+    def _roles_listed(self, namespace: str | None) -> Callable[[Sequence[Obj]], None]:
+        def replace(items: Sequence[Obj]) -> None:
+            self.keys.replace_roles([_role(item) for item in items], namespace)
+        return replace
+
+    def _role_event(self, kind: str, obj: Obj) -> None:
+        where, name, granted = _role(obj)
+        if kind == "DELETED":
+            self.keys.remove_role(where, name)
+        elif kind in ("ADDED", "MODIFIED"):
+            self.keys.set_role(where, name, granted)
+
     def _pepper_listed(self, items: Sequence[Obj]) -> None:
         if not items:
             log.warning("pepper Secret %s not found; not ready until the operator creates it",
@@ -109,6 +127,18 @@ class Sync:
                       exc)
             return
         log.info("peppers loaded: %s", self.peppers)  # its repr shows versions, no bytes
+
+
+def _role(obj: Obj) -> tuple[str, str, tuple[permissions.Permission, ...] | None]:
+    """(namespace, name, permissions) of an ApiKeyRole; None for a spec that cannot be
+    read (the keys naming it get nothing from it, and a Warning line says why)."""
+    meta = obj.get("metadata") or {}
+    where, name = str(meta.get("namespace", "")), str(meta.get("name", ""))
+    try:
+        return where, name, models.role_permissions(models.validate_role_spec(obj.get("spec")))
+    except models.SpecError as exc:
+        log.warning("ApiKeyRole %s/%s grants nothing: %s", where, name, exc)
+        return where, name, None
 
 
 def _uids(items: Iterable[Obj]) -> Iterable[tuple[tuple[str, str], str]]:

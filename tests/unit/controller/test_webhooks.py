@@ -17,9 +17,8 @@ BY_SERVICE = {"caBundle": "Q0E=", "service": {
     "namespace": "keywright-system", "name": "keywright-webhook", "port": 443, "path": ""}}
 
 
-def hook(client_config: Mapping[str, Any], path: str) -> dict[str, Any]:
-    [only] = webhooks.configurations(client_config)[path]["webhooks"]
-    found: dict[str, Any] = only
+def hook(client_config: Mapping[str, Any], path: str, nth: int = 0) -> dict[str, Any]:
+    found: dict[str, Any] = webhooks.configurations(client_config)[path]["webhooks"][nth]
     return found
 
 
@@ -38,6 +37,10 @@ def test_the_pod_webhook_fails_open_and_the_apikey_webhook_closed_both_within_5s
     assert apikeys["objectSelector"] == {}  # every ApiKey is checked
     assert apikeys["rules"][0]["resources"] == ["apikeys"]
     assert apikeys["rules"][0]["operations"] == ["CREATE", "UPDATE"]
+    roles = hook(BY_URL, webhooks.VALIDATING, 1)  # ApiKeyRoles: the same terms
+    assert (roles["failurePolicy"], roles["timeoutSeconds"]) == ("Fail", 5)
+    assert roles["rules"][0]["resources"] == ["apikeyroles"]
+    assert roles["rules"][0]["operations"] == ["CREATE", "UPDATE"]
     # the ApiKey read gets a deadline of its own, so a slow one is a warning, not a timeout
     assert webhooks.LOOKUP_DEADLINE < webhooks.POD_TIMEOUT
 
@@ -50,7 +53,8 @@ def test_both_configurations_are_named_keywright_dev_and_labelled_as_ours() -> N
     assert all(c["metadata"]["labels"] == {"app.kubernetes.io/managed-by": "keywright"}
                for c in made.values())
     assert [h["name"] for c in made.values() for h in c["webhooks"]] == [
-        "validate-apikey.keywright.dev", "inject-pod.keywright.dev"]
+        "validate-apikey.keywright.dev", "validate-apikeyrole.keywright.dev",
+        "inject-pod.keywright.dev"]
 
 
 @pytest.mark.parametrize(("client_config", "where"), [

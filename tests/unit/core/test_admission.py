@@ -186,3 +186,31 @@ def test_a_pod_that_asks_for_what_cannot_be_given_is_refused(
 ) -> None:
     with pytest.raises(admission.Refused, match=message):
         admission.injection(pod(annotations), "pay", lookup)
+
+
+def role(**spec: Any) -> dict[str, Any]:
+    return {"metadata": {"name": "r", "namespace": "n"},
+            "spec": {"permissions": [{"area": "Invoices", "actions": ["Read"]}], **spec}}
+
+
+@pytest.mark.parametrize(("operation", "new", "old", "refusal"), [
+    pytest.param("CREATE", role(), None, None, id="a good role is admitted"),
+    pytest.param("CREATE", role(permissions=[{"area": "Invoices", "actions": ["Read"],
+                                              "filter": {"team": "${context.team}x"}}]),
+                 None, "spec.permissions[0].filter['team']: a reference must be the whole",
+                 id="a reference inside other text is refused, naming the field"),
+    pytest.param("CREATE", role(permissions=[{"area": "Invoices", "actions": ["Read"],
+                                              "filter": {"a b": "x"}}]),
+                 None, "spec.permissions[0].filter['a b']: a filter field must be",
+                 id="a filter field the schema cannot check is refused"),
+    pytest.param("UPDATE", role(), role(), None, id="an update that keeps the spec passes"),
+    pytest.param("DELETE", None, role(), None, id="a deletion is never refused"),
+])
+def test_role_admission(operation: str, new: dict[str, Any] | None,
+                        old: dict[str, Any] | None, refusal: str | None) -> None:
+    if refusal is None:
+        admission.check_role(operation, new, old)
+        return
+    with pytest.raises(admission.Refused) as refused:
+        admission.check_role(operation, new, old)
+    assert str(refused.value).startswith(refusal)

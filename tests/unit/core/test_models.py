@@ -14,11 +14,11 @@ import yaml
 from keywright.core import crd, models
 
 REPO = Path(__file__).parents[3]
-COMMITTED_CRD = REPO / "crds" / "apikeys.keywright.dev.yaml"
 
 CONTRACT_EXAMPLE: dict[str, Any] = {
     "description": "billing-sync, owner payments, prod",
     "scopes": ["Reviews.Read", "Repositories.Write"],
+    "roles": ["invoice-reader"],
     "expiration": "90d",
     "active": True,
     "ipAllowlist": ["203.0.113.0/24", "2001:db8::/32"],
@@ -43,6 +43,7 @@ def test_the_contract_example_parses() -> None:
     spec = models.validate_spec(CONTRACT_EXAMPLE)
     assert spec.description == "billing-sync, owner payments, prod"
     assert spec.scopes == ["Reviews.Read", "Repositories.Write"]
+    assert spec.roles == ["invoice-reader"]
     assert spec.expiration == "90d"
     assert spec.active is True
     assert spec.ipAllowlist == ["203.0.113.0/24", "2001:db8::/32"]
@@ -116,6 +117,10 @@ def test_active_false_is_kept() -> None:
                      id="a scope without a level"),
         pytest.param(spec_with(scopes=["Reviews.Read", "Reviews.Read"]), "spec.scopes",
                      id="a repeated scope"),
+        pytest.param(spec_with(roles=["Invoice_Reader"]), "spec.roles[0]",
+                     id="a role name that is no object name"),
+        pytest.param(spec_with(roles=["reader", "reader"]), "spec.roles",
+                     id="a repeated role"),
         pytest.param(spec_with(prefix="Bad-Prefix"), "spec.prefix", id="a prefix with capitals"),
         pytest.param(spec_with(prefix="a" * 17), "spec.prefix", id="a seventeen-character prefix"),
         pytest.param(spec_with(prefix="k"), "spec.prefix", id="a one-character prefix"),
@@ -324,11 +329,15 @@ def test_schema_defaults_are_the_models_defaults() -> None:
 # --- the CRD file and its shape ---------------------------------------------------------------
 
 
-def test_the_committed_crd_is_what_the_models_generate() -> None:
-    committed = COMMITTED_CRD.read_text() if COMMITTED_CRD.exists() else "<missing>"
-    assert committed == crd.render(), (
-        f"{COMMITTED_CRD.relative_to(REPO)} is out of date with operator/keywright/core/models.py: "
+@pytest.mark.parametrize("kind", crd.KINDS, ids=lambda kind: kind.kind)
+def test_the_committed_crds_are_what_the_models_generate(kind: crd.Kind) -> None:
+    path = REPO / "crds" / kind.file_name
+    committed = path.read_text() if path.exists() else "<missing>"
+    assert committed == crd.render(kind), (
+        f"{path.relative_to(REPO)} is out of date with operator/keywright/core/models.py: "
         "run `keywright crd --write crds/` and commit the result")
+    listed = yaml.safe_load((REPO / "crds" / "kustomization.yaml").read_text())["resources"]
+    assert kind.file_name in listed
 
 
 def test_the_rendered_crd_is_the_definition() -> None:

@@ -1,0 +1,125 @@
+"""Roles in the verifier, as tables: a key's roles resolved in its namespace decide what
+it may do; a role's change decides the next request; a missing, deleted or unreadable
+role grants nothing; the 200 answer names roles, permissions and row filters. The ASGI
+app called directly: no server, no cluster."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+from typing import Any
+
+import pytest
+
+from keywright.core.permissions import Permission
+from keywright.verifier import app, decision, index
+from tests.support.keys import KEY, NOW, PEPPERS, apikey
+
+TEAM = (("team", "${context.team}"),)
+INVOICE_READER = (Permission("Invoices", ("Read",), TEAM),)
+INVOICE_WRITER = (Permission("Invoices", ("Write",)),)
+
+
+def keys_with(table: dict[str, tuple[Permission, ...]], namespace: str = "pay",
+              **spec: Any) -> index.Index:
+    """The usual key (in namespace pay, Reviews.Read, context team=payments) with `spec`
+    changed, and the roles `table` in `namespace`."""
+    keys = index.Index()
+    keys.replace_all([apikey(**{"scopes": ["Reviews.Read"], "context": {"team": "payments"},
+                                **spec})])
+    keys.replace_roles([(namespace, name, granted) for name, granted in table.items()])
+    return keys
+
+
+def decide(keys: index.Index, *scopes: str) -> str:
+    ask = decision.Ask({"x-api-key": [KEY.encode()]}, "203.0.113.9", frozenset(scopes))
+    return decision.decide(ask, keys, PEPPERS, NOW).code
+
+
+@pytest.mark.parametrize(("roles", "namespace", "named", "scope", "code"), [
+    pytest.param({"invoice-reader": INVOICE_READER}, "pay", ["invoice-reader"],
+                 "Invoices.Read", "OK", id="a role grants its permission"),
+    pytest.param({"invoice-reader": INVOICE_READER}, "pay", ["invoice-reader"],
+                 "Reviews.Read", "OK", id="the key's own scopes still count"),
+    pytest.param({"invoice-reader": INVOICE_READER}, "pay", ["invoice-reader"],
+                 "Invoices.Write", "INSUFFICIENT_SCOPE", id="and nothing more"),
+    pytest.param({"invoice-writer": INVOICE_WRITER}, "pay", ["invoice-writer"],
+                 "Invoices.Read", "OK", id="a role's Write grants Read"),
+    pytest.param({"invoice-reader": INVOICE_READER}, "pay", ["invoice-writer"],
+                 "Invoices.Read", "INSUFFICIENT_SCOPE",
+                 id="a missing role grants nothing: closed, not a typo's 500"),
+    pytest.param({"invoice-reader": INVOICE_READER}, "other", ["invoice-reader"],
+                 "Invoices.Read", "INSUFFICIENT_SCOPE",
+                 id="a role of another namespace grants nothing"),
+    pytest.param({}, "pay", [], "Invoices.Read", "INVALID_REQUIREMENT",
+                 id="an area no key and no role grants is the gateway's mistake"),
+    pytest.param({}, "pay", ["gone"], "Invoices.Read", "INSUFFICIENT_SCOPE",
+                 id="unless the key names a missing role, which may have granted it"),
+])
+def test_roles_decide(roles: dict[str, tuple[Permission, ...]], namespace: str,
+                      named: list[str], scope: str, code: str) -> None:
+    assert decide(keys_with(roles, namespace, roles=named), scope) == code
+
+
+def test_a_role_change_decides_the_next_request() -> None:
+    keys = keys_with({"invoice-reader": INVOICE_READER}, roles=["invoice-reader"])
+    assert decide(keys, "Invoices.Read") == "OK"
+    keys.set_role("pay", "invoice-reader", (Permission("Invoices", ("Delete",)),))
+    assert decide(keys, "Invoices.Read") == "INSUFFICIENT_SCOPE"
+    assert decide(keys, "Invoices.Delete") == "OK"
+    keys.remove_role("pay", "invoice-reader")
+    assert decide(keys, "Invoices.Delete") == "INSUFFICIENT_SCOPE"
+    keys.set_role("pay", "invoice-reader", INVOICE_READER)
+    assert decide(keys, "Invoices.Read") == "OK"
+    keys.set_role("pay", "invoice-reader", None)  # a spec that cannot be read
+    assert decide(keys, "Invoices.Read") == "INSUFFICIENT_SCOPE"
+
+
+def test_a_new_list_of_roles_replaces_only_its_namespace() -> None:
+    keys = keys_with({"invoice-reader": INVOICE_READER}, roles=["invoice-reader"])
+    keys.replace_roles([], "elsewhere")
+    assert decide(keys, "Invoices.Read") == "OK"
+    keys.replace_roles([], "pay")
+    assert decide(keys, "Invoices.Read") == "INSUFFICIENT_SCOPE"
+
+
+def answer(keys: index.Index, query: bytes) -> dict[str, str]:
+    verifier = app.Verifier(keys, lambda: PEPPERS, lambda: True, lambda: 0.0,
+                            app.VerifierSettings(audit=False))
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: Any) -> None:
+        sent.append(message)
+    scope = {"type": "http", "method": "GET", "path": "/verify", "query_string": query,
+             "headers": [(b"x-api-key", KEY.encode())], "client": ("203.0.113.9", 40000)}
+    asyncio.run(verifier(scope, receive, send))
+    assert sent[0]["status"] == 200
+    return {k.decode(): v.decode() for k, v in sent[0]["headers"]}
+
+
+def filters(headers: dict[str, str]) -> Any:
+    value = headers["x-keywright-filters"]
+    return json.loads(base64.urlsafe_b64decode(value + "=" * (-len(value) % 4)))
+
+
+def test_a_200_names_the_roles_the_permissions_and_the_filters_asked_for() -> None:
+    keys = keys_with({"invoice-reader": INVOICE_READER}, roles=["invoice-reader", "gone"])
+    headers = answer(keys, b"scope=Invoices.Read")
+    assert headers["x-keywright-roles"] == "invoice-reader"  # the ones found
+    assert headers["x-keywright-permissions"] == "Invoices.Read,Reviews.Read"
+    assert filters(headers) == {"v": 1, "filters": {"Invoices": {"Read": [
+        {"team": "payments"}]}}}
+    assert filters(answer(keys, b"scope=Reviews.Read")) == {"v": 1, "filters": {}}
+    assert filters(answer(keys, b"")) == {"v": 1, "filters": {"Invoices": {"Read": [
+        {"team": "payments"}]}}}
+
+
+def test_a_key_without_roles_says_its_permissions_and_no_filters() -> None:
+    headers = answer(keys_with({}, scopes=["Reviews.Write"]), b"")
+    assert "x-keywright-roles" not in headers
+    assert headers["x-keywright-permissions"] == "Reviews.Read,Reviews.Write"
+    assert filters(headers) == {"v": 1, "filters": {}}
