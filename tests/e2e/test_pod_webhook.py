@@ -44,12 +44,16 @@ LATE = TIMEOUT + 3.0  # the API server gives up at TIMEOUT; the rest is the call
 SELECTOR = {"matchExpressions": [{"key": INJECT, "operator": "Exists"}]}
 
 
-def only_webhook(kubeconfig: Path, kind: str) -> dict[str, Any]:
+def webhooks_of(kubeconfig: Path, kind: str) -> list[dict[str, Any]]:
     held = configuration(kubeconfig, kind)
     assert held is not None, f"no {kind} keywright.dev"
-    [hook] = held["webhooks"]
-    found: dict[str, Any] = hook
+    found: list[dict[str, Any]] = held["webhooks"]
     return found
+
+
+def only_webhook(kubeconfig: Path, kind: str) -> dict[str, Any]:
+    [hook] = webhooks_of(kubeconfig, kind)
+    return hook
 
 
 def stale(kind: str, hook: dict[str, Any]) -> dict[str, Any]:
@@ -85,13 +89,16 @@ def test_the_api_server_holds_both_webhooks_with_the_selector_and_short_timeouts
                 assert pods["failurePolicy"] == "Ignore", when
                 assert [(r["resources"], r["operations"]) for r in pods["rules"]] == [
                     (["pods"], ["CREATE"])], when
-                apikeys = only_webhook(cluster.kubeconfig, "validatingwebhookconfiguration")
-                assert apikeys["name"] == "validate-apikey.keywright.dev", when
-                assert apikeys["timeoutSeconds"] == TIMEOUT, when
-                assert apikeys["failurePolicy"] == "Fail", when
-                assert apikeys["objectSelector"] == {}, when  # every ApiKey
-                assert [(r["resources"], r["operations"]) for r in apikeys["rules"]] == [
-                    (["apikeys"], ["CREATE", "UPDATE"])], when
+                apikeys, roles = webhooks_of(cluster.kubeconfig,
+                                             "validatingwebhookconfiguration")
+                for hook, name, plural in ((apikeys, "validate-apikey", "apikeys"),
+                                           (roles, "validate-apikeyrole", "apikeyroles")):
+                    assert hook["name"] == f"{name}.keywright.dev", when
+                    assert hook["timeoutSeconds"] == TIMEOUT, when
+                    assert hook["failurePolicy"] == "Fail", when
+                    assert hook["objectSelector"] == {}, when  # every one
+                    assert [(r["resources"], r["operations"]) for r in hook["rules"]] == [
+                        ([plural], ["CREATE", "UPDATE"])], when
                 operator.stop()  # the second round: they stay, as they were
     finally:
         delete_configurations(cluster.kubeconfig)
