@@ -205,20 +205,20 @@ def configure(settings: kopf.OperatorSettings, webhook: WebhookServerSettings,
 @kopf.on.validate(names.GROUP, names.VERSION, names.PLURAL, id=VALIDATE_APIKEY,
                   operations=["CREATE", "UPDATE"])
 def validate_apikey(**kwargs: Any) -> None:
-    # operation, old and new reach admission handlers as keyword arguments only
-    try:
-        admission.check_apikey(kwargs.get("operation") or "", kwargs.get("new"),
-                              kwargs.get("old"))
-    except admission.Refused as exc:
-        raise kopf.AdmissionError(str(exc), code=422) from None
+    _admitted(admission.check_apikey, kwargs)
 
 
 @kopf.on.validate(names.GROUP, names.VERSION, names.ROLE_PLURAL, id=VALIDATE_ROLE,
                   operations=["CREATE", "UPDATE"])
 def validate_role(**kwargs: Any) -> None:
+    _admitted(admission.check_role, kwargs)
+
+
+def _admitted(check: Callable[[str, Any, Any], None], kwargs: Mapping[str, Any]) -> None:
+    """Run an admission check; its refusal is a 422 with its words."""
+    # operation, old and new reach admission handlers as keyword arguments only
     try:
-        admission.check_role(kwargs.get("operation") or "", kwargs.get("new"),
-                             kwargs.get("old"))
+        check(kwargs.get("operation") or "", kwargs.get("new"), kwargs.get("old"))
     except admission.Refused as exc:
         raise kopf.AdmissionError(str(exc), code=422) from None
 

@@ -363,8 +363,8 @@ class ApiKeyRoleSpec(_Model):
         min_length=1, max_length=64, description="What a key with this role may do.")]
 
 
-class ApiKeyRoleStatus(_Model):
-    """What the operator observed of a role. Written by Keywright only."""
+class _ObservedStatus(_Model):
+    """What a role's or a policy's status shares: conditions and the generation seen."""
 
     model_config = ConfigDict(extra="allow", frozen=True)
 
@@ -372,18 +372,17 @@ class ApiKeyRoleStatus(_Model):
         default_factory=list, description="Ready: the spec is valid.",
         json_schema_extra=_x(x_kubernetes_list_type="map", x_kubernetes_list_map_keys=["type"]))
     observedGeneration: int | None = None
+
+
+class ApiKeyRoleStatus(_ObservedStatus):
+    """What the operator observed of a role. Written by Keywright only."""
+
     keys: int | None = Field(None, description="ApiKeys of the namespace that name the role.")
 
 
-class ApiKeyPolicyStatus(_Model):
+class ApiKeyPolicyStatus(_ObservedStatus):
     """What the operator observed of a policy. Written by Keywright only."""
 
-    model_config = ConfigDict(extra="allow", frozen=True)
-
-    conditions: list[Condition] = Field(
-        default_factory=list, description="Ready: the spec is valid.",
-        json_schema_extra=_x(x_kubernetes_list_type="map", x_kubernetes_list_map_keys=["type"]))
-    observedGeneration: int | None = None
     violating: int | None = Field(None, description="ApiKeys of the namespace that break "
                                                     "the policy.")
 
