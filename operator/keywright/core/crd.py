@@ -1,4 +1,4 @@
-"""Keywright's CustomResourceDefinitions (ApiKey, ApiKeyRole, ApiKeyPolicy), generated
+"""Keywright's CustomResourceDefinitions (ApiKey, ApiKeyRole), generated
 from models.py.
 
 Owns: turning pydantic's JSON Schema into a Kubernetes structural schema (inline refs,
@@ -83,16 +83,6 @@ ROLE = Kind(names.ROLE_KIND, names.ROLE_PLURAL, names.ROLE_SINGULAR, names.ROLE_
             "spec.roles hold them, with row filters filled from their context.",
             [_READY, {"name": "Keys", "type": "integer", "jsonPath": ".status.keys"},
              {"name": "Description", "type": "string", "jsonPath": ".spec.description"}, _AGE])
-POLICY = Kind(names.POLICY_KIND, names.POLICY_PLURAL, names.POLICY_SINGULAR,
-              names.POLICY_SHORT_NAMES, models.ApiKeyPolicySpec, models.ApiKeyPolicyStatus,
-              "Rules every ApiKey of its namespace keeps: refused at admission, warned or "
-              "deactivated for keys that predate it.",
-              [_READY, {"name": "Enforcement", "type": "string",
-                        "jsonPath": ".spec.enforcement"},
-               {"name": "Violating", "type": "integer", "jsonPath": ".status.violating"},
-               _AGE])
-# POLICY joins when its enforcement does (issue 14): a CRD that enforces nothing yet
-# would let people believe a policy protects them
 KINDS = (APIKEY, ROLE)
 FILE_NAME = APIKEY.file_name
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Callable
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -61,6 +61,9 @@ def _x(**extra: Any) -> dict[str, Any]:
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+_Spec = TypeVar("_Spec", bound=_Model)
 
 
 class SecretTarget(_Model):
@@ -260,10 +263,7 @@ class ApiKeyStatus(_Model):
 
 def validate_spec(raw: Any) -> ApiKeySpec:
     """The spec, or SpecError naming the first field that is wrong and why."""
-    try:
-        spec = ApiKeySpec.model_validate(raw if raw is not None else {})
-    except ValidationError as exc:
-        raise SpecError.from_pydantic(exc) from None
+    spec = _parsed(ApiKeySpec, raw)
     for index, entry in enumerate(spec.ipAllowlist):
         try:
             ipaddress.ip_network(entry, strict=True)
@@ -363,8 +363,8 @@ class ApiKeyRoleSpec(_Model):
         min_length=1, max_length=64, description="What a key with this role may do.")]
 
 
-class _ObservedStatus(_Model):
-    """What a role's or a policy's status shares: conditions and the generation seen."""
+class ApiKeyRoleStatus(_Model):
+    """What the operator observed of a role. Written by Keywright only."""
 
     model_config = ConfigDict(extra="allow", frozen=True)
 
@@ -372,19 +372,7 @@ class _ObservedStatus(_Model):
         default_factory=list, description="Ready: the spec is valid.",
         json_schema_extra=_x(x_kubernetes_list_type="map", x_kubernetes_list_map_keys=["type"]))
     observedGeneration: int | None = None
-
-
-class ApiKeyRoleStatus(_ObservedStatus):
-    """What the operator observed of a role. Written by Keywright only."""
-
     keys: int | None = Field(None, description="ApiKeys of the namespace that name the role.")
-
-
-class ApiKeyPolicyStatus(_ObservedStatus):
-    """What the operator observed of a policy. Written by Keywright only."""
-
-    violating: int | None = Field(None, description="ApiKeys of the namespace that break "
-                                                    "the policy.")
 
 
 FILTER_FIELD = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,62}$")
@@ -392,10 +380,7 @@ FILTER_FIELD = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,62}$")
 
 def validate_role_spec(raw: Any) -> ApiKeyRoleSpec:
     """An ApiKeyRole's spec, or SpecError naming the first field that is wrong."""
-    try:
-        spec = ApiKeyRoleSpec.model_validate(raw if raw is not None else {})
-    except ValidationError as exc:
-        raise SpecError.from_pydantic(exc) from None
+    spec = _parsed(ApiKeyRoleSpec, raw)
     for index, permission in enumerate(spec.permissions):
         where = f"spec.permissions[{index}]"
         if len(set(permission.actions)) != len(permission.actions):
@@ -420,10 +405,7 @@ def role_permissions(spec: ApiKeyRoleSpec) -> tuple[permissions.Permission, ...]
 
 def validate_policy_spec(raw: Any) -> ApiKeyPolicySpec:
     """An ApiKeyPolicy's spec, or SpecError naming the first field that is wrong."""
-    try:
-        spec = ApiKeyPolicySpec.model_validate(raw if raw is not None else {})
-    except ValidationError as exc:
-        raise SpecError.from_pydantic(exc) from None
+    spec = _parsed(ApiKeyPolicySpec, raw)
     if spec.nameFormat is not None:
         try:
             re.compile(spec.nameFormat)
@@ -440,6 +422,14 @@ def validate_policy_spec(raw: Any) -> ApiKeyPolicySpec:
         except durations.DurationError as exc:
             raise SpecError("spec.maxExpiration", str(exc)) from None
     return spec
+
+
+def _parsed(model: type[_Spec], raw: Any) -> _Spec:
+    """A spec read by its model, or SpecError naming the first field pydantic refused."""
+    try:
+        return model.model_validate(raw if raw is not None else {})
+    except ValidationError as exc:
+        raise SpecError.from_pydantic(exc) from None
 
 
 class SpecError(ValueError):

@@ -154,7 +154,7 @@ def decide(ask: Ask, keys: index.Index, peppers: hashing.Peppers, now: float,
         return Answer(EXPIRED, record, shown)
     if record.allowlist and (client is None or not _inside(client, record.allowlist)):
         return Answer(IP_NOT_ALLOWED, record, shown)
-    granted = keys.granted(record) if record.roles else record.granted
+    granted = keys.effective(record).granted if record.roles else record.granted
     if not ask.scopes <= granted:  # off the OK path: a 403 costs what it needs
         missing = ask.scopes - granted
         # a key naming a role that is missing may lack what that role held: its 403,

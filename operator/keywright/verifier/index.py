@@ -234,10 +234,6 @@ class Index:
 
     # -- roles ------------------------------------------------------------------------
 
-    def granted(self, record: KeyRecord) -> frozenset[str]:
-        """What the key may do: its scopes, and for a key with roles what they grant."""
-        return self.effective(record).granted if record.roles else record.granted
-
     def effective(self, record: KeyRecord) -> permissions.Effective:
         """The key's effective permissions, its roles resolved in its namespace (worked
         out once per record and roles version)."""

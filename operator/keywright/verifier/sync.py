@@ -103,11 +103,11 @@ class Sync:
         return replace
 
     def _role_event(self, kind: str, obj: Obj) -> None:
-        where, name, granted = _role(obj)
         if kind == "DELETED":
-            self.keys.remove_role(where, name)
+            meta = obj.get("metadata") or {}
+            self.keys.remove_role(str(meta.get("namespace", "")), str(meta.get("name", "")))
         elif kind in ("ADDED", "MODIFIED"):
-            self.keys.set_role(where, name, granted)
+            self.keys.set_role(*_role(obj))
 
     def _pepper_listed(self, items: Sequence[Obj]) -> None:
         if not items:
