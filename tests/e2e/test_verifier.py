@@ -248,13 +248,13 @@ def decoded(value: str) -> Any:
 
 
 def test_a_role_grants_through_nginx_with_its_row_filters(
-    nginx: gateway.Nginx, cluster: Cluster, verifier: Verifier, home: str
+    nginx: gateway.Nginx, cluster: Cluster, ready: Verifier, home: str
 ) -> None:
     """A key holding Invoices.Read only through a role: nginx lets it in, and the
     upstream learns the role, the permissions and the row filter, context filled in."""
     cluster.apply(role("team-invoices", home, {"area": "Invoices", "actions": ["Read"],
                                                 "filter": {"team": "${context.team}"}}))
-    key = issue(cluster, verifier, home, "by-role", probe="/verify?scope=Invoices.Read",
+    key = issue(cluster, ready, home, "by-role", probe="/verify?scope=Invoices.Read",
                 scopes=["Reviews.Read"], roles=["team-invoices"], context={"team": "payments"})
     status, _, body = nginx.get("/invoices/list", {"X-API-Key": key})
     assert status == 200, body
