@@ -20,11 +20,13 @@ PROXY = (ipaddress.ip_network("10.0.0.0/8"),)
 def apikey(name: str = "billing", namespace: str = "pay", *, key: str = KEY,
            version: str = "v1", previous: list[dict[str, Any]] | None = None,
            phase: str = "Active", expires: str | None = "2027-06-01T00:00:00Z",
-           **spec: Any) -> dict[str, Any]:
+           deactivated: dict[str, str] | None = None, **spec: Any) -> dict[str, Any]:
     status: dict[str, Any] = {"phase": phase, "revision": 2, "lastCharacters": key[-4:],
                               "hash": hashing.digest(key, PEPPERS, version),
                               "previous": previous or []}
     if expires:
         status["expiresAt"] = expires
+    if deactivated:
+        status["deactivated"] = deactivated
     return manifests.apikey(name, namespace, status=status, **{
         "expiration": "90d", "scopes": ["Reviews.Write", "Repos.Read"], **spec})

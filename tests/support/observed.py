@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from keywright.core import lifecycle, models, secretview
+from keywright.core import compliance, lifecycle, models, secretview
 
 CREATED = datetime(2026, 11, 1, 12, 0, 0, tzinfo=UTC)
 NOW = CREATED + timedelta(days=10)
@@ -29,7 +29,7 @@ SYNCED = secretview.SecretView(exists=True, owner_uid=UID, hash=HASH, revision=1
 
 def observed(spec: dict[str, Any] | None = None, status: dict[str, Any] | None = None,
              secret: secretview.SecretView = secretview.MISSING, generation: int = 1,
-             ) -> lifecycle.Observed:
+             facts: compliance.Facts = compliance.NONE) -> lifecycle.Observed:
     raw = {"expiration": "30d", **(spec or {})}
     try:
         parsed: models.ApiKeySpec | models.SpecError = models.validate_spec(raw)
@@ -38,4 +38,4 @@ def observed(spec: dict[str, Any] | None = None, status: dict[str, Any] | None =
     return lifecycle.Observed(
         namespace="ns", name="k", uid=UID, generation=generation, created=CREATED,
         spec=parsed, status=models.ApiKeyStatus.model_validate(status or {}), secret=secret,
-        default_prefix="kw")
+        default_prefix="kw", facts=facts)

@@ -1,20 +1,24 @@
-"""Admission decisions, pure: is this ApiKey acceptable; what does this Pod get injected.
+"""Admission decisions, pure: is this ApiKey, role or policy acceptable; what does this
+Pod get injected.
 
 Owns: the checks the CRD schema cannot make on every Kubernetes version (an immutable
 `expiration`, CIDRs, scope grammar, durations, context keys: all of `models.validate_spec`),
-the env var a Pod labelled and annotated `keywright.dev/inject` gets from its key's
-Secret, and what to tell whoever made a Pod that carries only one of the two.
+the namespace's ApiKeyPolicies applied to a key as it is written, and to the keys a role
+edit would widen; the env var a Pod labelled and annotated `keywright.dev/inject` gets
+from its key's Secret, and what to tell whoever made a Pod that carries only one of the
+two.
 Must not: do I/O (the caller looks the ApiKey up), or ever hold a key: injection
 references the Secret (`secretKeyRef`); it never reads it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from keywright.core import models, names
+from keywright.core import compliance, models, names, policy
 
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _OBJECT_NAME = re.compile(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?")
@@ -62,6 +66,98 @@ def check_role(operation: str, new: Obj | None, old: Obj | None) -> None:
         models.validate_role_spec(new.get("spec"))
     except models.SpecError as exc:
         raise Refused(f"{exc.field}: {exc.reason}") from None
+
+
+def check_policy(operation: str, new: Obj | None, old: Obj | None) -> None:
+    """Raise Refused if an ApiKeyPolicy create or update must not be admitted: its spec,
+    field by field (a nameFormat that does not compile, say)."""
+    if new is None or operation not in ("CREATE", "UPDATE"):
+        return
+    if (new.get("metadata") or {}).get("deletionTimestamp"):
+        return
+    try:
+        models.validate_policy_spec(new.get("spec"))
+    except models.SpecError as exc:
+        raise Refused(f"{exc.field}: {exc.reason}") from None
+
+
+def spec_written(operation: str, new: Obj | None, old: Obj | None) -> bool:
+    """Whether the request writes a spec the policies must see: a create, or an update
+    that changes the spec (not a deletion's finalizers coming off)."""
+    if new is None or operation not in ("CREATE", "UPDATE"):
+        return False
+    if (new.get("metadata") or {}).get("deletionTimestamp"):
+        return False
+    return operation == "CREATE" or new.get("spec") != (old or {}).get("spec")
+
+
+def check_apikey_policies(operation: str, new: Obj | None, old: Obj | None,
+                          facts: compliance.Facts, default_prefix: str) -> None:
+    """Raise Refused naming every rule of the namespace's policies the key would break,
+    each as `ApiKeyPolicy <name>: <field and what is wrong>`. An update is refused only
+    for what it newly breaks: a key that predates a policy can still be deactivated,
+    or brought into line one rule at a time. Run after `check_apikey`."""
+    if not facts.policies or not spec_written(operation, new, old) or new is None:
+        return
+    broken = _broken(new, facts, default_prefix)
+    if operation == "UPDATE" and old is not None:
+        broken = _new_violations(broken, _broken(old, facts, default_prefix))
+    if broken:
+        raise Refused("; ".join(str(v) for v in broken))
+
+
+def check_role_policies(operation: str, new: Obj | None, old: Obj | None,
+                        apikeys: Sequence[Obj], facts: compliance.Facts,
+                        default_prefix: str) -> None:
+    """Raise Refused if a role create or update would put ApiKeys that name it out of
+    their namespace's policies (a permission a policy forbids, one that needs an
+    allowlist the key lacks), listing the keys and why. What they broke already does
+    not count. Run after `check_role`."""
+    if not facts.policies or not spec_written(operation, new, old) or new is None:
+        return
+    name = str((new.get("metadata") or {}).get("name") or "")
+    before = {**facts.roles}
+    before.pop(name, None)
+    if operation == "UPDATE" and old is not None:
+        before[name] = compliance.read_role(old)
+    after = {**before, name: compliance.read_role(new)}
+    out = []
+    for apikey in sorted(apikeys, key=lambda a: str((a.get("metadata") or {}).get("name"))):
+        if name not in ((apikey.get("spec") or {}).get("roles") or []):
+            continue
+        was = _broken(apikey, dataclasses.replace(facts, roles=before), default_prefix)
+        now = _broken(apikey, dataclasses.replace(facts, roles=after), default_prefix)
+        added = _new_violations(now, was)
+        if added:
+            out.append(f"{(apikey.get('metadata') or {}).get('name')} "
+                       f"({'; '.join(str(v) for v in added)})")
+    if out:
+        shown = out[:MAX_KEYS_LISTED]
+        more = f"; and {len(out) - len(shown)} more" if len(out) > len(shown) else ""
+        raise Refused(f"ApiKeyRole {name}: this change would put {len(out)} ApiKey"
+                      f"{'' if len(out) == 1 else 's'} out of policy: "
+                      f"{'; '.join(shown)}{more}")
+
+
+MAX_KEYS_LISTED = 10  # keys a refusal names; the count says how many more
+
+
+def _broken(apikey: Obj, facts: compliance.Facts,
+            default_prefix: str) -> list[policy.Violation]:
+    try:
+        spec = models.validate_spec(apikey.get("spec"))
+    except models.SpecError:
+        return []  # a spec admission never let in (or refuses anyway) breaks no policy
+    name = str((apikey.get("metadata") or {}).get("name") or "")
+    return policy.evaluate(facts.policies, compliance.subject(
+        name, spec, spec.prefix or default_prefix, facts.roles))
+
+
+def _new_violations(now: Sequence[policy.Violation],
+                    was: Sequence[policy.Violation]) -> list[policy.Violation]:
+    """The violations in `now` that `was` lacks, by policy, rule and what is wrong."""
+    known = {(v.policy, v.rule, v.reason) for v in was}
+    return [v for v in now if (v.policy, v.rule, v.reason) not in known]
 
 
 def _check_delivery_kept(before: Obj, spec: Obj, meta: Obj) -> None:

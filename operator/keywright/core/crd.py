@@ -1,4 +1,4 @@
-"""Keywright's CustomResourceDefinitions (ApiKey, ApiKeyRole), generated
+"""Keywright's CustomResourceDefinitions (ApiKey, ApiKeyRole, ApiKeyPolicy), generated
 from models.py.
 
 Owns: turning pydantic's JSON Schema into a Kubernetes structural schema (inline refs,
@@ -83,7 +83,16 @@ ROLE = Kind(names.ROLE_KIND, names.ROLE_PLURAL, names.ROLE_SINGULAR, names.ROLE_
             "spec.roles hold them, with row filters filled from their context.",
             [_READY, {"name": "Keys", "type": "integer", "jsonPath": ".status.keys"},
              {"name": "Description", "type": "string", "jsonPath": ".spec.description"}, _AGE])
-KINDS = (APIKEY, ROLE)
+POLICY = Kind(names.POLICY_KIND, names.POLICY_PLURAL, names.POLICY_SINGULAR,
+              names.POLICY_SHORT_NAMES, models.ApiKeyPolicySpec, models.ApiKeyPolicyStatus,
+              "Rules every ApiKey of its namespace must keep: refused at admission, and "
+              "for keys that predate it, warned or deactivated per spec.enforcement.",
+              [_READY, {"name": "Enforcement", "type": "string",
+                        "jsonPath": ".spec.enforcement"},
+               {"name": "Keys", "type": "integer", "jsonPath": ".status.keys"},
+               {"name": "Violating", "type": "integer", "jsonPath": ".status.violating"},
+               _AGE])
+KINDS = (APIKEY, ROLE, POLICY)
 FILE_NAME = APIKEY.file_name
 
 

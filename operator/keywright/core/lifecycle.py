@@ -20,9 +20,20 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from keywright.core import conditions, durations, models, names, rotation, secretview, times, tokens
+from keywright.core import (
+    compliance,
+    conditions,
+    durations,
+    models,
+    names,
+    rotation,
+    secretview,
+    times,
+    tokens,
+)
 
-NORMAL, WARNING = "Normal", "Warning"
+NORMAL, WARNING = conditions.NORMAL, conditions.WARNING
+Event = conditions.Event
 ROTATE = names.ROTATE_ANNOTATION
 # A foreign Secret sends no event the operator watches (it watches only its own), so a
 # conflict is looked at again: soon at first, then as often as it has lasted, up to a
@@ -42,6 +53,7 @@ class Observed:
     secret: secretview.SecretView
     default_prefix: str
     rotate_request: str | None = None  # the keywright.dev/rotate annotation
+    facts: compliance.Facts = compliance.NONE  # its namespace's policies, its roles
 
 
 @dataclass(frozen=True)
@@ -56,13 +68,6 @@ class Issue:
     annotations: dict[str, str]
     replace: bool
     request: str | None = None  # recorded on the Secret: the rotate request it answers
-
-
-@dataclass(frozen=True)
-class Event:
-    type: str
-    reason: str
-    message: str
 
 
 @dataclass(frozen=True)
@@ -95,22 +100,24 @@ def decide(o: Observed, now: datetime) -> Plan:
                        request)
     expires = _expires_at(o, spec)
     current = o.status.revision or 0
+    verdict = compliance.judge(o.name, spec, spec.prefix or o.default_prefix, o.facts,
+                               o.status.conditions)
     if (s.exists and s.hash and s.revision == current + 1 and s.last_characters
             and s.has_key and not s.data_changed_by_others):
-        return _adopt(o, spec, now, expires)
+        return _adopt(o, spec, now, expires, verdict)
     if not o.status.hash:
         if expires is not None and now >= expires:
             return _never_issued_expired(o, now, expires)
         return Plan(issue=_issue(o, spec, name, revision=current + 1,
                                  request=o.rotate_request))
     expired = expires is not None and now >= expires
-    if not expired and spec.active:
+    if not expired and spec.active and not verdict.deactivating:
         due = rotation.next_rotation(spec, o.status, expires,
                                      rotation.schedule_since(spec, o.status, now))
         if request or (due is not None and now >= due):
             return Plan(issue=_issue(o, spec, name, revision=current + 1,
                                      request=request or o.status.lastRotateRequest))
-    return _steady(o, spec, now, expires, events=(), refused=request)
+    return _steady(o, spec, now, expires, verdict, events=(), refused=request)
 
 
 def _issue(o: Observed, spec: models.ApiKeySpec, name: str, revision: int,
@@ -131,7 +138,7 @@ def _expires_at(o: Observed, spec: models.ApiKeySpec) -> datetime | None:
 
 
 def _adopt(o: Observed, spec: models.ApiKeySpec, now: datetime,
-           expires: datetime | None) -> Plan:
+           expires: datetime | None, verdict: compliance.Verdict) -> Plan:
     s = o.secret
     assert s.revision is not None
     assert s.last_characters is not None
@@ -160,12 +167,12 @@ def _adopt(o: Observed, spec: models.ApiKeySpec, now: datetime,
                       f"into Secret {adopted['secretName']}")
     base = o.status.model_copy(update={**adopted, "previous": previous})
     extra = {k: v for k, v in adopted.items() if v is not None or k == "lastRotateRefused"}
-    return _steady(o, spec, now, expires, events=(event,), refused=None, base=base,
+    return _steady(o, spec, now, expires, verdict, events=(event,), refused=None, base=base,
                    extra=extra)
 
 
 def _steady(o: Observed, spec: models.ApiKeySpec, now: datetime, expires: datetime | None,
-            events: tuple[Event, ...], refused: str | None,
+            verdict: compliance.Verdict, events: tuple[Event, ...], refused: str | None,
             base: models.ApiKeyStatus | None = None,
             extra: dict[str, Any] | None = None) -> Plan:
     status = base or o.status
@@ -177,6 +184,10 @@ def _steady(o: Observed, spec: models.ApiKeySpec, now: datetime, expires: dateti
     elif not spec.active:
         phase, ready = "Inactive", conditions.false("Ready", "Deactivated",
                                                     "spec.active is false")
+    elif verdict.deactivating:
+        phase, ready = "Inactive", conditions.false(
+            "Ready", compliance.VIOLATION, "deactivated: " + "; ".join(
+                str(v) for v in verdict.deactivating))
     else:
         until = f"until {status.expiresAt}" if expires else "and never expires"
         phase, ready = "Active", conditions.true("Ready", "Active",
@@ -198,9 +209,13 @@ def _steady(o: Observed, spec: models.ApiKeySpec, now: datetime, expires: dateti
                   "Expired", "NotExpired",
                   f"expires at {status.expiresAt}" if expires else "expiration is Never"))
     synced = secretview.condition(o.secret, status, status.secretName or secret_name(o))
-    new_conditions = conditions.merge(status.conditions, [ready, synced, expiry], now,
-                                      o.generation)
-    more += _transition_events(o.status, phase, synced, status)
+    new_conditions = conditions.merge(status.conditions,
+                                      [ready, synced, expiry, *verdict.conditions], now,
+                                      o.generation, verdict.dropped)
+    more += verdict.events
+    more += _transition_events(o.status, phase, synced, status, ready)
+    patch["deactivated"] = _deactivation(o.status, ready, now) \
+        if phase == "Inactive" and spec.active else None
     more += _expiration_warning(o, spec, expires, status)
     kept, retired = rotation.retire(status.previous, now)
     if retired:
@@ -241,13 +256,24 @@ def _expiration_warning(o: Observed, spec: models.ApiKeySpec, expires: datetime 
                   f"creation: expiresAt stays {status.expiresAt or 'absent (Never)'}")]
 
 
+def _deactivation(old: models.ApiKeyStatus, ready: models.Condition,
+                  now: datetime) -> dict[str, str]:
+    """status.deactivated for a key Keywright keeps from working although spec.active
+    is true; `since` stays from when it began."""
+    since = old.deactivated.since if old.deactivated else times.timestamp(now)
+    return {"reason": ready.reason, "message": ready.message, "since": since}
+
+
 def _transition_events(old: models.ApiKeyStatus, phase: str, synced: models.Condition,
-                       status: models.ApiKeyStatus) -> list[Event]:
+                       status: models.ApiKeyStatus, ready: models.Condition) -> list[Event]:
     events = []
     if old.phase != phase:
         if phase == "Expired":
             events.append(Event(NORMAL, "Expired", f"Key {status.keyPreview} expired at "
                                 f"{status.expiresAt}"))
+        elif phase == "Inactive" and ready.reason == compliance.VIOLATION:
+            events.append(Event(WARNING, "Deactivated", f"Key {status.keyPreview} "
+                                f"{ready.message}"))
         elif phase == "Inactive":
             events.append(Event(NORMAL, "Deactivated", f"Key {status.keyPreview} deactivated"))
         elif phase == "Active" and old.phase == "Inactive":

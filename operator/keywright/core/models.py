@@ -220,6 +220,13 @@ class Usage(_Model):
         "count from; a quota restarts from them only while the annotation still has it.")
 
 
+class Deactivation(_Model):
+    reason: Annotated[str, Field(description="PolicyViolation: an ApiKeyPolicy with "
+                                             "enforcement Deactivate is broken.")]
+    message: str
+    since: Timestamp
+
+
 class ApiKeyStatus(_Model):
     """What the operator observed and did. Written by Keywright only."""
 
@@ -259,6 +266,9 @@ class ApiKeyStatus(_Model):
         None, description="The last keywright.dev/rotate value refused, until a rotation.")
     restartedRevision: int | None = Field(
         None, description="The revision whose restartTargets have been rolled.")
+    deactivated: Deactivation | None = Field(
+        None, description="Set while Keywright itself keeps the key from working although "
+                          "spec.active is true: why, and since when.")
 
 
 def validate_spec(raw: Any) -> ApiKeySpec:
@@ -373,6 +383,20 @@ class ApiKeyRoleStatus(_Model):
         json_schema_extra=_x(x_kubernetes_list_type="map", x_kubernetes_list_map_keys=["type"]))
     observedGeneration: int | None = None
     keys: int | None = Field(None, description="ApiKeys of the namespace that name the role.")
+
+
+class ApiKeyPolicyStatus(_Model):
+    """What the operator observed of a policy. Written by Keywright only."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    conditions: list[Condition] = Field(
+        default_factory=list, description="Ready: the spec is valid and enforced.",
+        json_schema_extra=_x(x_kubernetes_list_type="map", x_kubernetes_list_map_keys=["type"]))
+    observedGeneration: int | None = None
+    keys: int | None = Field(None, description="ApiKeys of the namespace (the policy applies "
+                                               "to all of them).")
+    violating: int | None = Field(None, description="How many of them break the policy.")
 
 
 FILTER_FIELD = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,62}$")

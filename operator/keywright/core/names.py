@@ -20,6 +20,9 @@ CRD_NAME = f"{PLURAL}.{GROUP}"
 # roles: permissions defined once, named by ApiKeys' spec.roles
 ROLE_KIND, ROLE_PLURAL, ROLE_SINGULAR, ROLE_SHORT_NAMES = (
     "ApiKeyRole", "apikeyroles", "apikeyrole", ("akr",))
+# policies: rules every ApiKey of their namespace must keep
+POLICY_KIND, POLICY_PLURAL, POLICY_SINGULAR, POLICY_SHORT_NAMES = (
+    "ApiKeyPolicy", "apikeypolicies", "apikeypolicy", ("akp",))
 
 # -- who writes: field managers (managedFields) and the managed-by label ----------------
 OPERATOR_FIELD_MANAGER = "keywright"  # the operator's writes: Secrets, ApiKey status

@@ -3,8 +3,9 @@
 Owns: each rule as a named check (a function of one policy's spec and one `Subject`,
 the key as admission or the operator sees it, returning a Violation or None), the chain
 that runs every check of every policy, and the words of a violation: the policy, the
-rule, the field and what is wrong, as the webhook refuses with and the condition says
-(`ApiKeyPolicy prod-guardrails: write scopes require spec.ipAllowlist`).
+key's field, what is wrong and the policy's field that says so, as the webhook refuses
+with and the condition says (`ApiKeyPolicy prod-guardrails: write scopes require
+spec.ipAllowlist (Invoices.Write; requireIpAllowlistFor: Write)`).
 Must not: read the cluster, act on a violation (the webhook refuses, the operator warns
 or deactivates per `enforcement`), or stop early: several policies all apply, and a
 person fixing a key wants every rule it breaks at once.
@@ -68,10 +69,11 @@ def max_expiration(spec: models.ApiKeyPolicySpec, key: Subject) -> Found:
         return None
     chosen = durations.parse_expiration(key.spec.expiration)
     if chosen is None:
-        return "spec.expiration", f"Never is not allowed: at most {spec.maxExpiration}"
+        return ("spec.expiration", f"spec.expiration Never is not allowed: maxExpiration "
+                f"is {spec.maxExpiration}")
     if chosen > durations.parse(spec.maxExpiration):
-        return ("spec.expiration",
-                f"{key.spec.expiration} is longer than the {spec.maxExpiration} allowed")
+        return ("spec.expiration", f"spec.expiration {key.spec.expiration} is longer than "
+                f"maxExpiration {spec.maxExpiration}")
     return None
 
 
@@ -82,8 +84,9 @@ def allowed_areas(spec: models.ApiKeyPolicySpec, key: Subject) -> Found:
                      - set(spec.allowedAreas))
     if not outside:
         return None
-    return (_where(key, outside[0]), f"area {', '.join(outside)} is not allowed (allowed: "
-            f"{', '.join(spec.allowedAreas) or 'none'})")
+    where = _where(key, outside[0])
+    return (where, f"{where}: area {', '.join(outside)} {_is(outside)} not in allowedAreas "
+            f"({', '.join(spec.allowedAreas) or 'none'})")
 
 
 def allowed_scopes(spec: models.ApiKeyPolicySpec, key: Subject) -> Found:
@@ -92,9 +95,9 @@ def allowed_scopes(spec: models.ApiKeyPolicySpec, key: Subject) -> Found:
     outside = sorted(key.permissions.granted - permissions.implied_scopes(spec.allowedScopes))
     if not outside:
         return None
-    return (_where(key, outside[0].rpartition(".")[0]),
-            f"{', '.join(outside)} {'is' if len(outside) == 1 else 'are'} not allowed "
-            f"(allowed: {', '.join(spec.allowedScopes) or 'none'})")
+    where = _where(key, outside[0].rpartition(".")[0])
+    return (where, f"{where}: {', '.join(outside)} {_is(outside)} not in allowedScopes "
+            f"({', '.join(spec.allowedScopes) or 'none'})")
 
 
 def require_ip_allowlist(spec: models.ApiKeyPolicySpec, key: Subject) -> Found:
@@ -105,15 +108,18 @@ def require_ip_allowlist(spec: models.ApiKeyPolicySpec, key: Subject) -> Found:
                   if scope.rpartition(".")[2] in actions)
     if not held:
         return None
-    words = " or ".join(action.lower() for action in actions)
-    return "spec.ipAllowlist", f"{words} scopes require spec.ipAllowlist ({', '.join(held)})"
+    kinds = {scope.rpartition(".")[2] for scope in held}
+    words = " and ".join(action.lower() for action in actions if action in kinds)
+    return ("spec.ipAllowlist", f"{words} scopes require spec.ipAllowlist ({', '.join(held)}; "
+            f"requireIpAllowlistFor: {', '.join(actions)})")
 
 
 def allowed_prefixes(spec: models.ApiKeyPolicySpec, key: Subject) -> Found:
     if spec.allowedPrefixes is None or key.prefix in spec.allowedPrefixes:
         return None
-    return ("spec.prefix", f"prefix {key.prefix} is not allowed (allowed: "
-            f"{', '.join(spec.allowedPrefixes) or 'none'})")
+    given = key.prefix if key.spec.prefix else f"(the operator's default, {key.prefix})"
+    return ("spec.prefix", f"spec.prefix {given} is not in allowedPrefixes "
+            f"({', '.join(spec.allowedPrefixes) or 'none'})")
 
 
 def max_rate_limit(spec: models.ApiKeyPolicySpec, key: Subject) -> Found:
@@ -122,26 +128,27 @@ def max_rate_limit(spec: models.ApiKeyPolicySpec, key: Subject) -> Found:
         return None
     rate = key.spec.rateLimit
     if rate is None:
-        return ("spec.rateLimit", f"required: at most {most.requests} requests per "
-                f"{most.period}")
+        return ("spec.rateLimit", f"spec.rateLimit is required: maxRateLimit is "
+                f"{most.requests} per {most.period}")
     # requests per second compared exactly: r / p > R / P  <=>  r * P > R * p
     if rate.requests * durations.parse(most.period).total_seconds() > \
             most.requests * durations.parse(rate.period).total_seconds():
-        return ("spec.rateLimit", f"{rate.requests} per {rate.period} is more than the "
-                f"{most.requests} per {most.period} allowed")
+        return ("spec.rateLimit", f"spec.rateLimit {rate.requests} per {rate.period} is "
+                f"more than maxRateLimit {most.requests} per {most.period}")
     return None
 
 
 def require_quota(spec: models.ApiKeyPolicySpec, key: Subject) -> Found:
     if spec.requireQuota and key.spec.quota is None:
-        return "spec.quota", "required"
+        return "spec.quota", "spec.quota is required by requireQuota"
     return None
 
 
 def name_format(spec: models.ApiKeyPolicySpec, key: Subject) -> Found:
     if spec.nameFormat is None or re.fullmatch(spec.nameFormat, key.name):
         return None
-    return "metadata.name", f"{key.name} does not match {spec.nameFormat}"
+    return "metadata.name", f"metadata.name {key.name} does not match nameFormat " \
+        f"{spec.nameFormat}"
 
 
 CHAIN: Sequence[tuple[str, Check]] = (
@@ -165,6 +172,10 @@ def evaluate(policies: Sequence[Policy], key: Subject) -> list[Violation]:
             if broken is not None:
                 found.append(Violation(each.name, rule, *broken, each.spec.enforcement))
     return found
+
+
+def _is(items: Sequence[str]) -> str:
+    return "is" if len(items) == 1 else "are"
 
 
 def _where(key: Subject, area: str) -> str:

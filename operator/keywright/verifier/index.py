@@ -32,7 +32,7 @@ class KeyRecord:
     last_characters: str
     scopes: frozenset[str]
     granted: frozenset[str]  # the scopes with what they imply: `X.Write` grants `X.Read`
-    usable: bool  # active, and not Failed
+    usable: bool  # active, not deactivated by the operator, and not Failed
     expires_at: float | None  # epoch seconds; None for Never
     retires_at: float | None  # a previous key's end of grace; None for the current key
     allowlist: tuple[Network, ...]  # empty: any origin
@@ -63,7 +63,9 @@ def records(apikey: Mapping[str, Any]) -> list[KeyRecord]:
         last_characters=str(status.get("lastCharacters") or ""),
         scopes=frozenset(spec.scopes) if spec else frozenset(),
         granted=implied(frozenset(spec.scopes)) if spec else frozenset(),
-        usable=bool(spec and spec.active and status.get("phase") != "Failed"),
+        # status.deactivated: the operator keeps it from working (a policy it breaks)
+        usable=bool(spec and spec.active and status.get("phase") != "Failed"
+                    and not status.get("deactivated")),
         expires_at=_epoch(expires) if expires else None,
         retires_at=None,
         allowlist=tuple(ipaddress.ip_network(n) for n in spec.ipAllowlist) if spec else (),
@@ -122,7 +124,8 @@ def fingerprint(apikey: Mapping[str, Any]) -> str:
 
 # status.usage too: where a quota restarts if the store lost its data (a key with a
 # quota is re-indexed when the verifiers write it, at most once a minute)
-_READ = ("hash", "phase", "revision", "lastCharacters", "expiresAt", "previous", "usage")
+_READ = ("hash", "phase", "revision", "lastCharacters", "expiresAt", "previous", "usage",
+         "deactivated")
 
 
 def entries(apikey: Mapping[str, Any]) -> dict[str, KeyRecord]:

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from keywright.core import admission
+from keywright.core import admission, compliance
 from tests.support import manifests
 
 
@@ -214,3 +214,134 @@ def test_role_admission(operation: str, new: dict[str, Any] | None,
     with pytest.raises(admission.Refused) as refused:
         admission.check_role(operation, new, old)
     assert str(refused.value).startswith(refusal)
+
+
+# --- ApiKeyPolicies at admission ---------------------------------------------------------
+
+def policies(*specs: dict[str, Any], roles: dict[str, dict[str, Any]] | None = None,
+             ) -> compliance.Facts:
+    return compliance.facts_of(
+        "pay", [{"metadata": {"name": f"p{i}"}, "spec": spec} for i, spec in enumerate(specs)],
+        [{"metadata": {"name": name}, "spec": spec} for name, spec in (roles or {}).items()])
+
+
+WRITER = {"permissions": [{"area": "Invoices", "actions": ["Write"]}]}
+READER = {"permissions": [{"area": "Invoices", "actions": ["Read"]}]}
+GUARD = {"requireIpAllowlistFor": ["Write"]}
+
+
+@pytest.mark.parametrize(("operation", "new", "old", "given", "refused"), [
+    pytest.param("CREATE", apikey(scopes=["Reviews.Write"]), None, policies(), None,
+                 id="without policies anything valid is admitted"),
+    pytest.param("CREATE", apikey(scopes=["Reviews.Write"]), None, policies(GUARD),
+                 "ApiKeyPolicy p0: write scopes require spec.ipAllowlist (Reviews.Write; "
+                 "requireIpAllowlistFor: Write)",
+                 id="a key breaking a policy is refused with the policy's words"),
+    pytest.param("CREATE", apikey(roles=["writer"]), None, policies(GUARD, roles={
+        "writer": WRITER}), "ApiKeyPolicy p0: write scopes require spec.ipAllowlist "
+        "(Invoices.Write; requireIpAllowlistFor: Write)",
+        id="a permission held through a role counts"),
+    pytest.param("CREATE", apikey(expiration="180d", scopes=["Reviews.Write"]), None,
+                 policies(GUARD, {"maxExpiration": "90d"}),
+                 "ApiKeyPolicy p0: write scopes require spec.ipAllowlist (Reviews.Write; "
+                 "requireIpAllowlistFor: Write); ApiKeyPolicy p1: spec.expiration 180d is "
+                 "longer than maxExpiration 90d",
+                 id="every rule of every policy is named at once"),
+    pytest.param("UPDATE", apikey(scopes=["Reviews.Write"], active=False),
+                 apikey(scopes=["Reviews.Write"]), policies(GUARD), None,
+                 id="a key that predates the policy can still be deactivated"),
+    pytest.param("UPDATE", apikey(scopes=["Reviews.Write", "Orders.Write"]),
+                 apikey(scopes=["Reviews.Write"]), policies(GUARD), "Orders.Write",
+                 id="an update that breaks a rule further is refused"),
+    pytest.param("UPDATE", apikey(scopes=["Reviews.Write"], expiration="30d"),
+                 apikey(scopes=["Reviews.Read"], expiration="30d"), policies(GUARD),
+                 "write scopes require spec.ipAllowlist",
+                 id="an update that breaks a rule anew is refused"),
+    pytest.param("UPDATE", {**apikey(scopes=["Reviews.Write"]), "metadata": {
+        "name": "billing", "namespace": "pay", "deletionTimestamp": "2026-12-01T00:00:00Z"}},
+        apikey(scopes=["Reviews.Write"]), policies(GUARD), None,
+        id="a deletion is never refused"),
+])
+def test_apikey_admission_under_policies(operation: str, new: dict[str, Any],
+                                         old: dict[str, Any] | None,
+                                         given: compliance.Facts, refused: str | None) -> None:
+    if refused is None:
+        admission.check_apikey_policies(operation, new, old, given, "kw")
+        return
+    with pytest.raises(admission.Refused) as caught:
+        admission.check_apikey_policies(operation, new, old, given, "kw")
+    assert refused in str(caught.value)
+
+
+def role_object(name: str, spec: dict[str, Any]) -> dict[str, Any]:
+    return {"metadata": {"name": name, "namespace": "pay"}, "spec": spec}
+
+
+def keyed(name: str, **spec: Any) -> dict[str, Any]:
+    return manifests.apikey(name, "pay", **spec)
+
+
+def test_a_role_edit_that_would_put_keys_out_of_policy_is_refused_listing_them() -> None:
+    keys = [keyed("b-key", roles=["invoices"]), keyed("a-key", roles=["invoices"]),
+            keyed("fenced", roles=["invoices"], ipAllowlist=["10.0.0.0/8"]),
+            keyed("other", scopes=["Reviews.Write"])]
+    given = policies(GUARD, roles={"invoices": READER})
+    with pytest.raises(admission.Refused) as caught:
+        admission.check_role_policies("UPDATE", role_object("invoices", WRITER),
+                                      role_object("invoices", READER), keys, given, "kw")
+    assert str(caught.value) == (
+        "ApiKeyRole invoices: this change would put 2 ApiKeys out of policy: a-key "
+        "(ApiKeyPolicy p0: write scopes require spec.ipAllowlist (Invoices.Write; "
+        "requireIpAllowlistFor: Write)); b-key (ApiKeyPolicy p0: write scopes require "
+        "spec.ipAllowlist (Invoices.Write; requireIpAllowlistFor: Write))")
+
+
+def test_a_role_created_for_keys_that_name_it_already_is_checked_too() -> None:
+    keys = [keyed("waiting", roles=["invoices"])]
+    with pytest.raises(admission.Refused, match="waiting"):
+        admission.check_role_policies("CREATE", role_object("invoices", WRITER), None, keys,
+                                      policies(GUARD), "kw")
+
+
+@pytest.mark.parametrize(("new", "old", "given"), [
+    pytest.param(READER, WRITER, policies(GUARD, roles={"invoices": WRITER}),
+                 id="a role that narrows is admitted"),
+    pytest.param(WRITER, READER, policies(roles={"invoices": READER}),
+                 id="without policies any valid role is admitted"),
+    pytest.param({**WRITER, "description": "wider"}, WRITER,
+                 policies(GUARD, roles={"invoices": WRITER}),
+                 id="an edit that leaves keys as out of policy as they were is admitted"),
+])
+def test_role_edits_that_keep_keys_in_policy_are_admitted(
+        new: dict[str, Any], old: dict[str, Any], given: compliance.Facts) -> None:
+    keys = [keyed("a-key", roles=["invoices"])]
+    admission.check_role_policies("UPDATE", role_object("invoices", new),
+                                  role_object("invoices", old), keys, given, "kw")
+
+
+def test_a_role_edit_names_only_ten_keys_and_counts_the_rest() -> None:
+    keys = [keyed(f"k{i:02}", roles=["invoices"]) for i in range(13)]
+    with pytest.raises(admission.Refused) as caught:
+        admission.check_role_policies("UPDATE", role_object("invoices", WRITER),
+                                      role_object("invoices", READER), keys,
+                                      policies(GUARD, roles={"invoices": READER}), "kw")
+    assert "13 ApiKeys out of policy" in str(caught.value)
+    assert str(caught.value).endswith("; and 3 more")
+    assert "k09 (" in str(caught.value)
+    assert "k10 (" not in str(caught.value)
+
+
+@pytest.mark.parametrize(("spec", "refused"), [
+    pytest.param({"maxExpiration": "90d", "enforcement": "Deactivate"}, None,
+                 id="a good policy is admitted"),
+    pytest.param({"nameFormat": "(open"}, "spec.nameFormat: not a regular expression",
+                 id="a nameFormat that does not compile is refused"),
+    pytest.param({"maxExpiration": "Never"}, "spec.maxExpiration", id="Never is no maximum"),
+])
+def test_policy_admission(spec: dict[str, Any], refused: str | None) -> None:
+    new = {"metadata": {"name": "guard", "namespace": "pay"}, "spec": spec}
+    if refused is None:
+        admission.check_policy("CREATE", new, None)
+        return
+    with pytest.raises(admission.Refused, match=refused):
+        admission.check_policy("CREATE", new, None)

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from keywright.core import lifecycle, secretview
+from keywright.core import compliance, lifecycle, models, policy, secretview
 from tests.support.observed import CREATED, HASH, ISSUED, NOW, SYNCED, UID, observed
 
 
@@ -249,3 +249,55 @@ def test_metadata_alone_tells_whether_the_data_key_exists() -> None:
         {"manager": "keywright", "fieldsV1": {"f:data": {".": {}, "f:api-key": {}}}}]}}
     assert secretview.view_secret(meta_only, "api-key").has_key
     assert not secretview.view_secret(meta_only, "token").has_key
+
+
+# --- policies with enforcement Deactivate ------------------------------------------------
+
+STRICT = compliance.Facts("ns", (policy.Policy("strict", models.validate_policy_spec(
+    {"maxExpiration": "7d", "enforcement": "Deactivate"})),))
+LENIENT = compliance.Facts("ns", (policy.Policy("lenient", models.validate_policy_spec(
+    {"maxExpiration": "7d"})),))
+
+
+def test_a_key_breaking_a_deactivating_policy_stops_working_and_says_why() -> None:
+    plan = lifecycle.decide(observed(status=ISSUED, secret=SYNCED, facts=STRICT,
+                                     spec={"rotation": {"every": "1d"}}), NOW)
+    assert plan.issue is None  # a deactivated key is not rotated on schedule either
+    assert plan.status["phase"] == "Inactive"
+    why = "deactivated: ApiKeyPolicy strict: spec.expiration 30d is longer than maxExpiration 7d"
+    assert (condition(plan, "Ready")["reason"], condition(plan, "Ready")["message"]) == \
+        ("PolicyViolation", why)
+    assert condition(plan, "PolicyCompliant")["status"] == "False"
+    assert plan.status["deactivated"] == {"reason": "PolicyViolation", "message": why,
+                                          "since": "2026-11-11T12:00:00Z"}
+    assert [(e.type, e.reason) for e in plan.events] == [
+        ("Warning", "PolicyViolation"), ("Warning", "Deactivated")]
+
+
+def test_a_key_breaking_a_warning_policy_keeps_working() -> None:
+    plan = lifecycle.decide(observed(status=ISSUED, secret=SYNCED, facts=LENIENT), NOW)
+    assert "phase" not in plan.status  # still Active
+    assert "deactivated" not in plan.status
+    assert condition(plan, "PolicyCompliant")["reason"] == "PolicyViolation"
+    assert reasons(plan) == ["PolicyViolation"]
+
+
+def test_a_key_brought_back_into_policy_works_again() -> None:
+    stopped = lifecycle.decide(observed(status=ISSUED, secret=SYNCED, facts=STRICT), NOW)
+    status = {**ISSUED, **stopped.status}
+    later = NOW + timedelta(minutes=5)
+    again = lifecycle.decide(observed(status=status, secret=SYNCED, facts=STRICT), later)
+    assert again.status == {}  # nothing new: `since` stays
+    fixed = lifecycle.decide(observed(status=status, secret=SYNCED), later)
+    assert fixed.status["phase"] == "Active"
+    assert fixed.status["deactivated"] is None
+    assert reasons(fixed) == ["Activated"]  # its policy was deleted: the condition goes
+    assert "PolicyCompliant" not in [c["type"] for c in fixed.status["conditions"]]
+
+
+def test_a_key_deactivated_by_its_spec_is_not_marked_as_deactivated_by_policy() -> None:
+    plan = lifecycle.decide(observed(status=ISSUED, secret=SYNCED, facts=STRICT,
+                                     spec={"active": False}), NOW)
+    assert plan.status["phase"] == "Inactive"
+    assert condition(plan, "Ready")["reason"] == "Deactivated"
+    assert "deactivated" not in plan.status

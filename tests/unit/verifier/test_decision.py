@@ -73,6 +73,10 @@ CASES = [
     pytest.param(ask(), ({"active": False},), "INACTIVE", id="a deactivated key is inactive"),
     pytest.param(ask(), ({"phase": "Failed"},), "INACTIVE",
                  id="a Failed key is refused as inactive"),
+    pytest.param(ask(), ({"phase": "Inactive", "deactivated": {
+        "reason": "PolicyViolation", "message": "m", "since": "2027-01-01T00:00:00Z"}},),
+        "INACTIVE", id="a key the operator deactivated for a policy is inactive, though "
+                       "spec.active is true"),
     pytest.param(ask(), ({"expires": "2027-01-15T08:00:00Z"},), "EXPIRED",
                  id="expiry is checked by the clock, whatever the phase says"),
     pytest.param(ask(), ({"expires": None},), "OK", id="Never does not expire"),
