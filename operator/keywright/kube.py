@@ -143,13 +143,15 @@ class Kube:
     # -- list and watch -------------------------------------------------------------
 
     def list_objects(self, path: str, query: Mapping[str, str] | None = None,
-                     ) -> tuple[list[dict[str, Any]], str]:
-        """Every object of a collection (pages of 500) and the list's resourceVersion."""
+                     timeout: float = REQUEST_TIMEOUT) -> tuple[list[dict[str, Any]], str]:
+        """Every object of a collection (pages of 500) and the list's resourceVersion;
+        `timeout` bounds each page's request."""
         items: list[dict[str, Any]] = []
         token = ""
         while True:
             page = self._call("GET", path, query={**(query or {}), "limit": "500",
-                                                  **({"continue": token} if token else {})})
+                                                  **({"continue": token} if token else {})},
+                              timeout=timeout)
             items.extend(page.get("items") or [])
             meta = page.get("metadata") or {}
             token = meta.get("continue") or ""

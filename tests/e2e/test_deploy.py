@@ -9,6 +9,7 @@ and the lifecycle, verification, webhook and injection checks run against them.
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import subprocess
 import uuid
@@ -24,7 +25,7 @@ from keywright.controller import redispassword
 from keywright.dev import controlplane
 from tests.support import k8s
 from tests.support.k8s import Cluster, Operator, Verifier, kubectl
-from tests.support.manifests import apikey
+from tests.support.manifests import apikey, policy, role
 from tests.support.waiting import eventually
 
 SYSTEM = k8s.OPERATOR_NAMESPACE
@@ -174,27 +175,38 @@ def test_the_built_in_roles_gain_apikeys_but_view_still_reads_no_secret(
     assert "apikeys/status" in patched.stderr
 
 
-def test_editors_write_roles_and_viewers_read_them(
-    installed: Any, control_plane: controlplane.ControlPlane, api: client.ApiClient,
-    namespace: str, tmp_path: Path
+@pytest.mark.parametrize(("kind", "writers", "readers"), [
+    pytest.param("apikeyrole", ("admin", "edit"), ("view",),
+                 id="admins and editors write roles, viewers read them"),
+    pytest.param("apikeypolicy", ("admin",), ("edit", "view"),
+                 id="only admins write policies, editors and viewers read them"),
+])
+def test_who_writes_roles_and_policies(
+    kind: str, writers: tuple[str, ...], readers: tuple[str, ...], installed: Any,
+    control_plane: controlplane.ControlPlane, api: client.ApiClient, namespace: str,
+    tmp_path: Path
 ) -> None:
-    accounts = {role: _service_account(api, control_plane.kubeconfig, namespace,
-                                       f"{role}-of-roles", role, tmp_path)
-                for role in ("edit", "view")}
-    role = {"apiVersion": "keywright.dev/v1alpha1", "kind": "ApiKeyRole",
-            "metadata": {"name": "reader", "namespace": namespace},
-            "spec": {"permissions": [{"area": "Invoices", "actions": ["Read"]}]}}
+    accounts = {who: _service_account(api, control_plane.kubeconfig, namespace,
+                                      f"{who}-of-{kind}", who, tmp_path)
+                for who in (*writers, *readers)}
 
-    def apply(who: str, name: str = "reader") -> Any:
-        made = {**role, "metadata": {"name": name, "namespace": namespace}}
+    def apply(who: str) -> Any:
+        made = role(f"by-{who}", namespace, {"area": "Invoices", "actions": ["Read"]}) \
+            if kind == "apikeyrole" else policy(f"by-{who}", namespace, maxExpiration="90d")
         return kubectl(accounts[who], "-n", namespace, "apply", "-f", "-", check=False,
                        stdin=json.dumps(made))
-    eventually(lambda: apply("edit").returncode == 0, timeout=30,
-               what="edit can create ApiKeyRoles")
-    assert kubectl(accounts["view"], "-n", namespace, "get", "apikeyroles").returncode == 0
-    refused = apply("view", "by-viewer")
-    assert refused.returncode != 0
-    assert "forbidden" in refused.stderr.lower()
+    for who in writers:  # the aggregated roles may take a moment to include ours
+        eventually(functools.partial(lambda by: apply(by).returncode == 0, who), timeout=30,
+                   what=f"{who} can create a {kind}")
+    for who in readers:
+        assert kubectl(accounts[who], "-n", namespace, "get", kind, f"by-{writers[0]}"
+                       ).returncode == 0, who
+        refused = apply(who)
+        assert refused.returncode != 0, who
+        assert "forbidden" in refused.stderr.lower(), who
+        deleted = kubectl(accounts[who], "-n", namespace, "delete", kind,
+                          f"by-{writers[0]}", check=False)
+        assert "forbidden" in deleted.stderr.lower(), who
 
 
 def test_the_lifecycle_works_under_the_operators_rbac(

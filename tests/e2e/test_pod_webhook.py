@@ -89,10 +89,12 @@ def test_the_api_server_holds_both_webhooks_with_the_selector_and_short_timeouts
                 assert pods["failurePolicy"] == "Ignore", when
                 assert [(r["resources"], r["operations"]) for r in pods["rules"]] == [
                     (["pods"], ["CREATE"])], when
-                apikeys, roles = webhooks_of(cluster.kubeconfig,
-                                             "validatingwebhookconfiguration")
+                apikeys, roles, policies = webhooks_of(cluster.kubeconfig,
+                                                       "validatingwebhookconfiguration")
                 for hook, name, plural in ((apikeys, "validate-apikey", "apikeys"),
-                                           (roles, "validate-apikeyrole", "apikeyroles")):
+                                           (roles, "validate-apikeyrole", "apikeyroles"),
+                                           (policies, "validate-apikeypolicy",
+                                            "apikeypolicies")):
                     assert hook["name"] == f"{name}.keywright.dev", when
                     assert hook["timeoutSeconds"] == TIMEOUT, when
                     assert hook["failurePolicy"] == "Fail", when

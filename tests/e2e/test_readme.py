@@ -1,29 +1,35 @@
-"""README's walkthrough, run as written against the session's cluster: the block after
-its `walkthrough` marker, in bash, with the printed KUBECONFIG and the verifier's URL."""
+"""README's walkthroughs, run as written against the session's cluster: the block after
+each `walkthrough` marker, in bash, with the printed KUBECONFIG and the verifier's URL
+(the roles and policies one with the admission webhooks on, as `make dev` runs them),
+and the output README shows held to what they printed."""
 
 from __future__ import annotations
 
 import os
 import subprocess
 
-from tests.support.k8s import REPO, Cluster, Verifier
+from tests.support.k8s import REPO, Cluster, Operator, Verifier
 
 
-def walkthrough() -> str:
+def walkthrough(marker: str = "walkthrough", fence: str = "```sh\n") -> str:
     text = (REPO / "README.md").read_text()
-    after = text[text.index("<!-- walkthrough:"):]
-    start = after.index("```sh\n") + len("```sh\n")
+    after = text[text.index(f"<!-- {marker}:"):]
+    start = after.index(fence) + len(fence)
     return after[start:after.index("\n```", start)]
+
+
+def run(script: str, cluster: Cluster, verifier: Verifier) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["bash", "-e", "-o", "pipefail", "-c", script],
+                          capture_output=True, text=True, timeout=180,
+                          env={**os.environ, "KUBECONFIG": str(cluster.kubeconfig),
+                               "VERIFIER": verifier.url})
 
 
 def test_the_readme_walkthrough_runs_as_written(ready: Verifier, cluster: Cluster) -> None:
     verifier = ready
     script = walkthrough()
     assert script.startswith("kubectl create namespace billing")
-    done = subprocess.run(["bash", "-e", "-o", "pipefail", "-c", script],
-                          capture_output=True, text=True, timeout=180,
-                          env={**os.environ, "KUBECONFIG": str(cluster.kubeconfig),
-                               "VERIFIER": verifier.url})
+    done = run(script, cluster, verifier)
     assert done.returncode == 0, done.stdout + done.stderr
     out = done.stdout
     assert "apikey.keywright.dev/billing-sync created" in out
@@ -32,3 +38,23 @@ def test_the_readme_walkthrough_runs_as_written(ready: Verifier, cluster: Cluste
     assert '{"code":"OK"}' in out  # the key verified
     assert out.index('{"code":"OK"}') < out.index('{"code":"INVALID_KEY"}')  # then rotated
     assert 'apikey.keywright.dev "billing-sync" deleted' in out
+
+
+def test_the_roles_and_policies_walkthrough_runs_as_written_and_shows_what_it_printed(
+    webhooks: Operator, ready: Verifier, cluster: Cluster
+) -> None:
+    script = walkthrough("walkthrough-roles")
+    assert script.startswith("kubectl create namespace shop")
+    done = run(script, cluster, ready)
+    assert done.returncode == 0, done.stdout + done.stderr
+    sent = [line.rstrip() for line in done.stdout.splitlines()
+            if line.lower().startswith("x-keywright-")]
+    shown = [line.rstrip() for line in walkthrough("walkthrough-roles-headers", "```\n")
+             .splitlines()]
+    assert sent == shown  # the headers README shows are the ones the verifier sent
+    refusal = next(line for line in done.stderr.splitlines() if "denied the request" in line)
+    assert refusal in (REPO / "README.md").read_text()  # README quotes it word for word
+    assert "(refused, as it should be)" in done.stdout
+    listed = done.stdout[done.stdout.index("NAME"):]
+    assert "apikeyrole.keywright.dev/team-invoices" in listed
+    assert "apikeypolicy.keywright.dev/prod-guardrails" in listed

@@ -31,7 +31,7 @@ from tests.support.k8s import (
     issue,
     kubectl,
 )
-from tests.support.manifests import apikey
+from tests.support.manifests import apikey, role
 from tests.support.waiting import eventually
 
 
@@ -235,12 +235,6 @@ def test_bearer_works_too_and_write_satisfies_read(
 ) -> None:
     status, _, _ = nginx.get("/invoices/x", {"Authorization": keys["writer"].bearer()})
     assert status == 200
-
-
-def role(name: str, namespace: str, *permissions: dict[str, Any]) -> dict[str, Any]:
-    return {"apiVersion": "keywright.dev/v1alpha1", "kind": "ApiKeyRole",
-            "metadata": {"name": name, "namespace": namespace},
-            "spec": {"permissions": list(permissions)}}
 
 
 def decoded(value: str) -> Any:

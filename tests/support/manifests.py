@@ -1,4 +1,5 @@
-"""The one ApiKey manifest builder: name, namespace and spec fields, a status if given."""
+"""The manifest builders: an ApiKey (name, namespace and spec fields, a status if
+given), an ApiKeyRole and an ApiKeyPolicy."""
 
 from __future__ import annotations
 
@@ -18,3 +19,16 @@ def apikey(name: str = "billing", namespace: str = "pay", *,
     if status is not None:
         manifest["status"] = dict(status)
     return manifest
+
+
+def role(name: str, namespace: str, *permissions: dict[str, Any]) -> dict[str, Any]:
+    """An ApiKeyRole granting `permissions` ({area, actions, filter})."""
+    return {"apiVersion": f"{names.GROUP}/{names.VERSION}", "kind": names.ROLE_KIND,
+            "metadata": {"name": name, "namespace": namespace},
+            "spec": {"permissions": list(permissions)}}
+
+
+def policy(name: str, namespace: str, **spec: Any) -> dict[str, Any]:
+    """An ApiKeyPolicy with these spec fields."""
+    return {"apiVersion": f"{names.GROUP}/{names.VERSION}", "kind": names.POLICY_KIND,
+            "metadata": {"name": name, "namespace": namespace}, "spec": spec}

@@ -2,7 +2,9 @@
 
 Owns: Kopf settings (progress and diff-base kept in status, a server-side label selector
 so only Keywright's Secrets are watched, no Kopf events below WARNING), the handlers, and
-starting and stopping, with the operator, the pepper's own watch (`pepper.PepperWatch`).
+starting and stopping, with the operator, the pepper's own watch (`pepper.PepperWatch`)
+and the catalog of roles and policies (primed before the first reconcile, then fed by
+their watch events here).
 Must not: decide, or call the Kubernetes API: the handlers only hand keys to the
 reconciler's queue (non-blocking), so they are async and never stall the event loop, and
 a burst of events costs a queue entry each, not a suspended handler each.
@@ -11,15 +13,19 @@ a burst of events costs a queue entry each, not a suspended handler each.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Mapping
 from typing import Any
 
 import kopf
 
+from keywright import kube
 from keywright.controller import pepper, reconcile
 from keywright.core import hashing, names
 
 SELECTOR = f"{names.MANAGED_BY}={names.MANAGED_BY_VALUE}"
+PRIME_BACKOFF = (0.5, 1.0, 2.0, 4.0, 8.0)  # waits between attempts to list, at start
+log = logging.getLogger(__name__)
 
 
 def _reconciler(memo: Any) -> reconcile.Reconciler:
@@ -37,6 +43,7 @@ def configure(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
     settings.posting.level = logging.WARNING
     settings.queueing.idle_timeout = 0.5  # per-object workers exit soon: memory, not CPU
     found = _reconciler(memo)
+    _prime(found)
     webhook = getattr(memo, "webhook", None)
     if webhook is not None:
         from keywright.controller import webhooks  # registers the admission handlers too
@@ -49,6 +56,24 @@ def configure(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
     # by hand or restored from a backup may carry no label of ours
     memo.pepper_watch = pepper.PepperWatch(found.api, found.settings.namespace, use)
     memo.pepper_watch.start()
+
+
+def _prime(found: reconcile.Reconciler) -> None:
+    """Every role and policy known before any key is judged: a restart never finds a
+    role "missing" for the moments before its watch event. Tried again while the API
+    server is away; refused (no RBAC, no CRD), the operator stops, saying which."""
+    for attempt, wait in enumerate((*PRIME_BACKOFF, None)):
+        try:
+            found.catalog.prime(found.api)
+            return
+        except Exception as exc:
+            final = isinstance(exc, kube.KubeError) and exc.status in (401, 403, 404)
+            if final or wait is None:
+                raise kopf.PermanentError(f"cannot list ApiKeyRoles, ApiKeyPolicies or "
+                                          f"ApiKeys at start: {exc}") from None
+            log.warning("cannot list roles and policies yet (%s); attempt %d, again in "
+                        "%.1fs", exc, attempt + 1, wait)
+            time.sleep(wait)
 
 
 @kopf.on.login()
@@ -93,3 +118,19 @@ async def secret_event(type: str, namespace: str | None, labels: Mapping[str, st
     if namespace is not None and owner:
         _reconciler(memo).secret_changed(namespace, owner,
                                          None if type == "DELETED" else dict(body))
+
+
+@kopf.on.event(names.GROUP, names.VERSION, names.ROLE_PLURAL)
+@kopf.on.event(names.GROUP, names.VERSION, names.POLICY_PLURAL)
+async def role_or_policy_event(type: str, resource: kopf.Resource, namespace: str | None,
+                               name: str, body: kopf.Body, memo: Any, **_: Any) -> None:
+    """A role or policy came, changed or went: the keys it concerns are judged again,
+    and its own status looked at."""
+    found = _reconciler(memo)
+    if namespace is None:
+        return
+    if type == "DELETED":
+        found.resubmit(found.catalog.remove(resource.plural, namespace, name))
+        return
+    found.resubmit(found.catalog.put(resource.plural, dict(body)))
+    found.summaries.mark([(resource.plural, (namespace, name))])

@@ -1,8 +1,10 @@
 """One ApiKey through observe -> decide (lifecycle) -> act (kube), one key at a time.
 
-Owns: the work queue every trigger feeds (Kopf events, Secret events, the scheduler),
-retries with backoff, reading the ApiKey and its Secret, the only place a plaintext key
-exists (between `tokens.generate` and the Secret write), status patches and events.
+Owns: the work queue every trigger feeds (Kopf events, Secret events, role and policy
+changes, the scheduler), retries with backoff, reading the ApiKey and its Secret, the
+facts the catalog holds about its namespace (policies, roles), the only place a
+plaintext key exists (between `tokens.generate` and the Secret write), status patches
+and events.
 Kopf handlers only enqueue, so a burst of thousands of keys holds a key each in the
 queue instead of a suspended handler each in memory.
 Must not: decide anything itself (lifecycle does), or keep, log or return a plaintext.
@@ -13,13 +15,23 @@ from __future__ import annotations
 import dataclasses
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from keywright import kube
-from keywright.core import hashing, lifecycle, models, names, secretview, times, tokens
+from keywright.controller import catalog, summaries
+from keywright.core import (
+    compliance,
+    hashing,
+    lifecycle,
+    models,
+    names,
+    secretview,
+    times,
+    tokens,
+)
 from keywright.kits import faults, scheduler, workqueue
 
 log = logging.getLogger(__name__)
@@ -53,14 +65,23 @@ class Reconciler:
         # The Secret each key's last write left behind (data key, hash, revision): lets a
         # Secret event that only echoes our own write be skipped without two GETs.
         self._expected: dict[Key, tuple[str, str | None, int | None]] = {}
+        self.catalog = catalog.Catalog(settings.default_prefix)
+        self.summaries = summaries.Summaries(api, self.catalog, clock)
 
     def start(self) -> None:
+        self.summaries.start()
         self.queue.start()
         self.scheduler.start()
 
     def stop(self) -> None:
         self.scheduler.stop()
         self.queue.stop()
+        self.summaries.stop()
+
+    def resubmit(self, keys: Iterable[Key]) -> None:
+        """Reconcile these keys again (a role or policy of theirs changed)."""
+        for key in keys:
+            self.queue.add(key)
 
     def submit(self, namespace: str, name: str, body: dict[str, Any] | None = None) -> None:
         """Queue a reconcile of one ApiKey; never blocks (safe in the event loop)."""
@@ -77,6 +98,7 @@ class Reconciler:
             for table in (self._expected, self._bodies, self._failures, self._due):
                 table.pop(key, None)
             self._touched.discard(key)
+        self.summaries.mark(self.catalog.forget(namespace, name))
 
     def secret_changed(self, namespace: str, apikey: str, secret: dict[str, Any] | None) -> None:
         """A Secret of ours changed (None: deleted): reconcile its ApiKey unless the
@@ -152,6 +174,10 @@ class Reconciler:
         else:
             raise RuntimeError(f"reconciling {namespace}/{name} did not settle")
         self.scheduler.set(key, plan.next_due)
+        spec = observed.spec
+        self.summaries.mark(self.catalog.record(
+            namespace, name, spec.roles if isinstance(spec, models.ApiKeySpec) else (),
+            plan.broken))
         with self._guard:
             if plan.next_due is None:
                 self._due.pop(key, None)
@@ -216,6 +242,8 @@ class Reconciler:
             spec=spec, status=status, secret=secretview.MISSING,
             default_prefix=self.settings.default_prefix,
             rotate_request=(meta.get("annotations") or {}).get(names.ROTATE_ANNOTATION),
+            facts=self.catalog.facts(meta["namespace"], spec.roles)
+            if isinstance(spec, models.ApiKeySpec) else compliance.NONE,
         )
         if fetch:
             secret = self.api.get_secret_metadata(meta["namespace"],

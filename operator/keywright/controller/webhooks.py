@@ -47,13 +47,14 @@ import kopf
 
 from keywright import kube
 from keywright.controller import webcerts
-from keywright.core import admission, names
+from keywright.core import admission, compliance, names
 from keywright.kits import faults
 
 log = logging.getLogger(__name__)
 
 VALIDATE_APIKEY = "validate-apikey"  # handler ids: the path each webhook calls
 VALIDATE_ROLE = "validate-apikeyrole"
+VALIDATE_POLICY = "validate-apikeypolicy"
 INJECT_POD = "inject-pod"
 APIKEY_TIMEOUT = 5  # seconds, timeoutSeconds of the ApiKey webhook (see the docstring)
 POD_TIMEOUT = 5  # seconds, timeoutSeconds of the Pod webhook
@@ -100,7 +101,8 @@ def configurations(client_config: Mapping[str, Any]) -> dict[str, dict[str, Any]
     return {
         VALIDATING: configuration_of("ValidatingWebhookConfiguration",
                                      validating(VALIDATE_APIKEY, names.PLURAL),
-                                     validating(VALIDATE_ROLE, names.ROLE_PLURAL)),
+                                     validating(VALIDATE_ROLE, names.ROLE_PLURAL),
+                                     validating(VALIDATE_POLICY, names.POLICY_PLURAL)),
         MUTATING: configuration("MutatingWebhookConfiguration", webhook(
             INJECT_POD, {"apiGroups": [""], "apiVersions": ["v1"], "resources": ["pods"],
                          "operations": ["CREATE"]},
@@ -204,14 +206,85 @@ def configure(settings: kopf.OperatorSettings, webhook: WebhookServerSettings,
 
 @kopf.on.validate(names.GROUP, names.VERSION, names.PLURAL, id=VALIDATE_APIKEY,
                   operations=["CREATE", "UPDATE"])
-def validate_apikey(**kwargs: Any) -> None:
+def validate_apikey(memo: Any, **kwargs: Any) -> None:
     _admitted(admission.check_apikey, kwargs)
+    if not _writes_spec(kwargs):
+        return
+    api, prefix = memo.reconciler.api, memo.reconciler.settings.default_prefix
+    facts = _facts(api, _namespace(kwargs), "this ApiKey")
+    _admitted(lambda op, new, old: admission.check_apikey_policies(op, new, old, facts,
+                                                                   prefix), kwargs)
 
 
 @kopf.on.validate(names.GROUP, names.VERSION, names.ROLE_PLURAL, id=VALIDATE_ROLE,
                   operations=["CREATE", "UPDATE"])
-def validate_role(**kwargs: Any) -> None:
+def validate_role(memo: Any, **kwargs: Any) -> None:
     _admitted(admission.check_role, kwargs)
+    if not _writes_spec(kwargs):
+        return
+    api, prefix = memo.reconciler.api, memo.reconciler.settings.default_prefix
+    namespace = _namespace(kwargs)
+    facts = _facts(api, namespace, "this ApiKeyRole")
+    if not facts.policies:
+        return
+    keys = _listed(api, api.apikeys_path(namespace), namespace, "this ApiKeyRole")
+    _admitted(lambda op, new, old: admission.check_role_policies(op, new, old, keys, facts,
+                                                                 prefix), kwargs)
+
+
+@kopf.on.validate(names.GROUP, names.VERSION, names.POLICY_PLURAL, id=VALIDATE_POLICY,
+                  operations=["CREATE", "UPDATE"])
+def validate_policy(memo: Any, warnings: list[str], **kwargs: Any) -> None:
+    _admitted(admission.check_policy, kwargs)
+    if not _writes_spec(kwargs):
+        return
+    api, prefix = memo.reconciler.api, memo.reconciler.settings.default_prefix
+    namespace = _namespace(kwargs)
+    try:  # only a warning rides on these reads: when they fail, the policy is admitted
+        keys = api.list_objects(api.apikeys_path(namespace), timeout=LOOKUP_DEADLINE)[0]
+        roles = api.list_objects(api.apikeys_path(namespace, names.ROLE_PLURAL),
+                                 timeout=LOOKUP_DEADLINE)[0]
+    except Exception as exc:
+        log.warning("cannot list the ApiKeys of %s to tell which break a new policy (%s)",
+                    namespace, type(exc).__name__)
+        return
+    note = admission.policy_warning(kwargs.get("new") or {}, keys, roles, prefix)
+    if note is not None:
+        warnings.append(f"keywright: {note}")
+
+
+def _writes_spec(kwargs: Mapping[str, Any]) -> bool:
+    return admission.spec_written(kwargs.get("operation") or "", kwargs.get("new"),
+                                  kwargs.get("old"))
+
+
+def _namespace(kwargs: Mapping[str, Any]) -> str:
+    return str(((kwargs.get("new") or {}).get("metadata") or {}).get("namespace") or "")
+
+
+def _listed(api: kube.Kube, path: str, namespace: str, what: str) -> list[dict[str, Any]]:
+    """A collection read for an admission check, within LOOKUP_DEADLINE; when it cannot
+    be read the request is refused (these webhooks fail closed: a key that skipped its
+    namespace's policies would be worse than one applied again)."""
+    try:
+        return api.list_objects(path, timeout=LOOKUP_DEADLINE)[0]
+    except Exception as exc:
+        why = str(exc) if isinstance(exc, kube.KubeError) else type(exc).__name__
+        log.warning("cannot read %s to check %s in %s (%s); refused", path, what, namespace,
+                    why)
+        raise kopf.AdmissionError(
+            f"cannot read the ApiKeyPolicies and ApiKeyRoles of namespace {namespace} to "
+            f"check {what} ({why}); try again", code=503) from None
+
+
+def _facts(api: kube.Kube, namespace: str, what: str) -> compliance.Facts:
+    """The namespace's policies and roles, read now: a policy applied a moment ago
+    already applies. Roles are read only where there are policies."""
+    policies = _listed(api, api.apikeys_path(namespace, names.POLICY_PLURAL), namespace, what)
+    if not policies:
+        return compliance.Facts(namespace)
+    roles = _listed(api, api.apikeys_path(namespace, names.ROLE_PLURAL), namespace, what)
+    return compliance.facts_of(namespace, policies, roles)
 
 
 def _admitted(check: Callable[[str, Any, Any], None], kwargs: Mapping[str, Any]) -> None:

@@ -56,27 +56,22 @@ def check_apikey(operation: str, new: Obj | None, old: Obj | None) -> None:
 def check_role(operation: str, new: Obj | None, old: Obj | None) -> None:
     """Raise Refused if an ApiKeyRole create or update must not be admitted: its spec,
     field by field (the schema cannot say what a filter field or a reference may be)."""
-    if new is None or operation not in ("CREATE", "UPDATE"):
-        return
-    if (new.get("metadata") or {}).get("deletionTimestamp"):
-        return
-    if operation == "UPDATE" and new.get("spec") == (old or {}).get("spec"):
-        return
-    try:
-        models.validate_role_spec(new.get("spec"))
-    except models.SpecError as exc:
-        raise Refused(f"{exc.field}: {exc.reason}") from None
+    _check_spec(models.validate_role_spec, operation, new, old)
 
 
 def check_policy(operation: str, new: Obj | None, old: Obj | None) -> None:
     """Raise Refused if an ApiKeyPolicy create or update must not be admitted: its spec,
     field by field (a nameFormat that does not compile, say)."""
-    if new is None or operation not in ("CREATE", "UPDATE"):
-        return
-    if (new.get("metadata") or {}).get("deletionTimestamp"):
+    _check_spec(models.validate_policy_spec, operation, new, old)
+
+
+def _check_spec(validate: Callable[[Any], object], operation: str, new: Obj | None,
+                old: Obj | None) -> None:
+    """A written spec (see `spec_written`), field by field."""
+    if not spec_written(operation, new, old) or new is None:
         return
     try:
-        models.validate_policy_spec(new.get("spec"))
+        validate(new.get("spec"))
     except models.SpecError as exc:
         raise Refused(f"{exc.field}: {exc.reason}") from None
 
@@ -140,6 +135,29 @@ def check_role_policies(operation: str, new: Obj | None, old: Obj | None,
 
 
 MAX_KEYS_LISTED = 10  # keys a refusal names; the count says how many more
+
+
+def policy_warning(new: Obj, apikeys: Sequence[Obj], roles: Sequence[Obj],
+                   default_prefix: str) -> str | None:
+    """For a policy being written: which of its namespace's keys break it already, and
+    what will happen to them; None when none does (or the spec is unusable)."""
+    read = compliance.read_policy(new)
+    if read is None:
+        return None
+    namespace = str((new.get("metadata") or {}).get("namespace") or "")
+    facts = compliance.facts_of(namespace, [new], roles)
+    breaking = sorted(str((key.get("metadata") or {}).get("name"))
+                      for key in apikeys if _broken(key, facts, default_prefix))
+    if not breaking:
+        return None
+    shown = ", ".join(breaking[:MAX_KEYS_LISTED])
+    more = f" and {len(breaking) - MAX_KEYS_LISTED} more" \
+        if len(breaking) > MAX_KEYS_LISTED else ""
+    fate = ("they are deactivated until they comply" if read.spec.enforcement == "Deactivate"
+            else "they keep working, with PolicyCompliant=False and a Warning event")
+    return (f"{len(breaking)} ApiKey{'' if len(breaking) == 1 else 's'} in {namespace} "
+            f"already break{'s' if len(breaking) == 1 else ''} ApiKeyPolicy {read.name}: "
+            f"{shown}{more}; enforcement {read.spec.enforcement}: {fate}")
 
 
 def _broken(apikey: Obj, facts: compliance.Facts,

@@ -77,6 +77,7 @@ class Plan:
     events: tuple[Event, ...] = ()
     restarts: tuple[models.RestartTarget, ...] = ()  # done before `status` is written
     next_due: datetime | None = None
+    broken: tuple[str, ...] = ()  # the ApiKeyPolicies the key breaks, by name
 
 
 def secret_name(o: Observed) -> str:
@@ -240,7 +241,8 @@ def _steady(o: Observed, spec: models.ApiKeySpec, now: datetime, expires: dateti
     due = [t for t in (None if expired else expires, rotation.next_retirement(kept),
                        next_rotation if phase == "Active" else None) if t is not None]
     return Plan(status=_changed(o.status, patch), events=tuple(more), restarts=restarts,
-                next_due=min(due, default=None))
+                next_due=min(due, default=None),
+                broken=tuple(sorted({v.policy for v in verdict.violations})))
 
 
 

@@ -373,27 +373,22 @@ class ApiKeyRoleSpec(_Model):
         min_length=1, max_length=64, description="What a key with this role may do.")]
 
 
-class ApiKeyRoleStatus(_Model):
-    """What the operator observed of a role. Written by Keywright only."""
+class _Summary(_Model):
+    """What the operator observed of a role or a policy. Written by Keywright only."""
 
     model_config = ConfigDict(extra="allow", frozen=True)
 
     conditions: list[Condition] = Field(
-        default_factory=list, description="Ready: the spec is valid.",
+        default_factory=list, description="Ready: whether the operator can use the spec.",
         json_schema_extra=_x(x_kubernetes_list_type="map", x_kubernetes_list_map_keys=["type"]))
     observedGeneration: int | None = None
+
+
+class ApiKeyRoleStatus(_Summary):
     keys: int | None = Field(None, description="ApiKeys of the namespace that name the role.")
 
 
-class ApiKeyPolicyStatus(_Model):
-    """What the operator observed of a policy. Written by Keywright only."""
-
-    model_config = ConfigDict(extra="allow", frozen=True)
-
-    conditions: list[Condition] = Field(
-        default_factory=list, description="Ready: the spec is valid and enforced.",
-        json_schema_extra=_x(x_kubernetes_list_type="map", x_kubernetes_list_map_keys=["type"]))
-    observedGeneration: int | None = None
+class ApiKeyPolicyStatus(_Summary):
     keys: int | None = Field(None, description="ApiKeys of the namespace (the policy applies "
                                                "to all of them).")
     violating: int | None = Field(None, description="How many of them break the policy.")

@@ -54,7 +54,7 @@ def test_both_configurations_are_named_keywright_dev_and_labelled_as_ours() -> N
                for c in made.values())
     assert [h["name"] for c in made.values() for h in c["webhooks"]] == [
         "validate-apikey.keywright.dev", "validate-apikeyrole.keywright.dev",
-        "inject-pod.keywright.dev"]
+        "validate-apikeypolicy.keywright.dev", "inject-pod.keywright.dev"]
 
 
 @pytest.mark.parametrize(("client_config", "where"), [

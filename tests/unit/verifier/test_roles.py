@@ -11,9 +11,12 @@ import json
 from typing import Any
 
 import pytest
+import yaml
 
+from keywright.core import admission, compliance, models
 from keywright.core.permissions import Permission
 from keywright.verifier import app, decision, index
+from tests.support.k8s import REPO
 from tests.support.keys import KEY, NOW, PEPPERS, apikey
 
 TEAM = (("team", "${context.team}"),)
@@ -84,7 +87,8 @@ def test_a_new_list_of_roles_replaces_only_its_namespace() -> None:
     assert decide(keys, "Invoices.Read") == "INSUFFICIENT_SCOPE"
 
 
-def answer(keys: index.Index, query: bytes) -> dict[str, str]:
+def answer(keys: index.Index, query: bytes, client: str = "203.0.113.9") -> dict[str, str]:
+    """The headers of the app's answer to /verify?<query> with the usual key; a 200."""
     verifier = app.Verifier(keys, lambda: PEPPERS, lambda: True, lambda: 0.0,
                             app.VerifierSettings(audit=False))
     sent: list[dict[str, Any]] = []
@@ -95,7 +99,7 @@ def answer(keys: index.Index, query: bytes) -> dict[str, str]:
     async def send(message: Any) -> None:
         sent.append(message)
     scope = {"type": "http", "method": "GET", "path": "/verify", "query_string": query,
-             "headers": [(b"x-api-key", KEY.encode())], "client": ("203.0.113.9", 40000)}
+             "headers": [(b"x-api-key", KEY.encode())], "client": (client, 40000)}
     asyncio.run(verifier(scope, receive, send))
     assert sent[0]["status"] == 200
     return {k.decode(): v.decode() for k, v in sent[0]["headers"]}
@@ -123,3 +127,35 @@ def test_a_key_without_roles_says_its_permissions_and_no_filters() -> None:
     assert "x-keywright-roles" not in headers
     assert headers["x-keywright-permissions"] == "Reviews.Read,Reviews.Write"
     assert filters(headers) == {"v": 1, "filters": {}}
+
+
+def contract_block(name: str) -> str:
+    text = (REPO / "docs" / "reference" / "api.md").read_text()
+    after = text[text.index(f"<!-- contract-example: {name} -->"):]
+    start = after.index("\n", after.index("```")) + 1
+    return after[start:after.index("\n```", start)]
+
+
+def test_the_contracts_worked_example_is_what_the_verifier_and_the_policy_say() -> None:
+    """docs/reference/api.md's role, policy and key: the headers it shows are the 200's,
+    and the refusal it quotes is the policy's, word for word."""
+    role, guard, key = yaml.safe_load_all(contract_block("manifests"))
+    namespace = key["metadata"]["namespace"]
+    keys = index.Index()
+    keys.replace_all([apikey(key["metadata"]["name"], namespace, **key["spec"])])
+    keys.replace_roles([(namespace, role["metadata"]["name"], models.role_permissions(
+        models.validate_role_spec(role["spec"])))])
+    got = {k: v for k, v in answer(keys, b"scope=Invoices.Write", "203.0.113.7").items()
+           if k.startswith("x-keywright-")}
+    shown = dict(line.split(": ", 1) for line in contract_block("headers").splitlines())
+    assert {k.lower(): v for k, v in shown.items()} == got
+    decoded = json.dumps(filters(got), separators=(",", ":"), sort_keys=True)
+    assert f"`{decoded}`" in (REPO / "docs" / "reference" / "api.md").read_text()
+
+    facts = compliance.facts_of(namespace, [guard], [role])
+    admission.check_apikey_policies("CREATE", key, None, facts, "kw")  # admitted as shown
+    unfenced = {**key, "spec": {k: v for k, v in key["spec"].items() if k != "ipAllowlist"}}
+    with pytest.raises(admission.Refused) as refused:
+        admission.check_apikey_policies("CREATE", unfenced, None, facts, "kw")
+    text = " ".join((REPO / "docs" / "reference" / "api.md").read_text().split())
+    assert f"`{refused.value}`" in text
