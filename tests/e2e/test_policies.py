@@ -7,10 +7,15 @@ roles and policies say in their status how many keys they concern."""
 from __future__ import annotations
 
 import json
+import time
+from datetime import datetime
 from typing import Any
 
 import pytest
 
+from keywright import kube
+from keywright.controller import catalog, summaries
+from keywright.dev import controlplane
 from tests.support.k8s import Cluster, Operator, Verifier, answer, issue, kubectl
 from tests.support.manifests import apikey, policy, role
 from tests.support.waiting import eventually
@@ -187,3 +192,75 @@ def test_a_missing_role_is_a_condition_and_a_warning_and_a_role_counts_its_keys(
     kubectl(cluster.kubeconfig, "-n", namespace, "delete", "apikey", "late")
     eventually(lambda: status_of(cluster, namespace, "apikeyroles", "invoices").get("keys")
                == 1, timeout=10, what="the role counting one key once the other is gone")
+
+
+def operator_writes(control_plane: controlplane.ControlPlane, namespace: str,
+                    since: float) -> list[str]:
+    """What the operator's ServiceAccount wrote in `namespace` after `since` (epoch
+    seconds), from the API server's audit log: `verb resource/subresource name`."""
+    found = []
+    for line in control_plane.audit_log.read_text().splitlines():
+        entry = json.loads(line)
+        ref = entry.get("objectRef") or {}
+        when = datetime.fromisoformat(entry["requestReceivedTimestamp"].replace("Z", "+00:00"))
+        if (ref.get("namespace") == namespace and when.timestamp() >= since
+                and entry["user"]["username"].endswith(":keywright-operator")
+                and entry.get("verb") in ("create", "update", "patch", "delete")):
+            found.append(f"{entry['verb']} {ref.get('resource')}/"
+                         f"{ref.get('subresource') or ''} {ref.get('name') or ''}")
+    return found
+
+
+def test_a_restart_writes_nothing_to_keys_roles_or_policies_that_have_not_changed(
+    webhooks: Operator, cluster: Cluster, namespace: str,
+    control_plane: controlplane.ControlPlane
+) -> None:
+    cluster.apply(role("invoices", namespace, READ_INVOICES))
+    cluster.apply(apikey("keeps", namespace, roles=["invoices"], expiration="30d"))
+    cluster.apply(apikey("lacks", namespace, roles=["invoices", "gone"]))
+    cluster.apply(policy("guard", namespace, maxExpiration="60d"))
+    cluster.apply(policy("strict", namespace, nameFormat="^(keeps|later)$"))  # "lacks" breaks it
+    eventually(lambda: status_of(cluster, namespace, "apikeypolicies", "strict").get(
+        "violating") == 1 and status_of(cluster, namespace, "apikeyroles", "invoices").get(
+        "keys") == 2, timeout=15, what="roles and policies counted")
+    time.sleep(summaries.DELAY + 1)  # anything still coalescing is written
+    told = {name: cluster.events(namespace, name) for name in ("keeps", "lacks")}
+    assert ("Warning", "RoleMissing") in [e[:2] for e in told["lacks"]]
+    assert ("Warning", "PolicyViolation") in [e[:2] for e in told["lacks"]]
+    began = time.time()
+    webhooks.restart()
+    # the restarted operator is at work: a new key moves the role's count to 3
+    cluster.apply(apikey("later", namespace, roles=["invoices"]))
+    eventually(lambda: status_of(cluster, namespace, "apikeyroles", "invoices").get(
+        "keys") == 3, timeout=15, what="the restarted operator counting a new key")
+    written = [w for w in operator_writes(control_plane, namespace, began)
+               if not w.endswith(" later") and not w.startswith("create events/")]
+    # events carry no name in the audit log: none new about the keys already there
+    assert {name: cluster.events(namespace, name) for name in told} == told
+    # only what the new key caused: its Secret and status (left out), the counts it moved
+    assert sorted(set(written)) == sorted({
+        "patch apikeypolicies/status guard", "patch apikeypolicies/status strict",
+        "patch apikeyroles/status invoices"}), written
+
+
+def test_one_listing_at_start_tells_the_catalog_every_role_policy_and_count(
+    cluster: Cluster, namespace: str
+) -> None:
+    """What `prime` reads before the first reconcile (no watch event needed): so that a
+    restart judges no key by a role or policy it has not seen yet."""
+    cluster.apply(role("invoices", namespace, READ_INVOICES))
+    cluster.apply(apikey("keeps", namespace, roles=["invoices"]))
+    cluster.apply(apikey("lacks", namespace, roles=["invoices", "gone"], expiration="90d"))
+    cluster.apply(policy("guard", namespace, maxExpiration="60d"))
+    api = kube.Kube.connect(str(cluster.kubeconfig))
+    try:
+        found = catalog.Catalog()
+        found.prime(api)
+    finally:
+        api.close()
+    facts = found.facts(namespace, ["invoices", "gone"])
+    assert ([p.name for p in facts.policies], set(facts.roles)) == (["guard"], {"invoices"})
+    counted = {plural: (found.status(plural, namespace, name) or ({}, None))[0]
+               for plural, name in (("apikeyroles", "invoices"), ("apikeypolicies", "guard"))}
+    assert counted["apikeyroles"]["keys"] == 2
+    assert (counted["apikeypolicies"]["keys"], counted["apikeypolicies"]["violating"]) == (2, 1)

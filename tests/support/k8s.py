@@ -60,6 +60,7 @@ class Operator:
         self.logdir = logdir
         self.popen: subprocess.Popen[bytes] | None = None
         self.runs = 0
+        self.extra: tuple[str, ...] = ()  # the flags of the last start
 
     @property
     def log(self) -> Path:
@@ -68,6 +69,7 @@ class Operator:
     def start(self, crash_at: str | None = None, extra: tuple[str, ...] = ()) -> None:
         assert self.popen is None or self.popen.poll() is not None, "already running"
         self.runs += 1
+        self.extra = extra
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         env.pop("KEYWRIGHT_CRASH_AT", None)
         if crash_at:
@@ -84,6 +86,11 @@ class Operator:
         """Start it again if an earlier test left it stopped (or crashed it)."""
         if self.popen is None or self.popen.poll() is not None:
             self.start()
+
+    def restart(self) -> None:
+        """Stop it and start it again with the same flags (webhooks stay served)."""
+        self.stop()
+        self.start(extra=self.extra)
 
     def kill(self) -> None:
         """SIGKILL: no cleanup, as a crash or an evicted Pod."""
