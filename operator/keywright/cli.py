@@ -292,10 +292,37 @@ def _operator(args: argparse.Namespace) -> int:
         memo.webhook = webhooks.WebhookServerSettings(
             port=args.webhook_port, host=args.webhook_host, service=args.webhook_service,
             namespace=args.namespace, cert_dir=args.webhook_cert_dir)
-    kopf.run(standalone=True, clusterwide=not args.watch_namespace,
-             namespaces=args.watch_namespace or (), memo=memo,
-             liveness_endpoint=args.liveness)
-    return 0
+    asked = _StopAsked()
+    logging.getLogger("kopf._core.reactor.running").addHandler(asked)
+    try:
+        kopf.run(standalone=True, clusterwide=not args.watch_namespace,
+                 namespaces=args.watch_namespace or (), memo=memo,
+                 liveness_endpoint=args.liveness)
+    except Exception as exc:  # a start-up step failed for good: Kopf has logged which
+        logging.getLogger("keywright.operator").error(
+            "the operator could not start (%s; see the errors above); exiting 1",
+            type(exc).__name__)
+        return 1
+    if asked.seen:
+        return 0
+    # Kopf ends its run without raising when one of its watches fails for good (a 404
+    # while a restarted API server has not yet registered the CRDs, say): exit non-zero,
+    # so that the Pod is restarted and says why, rather than pass for a clean stop
+    logging.getLogger("keywright.operator").error(
+        "the operator stopped without being asked to (see the errors above); exiting 1")
+    return 1
+
+
+class _StopAsked(logging.Handler):
+    """Notes Kopf saying it stops because it was asked to: a signal or the stop flag."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen = False
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.getMessage().endswith("Operator is stopping."):
+            self.seen = True
 
 
 def _name_for_kopf() -> None:

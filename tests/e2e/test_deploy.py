@@ -12,6 +12,7 @@ import base64
 import functools
 import json
 import subprocess
+import sys
 import uuid
 from pathlib import Path
 from typing import Any
@@ -372,3 +373,45 @@ def test_the_operator_writes_nothing_a_gitops_diff_would_show(
                if entry["manager"] != "kubectl-client-side-apply"}
     assert writers  # the operator's and the verifier's writes are there
     assert all(list(fields) == ["f:status"] for fields in writers.values()), writers
+
+
+def test_an_operator_without_the_policy_rbac_stops_at_start_saying_which_list(
+    installed: Any, control_plane: controlplane.ControlPlane, api: client.ApiClient,
+    tmp_path: Path
+) -> None:
+    """The upgrade note's promise: an operator deployed with an older ClusterRole (no
+    ApiKeyPolicies) exits 1 at start, naming the list it was refused, rather than judge
+    keys without their policies."""
+    rules = next(doc for doc in yaml.safe_load_all(
+        (k8s.REPO / "deploy" / "base" / "rbac" / "operator.yaml").read_text())
+        if doc["kind"] == "ClusterRole")["rules"]
+    older = [rule for rule in rules if not any("apikeypolicies" in resource
+                                               for resource in rule["resources"])]
+    assert len(older) == len(rules) - 2  # the list/watch rule and the status rule
+    name = f"older-operator-{uuid.uuid4().hex[:6]}"
+    rbac = client.RbacAuthorizationV1Api(api)
+    rbac.create_cluster_role(client.V1ClusterRole(
+        metadata=client.V1ObjectMeta(name=name), rules=older))
+    client.CoreV1Api(api).create_namespaced_service_account(
+        k8s.OPERATOR_NAMESPACE, client.V1ServiceAccount(metadata=client.V1ObjectMeta(name=name)))
+    rbac.create_cluster_role_binding(client.V1ClusterRoleBinding(
+        metadata=client.V1ObjectMeta(name=name),
+        role_ref=client.V1RoleRef(api_group="rbac.authorization.k8s.io", kind="ClusterRole",
+                                  name=name),
+        subjects=[client.RbacV1Subject(kind="ServiceAccount", name=name,
+                                       namespace=k8s.OPERATOR_NAMESPACE)]))
+    try:
+        kubeconfig = k8s.token_kubeconfig(
+            control_plane.kubeconfig,
+            k8s.service_account_token(api, k8s.OPERATOR_NAMESPACE, name), tmp_path / "older")
+        ran = subprocess.run(
+            [sys.executable, "-m", "keywright.cli", "operator", "--kubeconfig",
+             str(kubeconfig), "--namespace", k8s.OPERATOR_NAMESPACE],
+            capture_output=True, text=True, timeout=90)
+        assert ran.returncode == 1, ran.stderr[-2000:]
+        assert "cannot list ApiKeyRoles, ApiKeyPolicies or ApiKeys at start" in ran.stderr
+        assert "apikeypolicies" in ran.stderr  # the refusal names the resource
+        assert "exiting 1" in ran.stderr
+    finally:
+        rbac.delete_cluster_role_binding(name)
+        rbac.delete_cluster_role(name)

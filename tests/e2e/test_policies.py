@@ -228,7 +228,10 @@ def test_a_restart_writes_nothing_to_keys_roles_or_policies_that_have_not_change
     assert ("Warning", "RoleMissing") in [e[:2] for e in told["lacks"]]
     assert ("Warning", "PolicyViolation") in [e[:2] for e in told["lacks"]]
     began = time.time()
-    webhooks.restart()
+    webhooks.stop()
+    assert webhooks.popen is not None
+    assert webhooks.popen.returncode == 0  # asked to stop (SIGTERM): a clean exit
+    webhooks.start(extra=webhooks.extra)
     # the restarted operator is at work: a new key moves the role's count to 3
     cluster.apply(apikey("later", namespace, roles=["invoices"]))
     eventually(lambda: status_of(cluster, namespace, "apikeyroles", "invoices").get(
@@ -264,3 +267,19 @@ def test_one_listing_at_start_tells_the_catalog_every_role_policy_and_count(
                for plural, name in (("apikeyroles", "invoices"), ("apikeypolicies", "guard"))}
     assert counted["apikeyroles"]["keys"] == 2
     assert (counted["apikeypolicies"]["keys"], counted["apikeypolicies"]["violating"]) == (2, 1)
+
+
+def test_kubectl_explains_policies_and_lists_them_with_their_counts(
+    running_operator: Operator, cluster: Cluster, namespace: str
+) -> None:
+    explained = kubectl(cluster.kubeconfig, "explain", "apikeypolicy.spec.enforcement").stdout
+    assert "Deactivate" in explained
+    assert "requireIpAllowlistFor" in kubectl(cluster.kubeconfig, "explain",
+                                              "akp.spec").stdout
+    cluster.apply(apikey("listed", namespace, expiration="90d"))
+    cluster.apply(policy("guard", namespace, maxExpiration="30d"))
+    eventually(lambda: status_of(cluster, namespace, "apikeypolicies", "guard").get(
+        "violating") == 1, timeout=10, what="the policy counting its violation")
+    header, row = kubectl(cluster.kubeconfig, "-n", namespace, "get", "akp").stdout.splitlines()
+    assert header.split() == ["NAME", "READY", "ENFORCEMENT", "KEYS", "VIOLATING", "AGE"]
+    assert row.split()[:5] == ["guard", "True", "Warn", "1", "1"]

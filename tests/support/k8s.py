@@ -40,6 +40,9 @@ def kubectl(kubeconfig: Path, *args: str, stdin: str | None = None,
     return result
 
 
+STOPPED = "Root tasks are stopped"  # what Kopf logs once it has stopped, whyever
+
+
 class Plaintext(str):
     """A key read back from its Secret. Its repr shows only the last characters, so a
     failing assertion never prints a key into the test output."""
@@ -83,14 +86,14 @@ class Operator:
                    timeout=30, what="operator start")
 
     def ensure_running(self) -> None:
-        """Start it again if an earlier test left it stopped (or crashed it)."""
+        """Start it again if an earlier test left it stopped (or crashed it), or left it
+        on its way out: Kopf has stopped (a watch failed for good while the API server
+        restarted, say) and the process exits some seconds later."""
+        if self.popen is not None and self.popen.poll() is None and \
+                STOPPED in self.log.read_text(errors="replace"):
+            self.popen.wait(timeout=30)
         if self.popen is None or self.popen.poll() is not None:
             self.start()
-
-    def restart(self) -> None:
-        """Stop it and start it again with the same flags (webhooks stay served)."""
-        self.stop()
-        self.start(extra=self.extra)
 
     def kill(self) -> None:
         """SIGKILL: no cleanup, as a crash or an evicted Pod."""

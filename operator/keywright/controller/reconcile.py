@@ -121,11 +121,11 @@ class Reconciler:
             with self._guard:
                 failures = self._failures[key] = self._failures.get(key, 0) + 1
                 due = self._due.get(key)
-            delay = min(FIRST_RETRY * 2 ** (failures - 1), LAST_RETRY)
+            now = self.clock()
+            when = retry_at(now, failures, due)
             log.error("%s/%s: reconcile failed (%s); retrying in %ss", *key, exc,
-                      delay.total_seconds())
-            retry = self.clock() + delay
-            self.scheduler.set(key, min(retry, due) if due else retry)  # a sooner expiry stays
+                      (when - now).total_seconds())
+            self.scheduler.set(key, when)
         else:
             with self._guard:
                 self._failures.pop(key, None)
@@ -286,6 +286,15 @@ class Reconciler:
             log.info("%s/%s: Secret %s changed while writing a key; deciding again",
                      meta["namespace"], meta["name"], issue.secret_name)
             return None
+
+
+def retry_at(now: datetime, failures: int, due: datetime | None) -> datetime:
+    """When to try a key again after its `failures`-th failure in a row: 1 s, doubling,
+    at most LAST_RETRY; sooner if the key's own next instant (an expiry, a retirement)
+    comes first. An instant already past is not kept: it is what was just tried, and
+    keeping it would retry at once, again and again, while the API server is away."""
+    retry = now + min(FIRST_RETRY * 2 ** min(failures - 1, 16), LAST_RETRY)
+    return due if due is not None and now < due < retry else retry
 
 
 def _data_key(spec: models.ApiKeySpec | models.SpecError) -> str:
