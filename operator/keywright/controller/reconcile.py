@@ -195,6 +195,10 @@ class Reconciler:
         try:
             self.api.post_event(raw, event.type, event.reason, event.message)
         except kube.KubeError as exc:
+            if exc.status == 403 and "being terminated" in str(exc):  # nothing is wrong
+                log.debug("%s/%s: event %s not posted: the namespace is being deleted",
+                          meta["namespace"], meta["name"], event.reason)
+                return
             log.warning("%s/%s: could not post event %s: %s", meta["namespace"],
                         meta["name"], event.reason, exc)
 
