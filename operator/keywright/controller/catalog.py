@@ -87,8 +87,9 @@ class Catalog:
 
     def put(self, plural: str, obj: Mapping[str, Any]) -> set[Ref]:
         """A role or policy (by `plural`) added or changed. Returns the keys to judge
-        again when its spec changed (none for an echo of a status write): a policy's
-        whole namespace, a role's keys that name it."""
+        again when what it means for them changed (none for an echo of a status write,
+        nor for a new description): a policy's whole namespace, a role's keys that name
+        it."""
         namespace, name, seen = _seen(obj)
         read: Any = (compliance.read_role(obj) if plural == names.ROLE_PLURAL
                      else compliance.read_policy(obj))
@@ -98,7 +99,7 @@ class Catalog:
             table = space.table(plural)
             before = table.get(name)
             table[name] = (seen, read)
-            if before is not None and before[0].spec == seen.spec:
+            if before is not None and _meaning(before[1]) == _meaning(read):
                 return set()
             return self._concerned(namespace, space, plural, name)
 
@@ -197,6 +198,14 @@ class Catalog:
         return ({(names.ROLE_PLURAL, (namespace, r)) for r in roles if r in space.roles}
                 | {(names.POLICY_PLURAL, (namespace, p)) for p in changed
                    if p in space.policies})
+
+
+def _meaning(read: Any) -> Any:
+    """What a role (its permissions) or policy (its rules) says to keys: its description
+    aside."""
+    if isinstance(read, policy.Policy):
+        return read.spec.model_copy(update={"description": None})
+    return read
 
 
 def _seen(obj: Mapping[str, Any]) -> tuple[str, str, Seen]:

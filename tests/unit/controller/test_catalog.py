@@ -99,3 +99,15 @@ def test_a_status_already_right_is_not_written_again() -> None:
     wanted, seen = found.status(POLICIES, "pay", "guard") or ({}, None)
     assert seen is not None
     assert summaries.status_patch(wanted, seen, NOW) == {"violating": 2}
+
+
+def test_a_new_description_sends_back_nothing_but_a_new_rule_does() -> None:
+    found = filled()
+    described = policy("guard", "pay", maxExpiration="90d", description="why")
+    assert found.put(POLICIES, described) == set()
+    reworded = role("invoices", "pay", {"area": "Invoices", "actions": ["Read"]})
+    reworded["spec"]["description"] = "reads invoices"
+    assert found.put(ROLES, reworded) == set()
+    enforced = policy("guard", "pay", maxExpiration="90d", description="why",
+                      enforcement="Deactivate")
+    assert found.put(POLICIES, enforced) == {("pay", "a"), ("pay", "b"), ("pay", "c")}
