@@ -135,9 +135,15 @@ class Kube:
             f"{base}/{plural}"
 
     def patch_apikey_status(self, namespace: str, name: str, patch: Mapping[str, Any],
-                            field_manager: str = names.OPERATOR_FIELD_MANAGER) -> None:
+                            field_manager: str = names.OPERATOR_FIELD_MANAGER,
+                            resource_version: str | None = None) -> None:
+        """A merge patch of the status; with `resource_version`, only if the ApiKey is
+        still at it (else a Conflict)."""
+        body: dict[str, Any] = {"status": dict(patch)}
+        if resource_version is not None:
+            body["metadata"] = {"resourceVersion": resource_version}
         self._call("PATCH", APIKEYS.format(ns=namespace, name=name) + "/status",
-                   body={"status": dict(patch)}, query={"fieldManager": field_manager},
+                   body=body, query={"fieldManager": field_manager},
                    content_type="application/merge-patch+json")
 
     # -- list and watch -------------------------------------------------------------

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+from pathlib import Path
 
 from tests.support.k8s import REPO, Cluster, Operator, Verifier
 
@@ -18,9 +19,10 @@ def walkthrough(marker: str = "walkthrough", fence: str = "```sh\n") -> str:
     return after[start:after.index("\n```", start)]
 
 
-def run(script: str, cluster: Cluster, verifier: Verifier) -> subprocess.CompletedProcess[str]:
+def run(script: str, cluster: Cluster, verifier: Verifier,
+        cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(["bash", "-e", "-o", "pipefail", "-c", script],
-                          capture_output=True, text=True, timeout=180,
+                          capture_output=True, text=True, timeout=180, cwd=cwd,
                           env={**os.environ, "KUBECONFIG": str(cluster.kubeconfig),
                                "VERIFIER": verifier.url})
 
@@ -58,3 +60,15 @@ def test_the_roles_and_policies_walkthrough_runs_as_written_and_shows_what_it_pr
     listed = done.stdout[done.stdout.index("NAME"):]
     assert "apikeyrole.keywright.dev/team-invoices" in listed
     assert "apikeypolicy.keywright.dev/prod-guardrails" in listed
+
+
+def test_the_sealed_walkthrough_runs_as_written_with_debians_age(
+    ready: Verifier, cluster: Cluster, tmp_path: Path
+) -> None:
+    script = walkthrough("walkthrough-sealed")
+    assert script.startswith("kubectl create namespace partners")
+    done = run(script, cluster, ready, cwd=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "No resources found in partners namespace." in done.stderr  # no Secret
+    assert '{"code":"OK"}' in done.stdout  # what age opened, the verifier took
+    assert list(tmp_path.iterdir()) == []  # the identity and the ciphertext removed

@@ -21,13 +21,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from keywright import kube
-from keywright.controller import catalog, summaries
+from keywright.controller import catalog, sealing, summaries
 from keywright.core import (
     compliance,
     hashing,
     lifecycle,
     models,
     names,
+    recipients,
     secretview,
     times,
     tokens,
@@ -149,8 +150,14 @@ class Reconciler:
         # Each step's plan is carried out, its status merged into what we observed, and
         # the next step decided from that, until a decision asks for nothing more: write a
         # Secret, adopt it into status, roll the workloads, record that they rolled.
+        sealed_only = False  # a key without a Secret sealed, its adoption still to write
         for _step in range(6):
             plan = lifecycle.decide(observed, self.clock())
+            if plan.issue is not None and not plan.issue.secret:
+                observed = dataclasses.replace(observed, secret=self._seal(raw, plan.issue))
+                sealed_only = True
+                faults.crash_point("after-seal", f"{namespace}/{name}")
+                continue
             if plan.issue is not None:
                 written = self._issue(raw, plan.issue, observed.secret)
                 faults.crash_point("after-secret-write", f"{namespace}/{name}")
@@ -163,7 +170,11 @@ class Reconciler:
                 continue
             events = list(plan.events) + self._restart(raw, plan.restarts, observed.status)
             if plan.status:
-                self.api.patch_apikey_status(namespace, name, plan.status)
+                if sealed_only and not self._adopt_sealed(raw, plan.status):
+                    return  # someone wrote first: that key is dropped, never delivered
+                if not sealed_only:
+                    self.api.patch_apikey_status(namespace, name, plan.status)
+                sealed_only = False
                 faults.crash_point("after-status-patch", f"{namespace}/{name}")
                 observed = dataclasses.replace(
                     observed, status=_merged(observed.status, plan.status))
@@ -185,6 +196,39 @@ class Reconciler:
                 self._due[key] = plan.next_due
             self._expected[key] = (_data_key(observed.spec), observed.status.hash,
                                    observed.status.revision)
+
+    def _seal(self, raw: dict[str, Any], issue: lifecycle.Issue) -> secretview.SecretView:
+        """A new key for an ApiKey without a Secret: generated, hashed and sealed here,
+        and described as a Secret holding it would be. The plaintext leaves this method
+        only as ciphertext; nothing is written yet."""
+        meta = raw["metadata"]
+        token = tokens.generate(issue.prefix)
+        view = secretview.issued(
+            meta["uid"], hashing.digest(token, self.peppers), issue.revision,
+            tokens.last_characters(token), times.timestamp(self.clock()), issue.request,
+            sealing.seal(token, issue.recipients), issue.recipients)
+        del token
+        return view
+
+    def _adopt_sealed(self, raw: dict[str, Any], status: dict[str, Any]) -> bool:
+        """Write a sealed key's hash and ciphertext in one status patch, conditional on
+        the ApiKey being as it was read: two writers never both land a key for one
+        revision, and a crash before it leaves no hash without its ciphertext. False
+        when the ApiKey changed first (it is reconciled again at once)."""
+        meta = raw["metadata"]
+        try:
+            self.api.patch_apikey_status(meta["namespace"], meta["name"], status,
+                                         resource_version=meta.get("resourceVersion"))
+        except kube.KubeError as exc:
+            if exc.status != 409:
+                raise
+            log.info("%s/%s: changed while its new key was sealed; sealing another",
+                     meta["namespace"], meta["name"])
+            with self._guard:
+                self._touched.add((meta["namespace"], meta["name"]))  # read it afresh
+            self.queue.add((meta["namespace"], meta["name"]))
+            return False
+        return True
 
     def _post(self, raw: dict[str, Any], event: lifecycle.Event) -> None:
         """Log and post an event; best effort: a refused event never blocks the key."""
@@ -246,10 +290,12 @@ class Reconciler:
             spec=spec, status=status, secret=secretview.MISSING,
             default_prefix=self.settings.default_prefix,
             rotate_request=(meta.get("annotations") or {}).get(names.ROTATE_ANNOTATION),
+            seal_to=recipients.from_annotation(
+                (meta.get("annotations") or {}).get(names.SEAL_TO_ANNOTATION)),
             facts=self.catalog.facts(meta["namespace"], spec.roles)
             if isinstance(spec, models.ApiKeySpec) else compliance.NONE,
         )
-        if fetch:
+        if fetch and isinstance(spec, models.ApiKeySpec) and spec.secret.create:
             secret = self.api.get_secret_metadata(meta["namespace"],
                                                   lifecycle.secret_name(observed))
         return dataclasses.replace(observed,
@@ -264,8 +310,9 @@ class Reconciler:
         plaintexts for one revision."""
         meta = raw["metadata"]
         token = tokens.generate(issue.prefix)
+        sealed = sealing.seal(token, issue.recipients) if issue.recipients else None
         body = _secret_body(raw, issue, token, hashing.digest(token, self.peppers),
-                            times.timestamp(self.clock()))
+                            times.timestamp(self.clock()), sealed)
         del token  # the plaintext now lives only in `body`, which goes to the API server
         faults.crash_point("before-secret-write", f"{meta['namespace']}/{meta['name']}")
         try:
@@ -278,6 +325,9 @@ class Reconciler:
                     "resourceVersion": seen.resource_version,
                     "labels": new["labels"],
                     "annotations": {names.ROTATE_REQUEST_ANNOTATION: None,
+                                    # an earlier revision's ciphertext never stays behind
+                                    names.SEALED_ANNOTATION: None,
+                                    names.SEALED_TO_ANNOTATION: None,
                                     **new["annotations"]},
                 },
                 # our data key replaced; one we wrote under an earlier name removed;
@@ -306,7 +356,7 @@ def _data_key(spec: models.ApiKeySpec | models.SpecError) -> str:
 
 
 def _secret_body(raw: dict[str, Any], issue: lifecycle.Issue, token: str, hashed: str,
-                 now: str) -> dict[str, Any]:
+                 now: str, sealed: str | None) -> dict[str, Any]:
     meta = raw["metadata"]
     return {
         "apiVersion": "v1",
@@ -324,6 +374,9 @@ def _secret_body(raw: dict[str, Any], issue: lifecycle.Issue, token: str, hashed
                 names.ISSUED_AT_ANNOTATION: now,
                 **({names.ROTATE_REQUEST_ANNOTATION: issue.request}
                    if issue.request else {}),
+                # the same key sealed: adopted into status.sealed with the hash
+                **({names.SEALED_ANNOTATION: sealed,
+                    names.SEALED_TO_ANNOTATION: ",".join(issue.recipients)} if sealed else {}),
             },
             "ownerReferences": [{
                 "apiVersion": raw["apiVersion"], "kind": raw["kind"], "name": meta["name"],

@@ -18,7 +18,7 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from keywright.core import compliance, models, names, policy
+from keywright.core import compliance, models, names, policy, recipients
 
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _OBJECT_NAME = re.compile(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?")
@@ -36,13 +36,17 @@ def check_apikey(operation: str, new: Obj | None, old: Obj | None) -> None:
         return
     if (new.get("metadata") or {}).get("deletionTimestamp"):
         return  # never stand in the way of a deletion (finalizers coming off)
+    seal_to = _checked_seal_to(new)
     spec, before = new.get("spec"), (old or {}).get("spec")
     if operation == "UPDATE" and spec == before:
         return  # metadata or annotations only: the spec was admitted before
     try:
-        models.validate_spec(spec)
+        parsed = models.validate_spec(spec)
     except models.SpecError as exc:
         raise Refused(f"{exc.field}: {exc.reason}") from None
+    if not parsed.secret.create and not parsed.delivery.age.recipients and not seal_to:
+        raise Refused(f"spec.delivery.age.recipients: {recipients.NONE}; add "
+                      "an age recipient (age-keygen -y), or set spec.secret.create to true")
     if operation == "UPDATE" and isinstance(before, Mapping):
         was, now = before.get("expiration"), (spec or {}).get("expiration")
         if was is not None and now != was:
@@ -178,14 +182,35 @@ def _new_violations(now: Sequence[policy.Violation],
     return [v for v in now if (v.policy, v.rule, v.reason) not in known]
 
 
+def _checked_seal_to(apikey: Obj) -> tuple[str, ...]:
+    """The keywright.dev/seal-to annotation's recipients; Refused naming the first that
+    is not one."""
+    value = ((apikey.get("metadata") or {}).get("annotations") or {}).get(
+        names.SEAL_TO_ANNOTATION)
+    parts = (value or "").replace(",", " ").split()
+    for part in parts:
+        wrong = recipients.problem(part)
+        if wrong is not None:
+            raise Refused(f"metadata.annotations[{names.SEAL_TO_ANNOTATION!r}]: "
+                          f"{part[:70]!r} {wrong}")
+    return tuple(parts)
+
+
 def _check_delivery_kept(before: Obj, spec: Obj, meta: Obj) -> None:
     """Where the key was delivered is fixed once it is issued: a Secret named anew would
-    hold no key (the operator never reads one back to copy it)."""
+    hold no key (the operator never reads one back to copy it), and a key sealed to no
+    Secret has nothing to put in one."""
     def delivery(of: Obj) -> tuple[str, str]:
         secret = of.get("secret") or {}
         return (secret.get("name") or meta.get("name") or "",
                 secret.get("key") or names.DEFAULT_DATA_KEY)
     (was_name, was_key), (name, key) = delivery(before), delivery(spec)
+    was_made, made = ((of.get("secret") or {}).get("create", True) for of in (before, spec))
+    if was_made != made:
+        raise Refused(f"spec.secret.create: is immutable once the key is issued (it was "
+                      f"{str(was_made).lower()}): the key was delivered "
+                      f"{'into a Secret' if was_made else 'sealed, with no Secret'}. To "
+                      "deliver a key another way, create a new ApiKey")
     for field, was, now in (("name", was_name, name), ("key", was_key, key)):
         if now != was:
             raise Refused(f"spec.secret.{field}: is immutable once the key is issued (it was "
@@ -248,6 +273,10 @@ def injection(pod: Obj, namespace: str, lookup: Callable[[str], Obj | None],
                       f"namespace {namespace!r}; create it first, or fix the annotation")
     spec, status = apikey.get("spec") or {}, apikey.get("status") or {}
     secret = spec.get("secret") or {}
+    if secret.get("create") is False:
+        raise Refused(f"metadata.annotations[{inject!r}]: ApiKey {wanted!r} has "
+                      "spec.secret.create: false: its key exists in no Secret (it is only "
+                      "sealed to its age recipients), so there is nothing to inject")
     variable = {"name": env_name, "valueFrom": {"secretKeyRef": {
         "name": status.get("secretName") or secret.get("name") or wanted,
         "key": secret.get("key") or names.DEFAULT_DATA_KEY}}}

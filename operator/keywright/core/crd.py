@@ -36,6 +36,9 @@ _NAME = "(has({o}.spec.secret) && has({o}.spec.secret.name) ? {o}.spec.secret.na
 _KEY = "(has({o}.spec.secret) && has({o}.spec.secret.key) ? {o}.spec.secret.key : " \
        f"'{names.DEFAULT_DATA_KEY}')"
 _ISSUED = "has(oldSelf.status) && has(oldSelf.status.secretName)"
+_ISSUED_AT_ALL = "has(oldSelf.status) && has(oldSelf.status.hash)"  # with a Secret or not
+_CREATE = "(has({o}.spec.secret) && has({o}.spec.secret.create) ? {o}.spec.secret.create " \
+          ": true)"
 DELIVERY_FIXED = [
     {"rule": f"!({_ISSUED}) || {_NAME.format(o='self')} == oldSelf.status.secretName",
      "message": "spec.secret.name is immutable once the key is issued: the key was "
@@ -43,6 +46,11 @@ DELIVERY_FIXED = [
     {"rule": f"!({_ISSUED}) || {_KEY.format(o='self')} == {_KEY.format(o='oldSelf')}",
      "message": "spec.secret.key is immutable once the key is issued: the key was "
                 "delivered there. To deliver a key elsewhere, create a new ApiKey"},
+    {"rule": f"!({_ISSUED_AT_ALL}) || {_CREATE.format(o='self')} == "
+             f"{_CREATE.format(o='oldSelf')}",
+     "message": "spec.secret.create is immutable once the key is issued: the key was "
+                "delivered into a Secret, or sealed with none. To deliver a key another "
+                "way, create a new ApiKey"},
 ]
 
 

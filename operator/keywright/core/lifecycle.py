@@ -16,6 +16,7 @@ status write that brings in its successor.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -26,6 +27,7 @@ from keywright.core import (
     durations,
     models,
     names,
+    recipients,
     rotation,
     secretview,
     times,
@@ -33,6 +35,7 @@ from keywright.core import (
 )
 
 NORMAL, WARNING = conditions.NORMAL, conditions.WARNING
+NO_RECIPIENT = recipients.NONE
 Event = conditions.Event
 ROTATE = names.ROTATE_ANNOTATION
 # A foreign Secret sends no event the operator watches (it watches only its own), so a
@@ -54,6 +57,7 @@ class Observed:
     default_prefix: str
     rotate_request: str | None = None  # the keywright.dev/rotate annotation
     facts: compliance.Facts = compliance.NONE  # its namespace's policies, its roles
+    seal_to: tuple[str, ...] = ()  # the keywright.dev/seal-to annotation's recipients
 
 
 @dataclass(frozen=True)
@@ -68,6 +72,8 @@ class Issue:
     annotations: dict[str, str]
     replace: bool
     request: str | None = None  # recorded on the Secret: the rotate request it answers
+    secret: bool = True  # False: no Secret; the key is sealed and adopted in one write
+    recipients: tuple[str, ...] = ()  # age recipients to seal it to (may be none)
 
 
 @dataclass(frozen=True)
@@ -78,6 +84,11 @@ class Plan:
     restarts: tuple[models.RestartTarget, ...] = ()  # done before `status` is written
     next_due: datetime | None = None
     broken: tuple[str, ...] = ()  # the ApiKeyPolicies the key breaks, by name
+
+
+def seal_recipients(o: Observed, spec: models.ApiKeySpec) -> tuple[str, ...]:
+    """Whom a new key is sealed to: the spec's recipients, then the annotation's."""
+    return tuple(dict.fromkeys((*spec.delivery.age.recipients, *o.seal_to)))
 
 
 def secret_name(o: Observed) -> str:
@@ -106,13 +117,16 @@ def decide(o: Observed, now: datetime) -> Plan:
     if (s.exists and s.hash and s.revision == current + 1 and s.last_characters
             and s.has_key and not s.data_changed_by_others):
         return _adopt(o, spec, now, expires, verdict)
+    sealable = spec.secret.create or bool(seal_recipients(o, spec))
     if not o.status.hash:
         if expires is not None and now >= expires:
             return _never_issued_expired(o, now, expires)
+        if not sealable:
+            return _failed(o, now, "InvalidSpec", NO_RECIPIENT, request)
         return Plan(issue=_issue(o, spec, name, revision=current + 1,
                                  request=o.rotate_request))
     expired = expires is not None and now >= expires
-    if not expired and spec.active and not verdict.deactivating:
+    if not expired and spec.active and not verdict.deactivating and sealable:
         due = rotation.next_rotation(spec, o.status, expires,
                                      rotation.schedule_since(spec, o.status, now))
         if request or (due is not None and now >= due):
@@ -128,7 +142,8 @@ def _issue(o: Observed, spec: models.ApiKeySpec, name: str, revision: int,
         revision=revision,
         labels={**spec.secret.labels, names.MANAGED_BY: names.MANAGED_BY_VALUE,
                 names.APIKEY_LABEL: o.name},
-        annotations=dict(spec.secret.annotations), replace=o.secret.exists, request=request)
+        annotations=dict(spec.secret.annotations), replace=o.secret.exists, request=request,
+        secret=spec.secret.create, recipients=seal_recipients(o, spec))
 
 
 def _expires_at(o: Observed, spec: models.ApiKeySpec) -> datetime | None:
@@ -148,10 +163,13 @@ def _adopt(o: Observed, spec: models.ApiKeySpec, now: datetime,
     issued_at = times.parse(s.issued_at) if s.issued_at else now
     adopted: dict[str, Any] = dict(
         revision=s.revision, hash=s.hash, prefix=prefix, lastCharacters=s.last_characters,
-        keyPreview=preview, secretName=secret_name(o),
+        keyPreview=preview, secretName=secret_name(o) if spec.secret.create else None,
         createdAt=o.status.createdAt or times.timestamp(o.created),
         expiresAt=times.timestamp(expires) if expires else None,
         lastRotateRequest=s.rotate_request or o.status.lastRotateRequest,
+        # the new key sealed, or no ciphertext at all: never an older revision's
+        sealed={"revision": s.revision, "recipients": list(s.sealed_to),
+                "ciphertext": s.sealed} if s.sealed else None,
     )
     previous = list(o.status.previous)
     if o.status.hash:  # a rotation: the replaced key leaves now, or after its grace
@@ -164,10 +182,15 @@ def _adopt(o: Observed, spec: models.ApiKeySpec, now: datetime,
         event = Event(NORMAL, "Rotated", f"Rotated to key {preview} (revision {s.revision}); "
                       f"previous key {o.status.keyPreview} is {after}")
     else:
-        event = Event(NORMAL, "Issued", f"Issued key {preview} (revision {s.revision}) "
-                      f"into Secret {adopted['secretName']}")
+        where = f"into Secret {adopted['secretName']}" if spec.secret.create else "with no Secret"
+        event = Event(NORMAL, "Issued", f"Issued key {preview} (revision {s.revision}) {where}")
+    if s.sealed:
+        event = dataclasses.replace(event, message=f"{event.message}; sealed to "
+                                    f"{len(s.sealed_to)} age recipient"
+                                    f"{'' if len(s.sealed_to) == 1 else 's'}")
     base = o.status.model_copy(update={**adopted, "previous": previous})
-    extra = {k: v for k, v in adopted.items() if v is not None or k == "lastRotateRefused"}
+    extra = {k: v for k, v in adopted.items()
+             if v is not None or k in ("lastRotateRefused", "sealed")}
     return _steady(o, spec, now, expires, verdict, events=(event,), refused=None, base=base,
                    extra=extra)
 
@@ -196,12 +219,14 @@ def _steady(o: Observed, spec: models.ApiKeySpec, now: datetime, expires: dateti
     more = list(events)
     patch: dict[str, Any] = dict(extra or {})
     last_refused = status.lastRotateRefused
-    if refused:  # only an Inactive or Expired key gets here with a pending request
+    sealable = spec.secret.create or bool(seal_recipients(o, spec))
+    if refused:  # an Inactive or Expired key, or one no new key could reach
         patch.update(lastRotateRequest=refused, lastRotateRefused=refused)
         last_refused = refused
+        why = (f"the key is {phase}; it is not queued, request again once the key is Active"
+               if phase != "Active" else f"{NO_RECIPIENT}; it is not queued")
         more.append(Event(WARNING, "RotationRefused",
-                          f"rotation request {ROTATE}={refused} refused: the key is "
-                          f"{phase}; it is not queued, request again once the key is Active"))
+                          f"rotation request {ROTATE}={refused} refused: {why}"))
     if last_refused and phase != "Active":
         ready = ready.model_copy(update={
             "message": f"{ready.message}; rotation request {last_refused!r} was refused"})
@@ -209,10 +234,11 @@ def _steady(o: Observed, spec: models.ApiKeySpec, now: datetime, expires: dateti
               if expired else conditions.false(
                   "Expired", "NotExpired",
                   f"expires at {status.expiresAt}" if expires else "expiration is Never"))
-    synced = secretview.condition(o.secret, status, status.secretName or secret_name(o))
-    new_conditions = conditions.merge(status.conditions,
-                                      [ready, synced, expiry, *verdict.conditions], now,
-                                      o.generation, verdict.dropped)
+    synced = secretview.condition(o.secret, status, status.secretName or secret_name(o)) \
+        if spec.secret.create else None
+    new_conditions = conditions.merge(
+        status.conditions, [ready, *([synced] if synced else []), expiry, *verdict.conditions],
+        now, o.generation, (*verdict.dropped, *([] if synced else ["SecretSynced"])))
     more += verdict.events
     more += _transition_events(o.status, phase, synced, status, ready)
     patch["deactivated"] = _deactivation(o.status, ready, now) \
@@ -227,7 +253,7 @@ def _steady(o: Observed, spec: models.ApiKeySpec, now: datetime, expires: dateti
     # judged on the status before this decision: a key adopting its first Secret has no
     # schedule to move, it counts from creation
     since = rotation.schedule_since(spec, o.status, now)
-    next_rotation = rotation.next_rotation(spec, status, expires, since)
+    next_rotation = rotation.next_rotation(spec, status, expires, since) if sealable else None
     restarts: tuple[models.RestartTarget, ...] = ()
     if (o.status.revision or 1) > (o.status.restartedRevision or 1) and base is None:
         restarts = tuple(spec.rotation.restartTargets)
@@ -266,7 +292,7 @@ def _deactivation(old: models.ApiKeyStatus, ready: models.Condition,
     return {"reason": ready.reason, "message": ready.message, "since": since}
 
 
-def _transition_events(old: models.ApiKeyStatus, phase: str, synced: models.Condition,
+def _transition_events(old: models.ApiKeyStatus, phase: str, synced: models.Condition | None,
                        status: models.ApiKeyStatus, ready: models.Condition) -> list[Event]:
     events = []
     if old.phase != phase:
@@ -281,6 +307,8 @@ def _transition_events(old: models.ApiKeyStatus, phase: str, synced: models.Cond
         elif phase == "Active" and old.phase == "Inactive":
             events.append(Event(NORMAL, "Activated", f"Key {status.keyPreview} activated"))
     before = conditions.find(old.conditions, "SecretSynced")
+    if synced is None:
+        return events
     if synced.status == "False" and (before is None or before.reason != synced.reason):
         events.append(Event(WARNING, synced.reason, synced.message))
     elif synced.status == "True" and before is not None and before.status == "False":

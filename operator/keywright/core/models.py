@@ -15,7 +15,7 @@ from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from keywright.core import durations, names, permissions, tokens
+from keywright.core import durations, names, permissions, recipients, tokens
 
 DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
 SECRET_DATA_KEY = r"^[-._a-zA-Z0-9]+$"  # noqa: S105 - a pattern, not a password
@@ -51,6 +51,7 @@ WORDS = {
 }
 
 Phase = Literal["Active", "Inactive", "Expired", "Failed"]
+MAX_RECIPIENTS = 16
 Timestamp = Annotated[str, Field(json_schema_extra={"format": "date-time"})]
 
 
@@ -69,6 +70,12 @@ _Spec = TypeVar("_Spec", bound=_Model)
 class SecretTarget(_Model):
     """Where the plaintext key is written."""
 
+    create: Annotated[bool, Field(
+        True, description="false: no Secret at all; the key is only sealed to "
+                          "spec.delivery.age.recipients (it then exists nowhere in the "
+                          "cluster, and cannot be injected into Pods). Immutable once the "
+                          "key is issued.")]
+
     name: Annotated[str | None, Field(
         None, max_length=253, pattern=DNS_SUBDOMAIN,
         description="Name of the Secret in the ApiKey's namespace. Default: the ApiKey's "
@@ -82,6 +89,22 @@ class SecretTarget(_Model):
         default_factory=dict, description="Extra labels for the Secret.")]
     annotations: Annotated[dict[str, str], Field(
         default_factory=dict, description="Extra annotations for the Secret.")]
+
+
+class AgeDelivery(_Model):
+    recipients: Annotated[list[Annotated[str, Field(max_length=recipients.LENGTH)]], Field(
+        default_factory=list, max_length=MAX_RECIPIENTS,
+        json_schema_extra=_x(x_kubernetes_list_type="set"),
+        description="age X25519 recipients (age1..., from age-keygen -y): each new key is "
+                    "encrypted to all of them, and the armored ciphertext published in "
+                    "status.sealed, which only they can open (age -d -i KEYFILE).")]
+
+
+class Delivery(_Model):
+    """Who receives the key besides (or, with secret.create: false, instead of) a Secret."""
+
+    age: Annotated[AgeDelivery, Field(default_factory=AgeDelivery, description=(
+        "Seal each new key to these age recipients."))]
 
 
 class RestartTarget(_Model):
@@ -178,6 +201,9 @@ class ApiKeySpec(_Model):
     secret: Annotated[SecretTarget, Field(
         default_factory=SecretTarget,
         description="Where the plaintext key is written. Fixed once the key is issued.")]
+    delivery: Annotated[Delivery, Field(
+        default_factory=Delivery,
+        description="Sealed delivery: the key encrypted to people's public keys.")]
     rotation: Annotated[Rotation, Field(
         default_factory=Rotation, description="Rotation schedule and grace period.")]
 
@@ -218,6 +244,14 @@ class Usage(_Model):
     resetQuota: str | None = Field(
         default=None, description="The keywright.dev/reset-quota value these credits "
         "count from; a quota restarts from them only while the annotation still has it.")
+
+
+class Sealed(_Model):
+    revision: Annotated[int, Field(description="The revision the ciphertext holds.")]
+    recipients: Annotated[list[str], Field(
+        default_factory=list, description="Whom it is sealed to.")]
+    ciphertext: Annotated[str, Field(description=(
+        "The key, age-encrypted to the recipients, ASCII-armored: age -d -i KEYFILE."))]
 
 
 class Deactivation(_Model):
@@ -266,6 +300,9 @@ class ApiKeyStatus(_Model):
         None, description="The last keywright.dev/rotate value refused, until a rotation.")
     restartedRevision: int | None = Field(
         None, description="The revision whose restartTargets have been rolled.")
+    sealed: Sealed | None = Field(
+        None, description="With spec.delivery.age: the current key, sealed to its "
+                          "recipients, anyone may pass it on; only they can open it.")
     deactivated: Deactivation | None = Field(
         None, description="Set while Keywright itself keeps the key from working although "
                           "spec.active is true: why, and since when.")
@@ -298,6 +335,13 @@ def validate_spec(raw: Any) -> ApiKeySpec:
                 parse(value)
             except durations.DurationError as exc:
                 raise SpecError(where, str(exc)) from None
+    if len(set(spec.delivery.age.recipients)) != len(spec.delivery.age.recipients):
+        raise SpecError("spec.delivery.age.recipients", "recipients must not repeat")
+    for index, recipient in enumerate(spec.delivery.age.recipients):
+        wrong = recipients.problem(recipient)
+        if wrong is not None:
+            raise SpecError(f"spec.delivery.age.recipients[{index}]",
+                            f"{recipient[:70]!r} {wrong}")
     every, grace = spec.rotation.every, spec.rotation.gracePeriod
     if every and grace is not None and durations.parse(grace) >= durations.parse(every):
         raise SpecError("spec.rotation.gracePeriod",

@@ -37,10 +37,14 @@ REVISION_ANNOTATION = f"{GROUP}/revision"  # its revision; also on restart targe
 LAST_CHARACTERS_ANNOTATION = f"{GROUP}/last-characters"  # the key's last characters
 ISSUED_AT_ANNOTATION = f"{GROUP}/issued-at"  # when that revision was written
 ROTATE_REQUEST_ANNOTATION = f"{GROUP}/rotate-request"  # the rotate value it answered
+SEALED_ANNOTATION = f"{GROUP}/sealed"  # the key, age-armored to its recipients
+SEALED_TO_ANNOTATION = f"{GROUP}/sealed-to"  # those recipients, comma-separated
 
 # -- set by people (or tools) ------------------------------------------------------------
 ROTATE_ANNOTATION = f"{GROUP}/rotate"  # on an ApiKey: each new value asks for a rotation
 RESET_QUOTA_ANNOTATION = f"{GROUP}/reset-quota"  # on an ApiKey: each new value refills it
+SEAL_TO_ANNOTATION = f"{GROUP}/seal-to"  # on an ApiKey: age recipients each new key is
+# sealed to as well, comma-separated (kubectl apikey --show puts a throwaway one there)
 INJECT_LABEL = f"{GROUP}/inject"  # on a Pod, a label (any value): lets it reach the Pod webhook
 INJECT_ANNOTATION = f"{GROUP}/inject"  # on a Pod: the ApiKey whose key it gets
 INJECT_ENV_ANNOTATION = f"{GROUP}/inject-env"  # on a Pod: the env var's name

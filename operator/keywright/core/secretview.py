@@ -1,7 +1,9 @@
 """The Secret as the operator may know it: by its metadata, never by its plaintext.
 
 Owns: the labels and annotations Keywright puts on a Secret, reading them back
-(`SecretView`), and the SecretSynced condition. Pure.
+(`SecretView`), and the SecretSynced condition. Pure. A key with `secret.create: false`
+has no Secret: right after it is sealed, the reconciler describes what it holds in the
+same shape (`issued`), so that one adoption serves both kinds of key.
 """
 
 from __future__ import annotations
@@ -27,9 +29,21 @@ class SecretView:
     has_key: bool = False
     data_changed_by_others: bool = False
     our_data_keys: frozenset[str] = frozenset()  # data keys Keywright's writes own
+    sealed: str | None = None  # the key, age-armored to `sealed_to`, when it was sealed
+    sealed_to: tuple[str, ...] = ()
 
 
 MISSING = SecretView(exists=False)
+
+
+def issued(owner_uid: str, hash_: str, revision: int, last_characters: str, issued_at: str,
+           rotate_request: str | None, sealed: str, sealed_to: tuple[str, ...]) -> SecretView:
+    """A key just generated and sealed for a key without a Secret, as if a Secret held
+    it: adopted into status in one write (hash and ciphertext together)."""
+    return SecretView(exists=True, owner_uid=owner_uid, hash=hash_, revision=revision,
+                      last_characters=last_characters, issued_at=issued_at,
+                      rotate_request=rotate_request, has_key=True, sealed=sealed,
+                      sealed_to=sealed_to)
 
 
 def view_secret(raw: dict[str, Any] | None, data_key: str) -> SecretView:
@@ -64,6 +78,8 @@ def view_secret(raw: dict[str, Any] | None, data_key: str) -> SecretView:
         else data_key in writers,
         data_changed_by_others=bool(writers.get(data_key, set()) - {us}),
         our_data_keys=frozenset(k for k, who in writers.items() if us in who),
+        sealed=notes.get(names.SEALED_ANNOTATION),
+        sealed_to=tuple(r for r in notes.get(names.SEALED_TO_ANNOTATION, "").split(",") if r),
     )
 
 

@@ -88,7 +88,8 @@ def pod(annotations: dict[str, str] | None = None, labels: dict[str, str] | None
 KEYS: dict[str, dict[str, Any]] = {
     "billing": {"spec": {"secret": {"name": "billing-secret", "key": "token"}},
                 "status": {"secretName": "billing-secret"}},
-    "plain": {"spec": {}}}
+    "plain": {"spec": {}},
+    "sealed": {"spec": {"secret": {"create": False}}}}
 
 
 def lookup(name: str) -> dict[str, Any] | None:
@@ -180,6 +181,9 @@ def test_a_container_that_sets_the_variable_itself_keeps_it() -> None:
     pytest.param({"keywright.dev/inject": "Not A Name"}, "is not an ApiKey name", id="a bad name"),
     pytest.param({"keywright.dev/inject": "plain", "keywright.dev/inject-env": "1-bad"},
                  "is not a valid environment variable name", id="a bad variable name"),
+    pytest.param({"keywright.dev/inject": "sealed"},
+                 "has spec.secret.create: false: its key exists in no Secret",
+                 id="a key sealed to people, in no Secret"),
 ])
 def test_a_pod_that_asks_for_what_cannot_be_given_is_refused(
     annotations: dict[str, str], message: str
@@ -345,3 +349,44 @@ def test_policy_admission(spec: dict[str, Any], refused: str | None) -> None:
         return
     with pytest.raises(admission.Refused, match=refused):
         admission.check_policy("CREATE", new, None)
+
+
+# --- sealed delivery at admission --------------------------------------------------------
+
+AGE = "age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p"
+
+
+def annotated(value: str, **spec: Any) -> dict[str, Any]:
+    made = apikey(**spec)
+    made["metadata"]["annotations"] = {"keywright.dev/seal-to": value}
+    return made
+
+
+@pytest.mark.parametrize(("operation", "new", "old", "refused"), [
+    pytest.param("CREATE", apikey(secret={"create": False},
+                                  delivery={"age": {"recipients": [AGE]}}), None, None,
+                 id="a key with no Secret, sealed to a recipient, is admitted"),
+    pytest.param("CREATE", apikey(secret={"create": False}), None,
+                 "spec.delivery.age.recipients: spec.secret.create is false and no age "
+                 "recipient is given", id="a key with no Secret and no recipient reaches no one"),
+    pytest.param("CREATE", annotated(AGE, secret={"create": False}), None, None,
+                 id="a recipient in the seal-to annotation (kubectl apikey --show) is one"),
+    pytest.param("CREATE", apikey(delivery={"age": {"recipients": [AGE, AGE.upper()]}}),
+                 None, "spec.delivery.age.recipients[1]", id="a bad recipient, by its index"),
+    pytest.param("UPDATE", annotated(f"{AGE},age1nope"), apikey(),
+                 "metadata.annotations['keywright.dev/seal-to']: 'age1nope'",
+                 id="a bad seal-to annotation is refused even on a metadata-only update"),
+    pytest.param("UPDATE", issued(secret={"create": False},
+                                  delivery={"age": {"recipients": [AGE]}}),
+                 issued(delivery={"age": {"recipients": [AGE]}}),
+                 "spec.secret.create: is immutable once the key is issued (it was true)",
+                 id="a key delivered into a Secret cannot be switched to sealed only"),
+])
+def test_sealed_delivery_admission(operation: str, new: dict[str, Any],
+                                   old: dict[str, Any] | None, refused: str | None) -> None:
+    if refused is None:
+        admission.check_apikey(operation, new, old)
+        return
+    with pytest.raises(admission.Refused) as caught:
+        admission.check_apikey(operation, new, old)
+    assert refused in str(caught.value)

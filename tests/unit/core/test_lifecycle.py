@@ -301,3 +301,64 @@ def test_a_key_deactivated_by_its_spec_is_not_marked_as_deactivated_by_policy() 
     assert plan.status["phase"] == "Inactive"
     assert condition(plan, "Ready")["reason"] == "Deactivated"
     assert "deactivated" not in plan.status
+
+
+# --- sealed delivery --------------------------------------------------------------------
+
+AGE = "age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p"
+SHOW = "age1z4g7wvlsz25cse58eqhyx5zftrye68u28lpdhacvlf9rdknepu6sqr0y08"
+SEALED_ONLY = {"secret": {"create": False}, "delivery": {"age": {"recipients": [AGE]}}}
+
+
+def sealed_view(revision: int = 1, to: tuple[str, ...] = (AGE,)) -> secretview.SecretView:
+    return secretview.issued(UID, f"hmac-sha256:v1:new{revision}", revision, "AbCd",
+                             "2026-11-11T12:00:00Z", None, "-----BEGIN AGE...", to)
+
+
+def test_a_key_without_a_secret_is_issued_sealed_to_its_recipients_and_the_annotations() -> None:
+    seen = dataclasses.replace(observed(spec=SEALED_ONLY), seal_to=(SHOW, AGE))
+    plan = lifecycle.decide(seen, NOW)
+    assert plan.issue is not None
+    assert (plan.issue.secret, plan.issue.recipients) == (False, (AGE, SHOW))
+
+
+def test_a_key_without_a_secret_and_without_a_recipient_is_never_issued() -> None:
+    plan = lifecycle.decide(observed(spec={"secret": {"create": False}}), NOW)
+    assert plan.issue is None
+    assert plan.status["phase"] == "Failed"
+    assert condition(plan, "Ready")["message"] == lifecycle.NO_RECIPIENT
+
+
+def test_a_sealed_key_is_adopted_with_its_ciphertext_and_no_secret_or_secret_condition() -> None:
+    plan = lifecycle.decide(observed(spec=SEALED_ONLY, secret=sealed_view()), NOW)
+    assert plan.issue is None
+    assert "secretName" not in plan.status
+    assert plan.status["sealed"] == {"revision": 1, "recipients": [AGE],
+                                     "ciphertext": "-----BEGIN AGE..."}
+    assert [c["type"] for c in plan.status["conditions"]] == ["Ready", "Expired"]
+    assert [e.message for e in plan.events] == [
+        "Issued key kw_...AbCd (revision 1) with no Secret; sealed to 1 age recipient"]
+
+
+def test_a_rotation_of_a_key_whose_recipients_are_gone_is_refused_not_sealed_to_no_one() -> None:
+    status = {**ISSUED, "secretName": None, "conditions": ISSUED["conditions"][:1]}
+    seen = dataclasses.replace(observed(spec={"secret": {"create": False}}, status=status),
+                               rotate_request="now")
+    plan = lifecycle.decide(seen, NOW)
+    assert plan.issue is None
+    assert reasons(plan) == ["RotationRefused"]
+    assert lifecycle.NO_RECIPIENT in plan.events[0].message
+    scheduled = lifecycle.decide(observed(spec={"secret": {"create": False},
+                                                "rotation": {"every": "1d"}}, status=status),
+                                 NOW)
+    assert scheduled.issue is None  # no scheduled rotation into the void either
+    assert scheduled.next_due == CREATED + timedelta(days=30)
+
+
+def test_a_rotation_that_is_not_sealed_leaves_no_older_ciphertext_behind() -> None:
+    status = {**ISSUED, "sealed": {"revision": 1, "recipients": [AGE], "ciphertext": "old"}}
+    rotated = dataclasses.replace(SYNCED, hash="hmac-sha256:v1:two", revision=2,
+                                  last_characters="EfGh", issued_at="2026-11-11T12:00:00Z")
+    plan = lifecycle.decide(observed(status=status, secret=rotated), NOW)
+    assert plan.status["revision"] == 2
+    assert plan.status["sealed"] is None  # removed: the new key was not sealed

@@ -14,6 +14,7 @@ import yaml
 from keywright.core import crd, models
 
 REPO = Path(__file__).parents[3]
+AGE = "age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p"
 
 CONTRACT_EXAMPLE: dict[str, Any] = {
     "description": "billing-sync, owner payments, prod",
@@ -25,7 +26,10 @@ CONTRACT_EXAMPLE: dict[str, Any] = {
     "prefix": "kw",
     "context": {"team": "payments"},
     "rateLimit": {"requests": 600, "period": "1m"},
-    "secret": {"name": "billing-sync-prod", "key": "api-key", "labels": {}, "annotations": {}},
+    "secret": {"create": True, "name": "billing-sync-prod", "key": "api-key", "labels": {},
+               "annotations": {}},
+    "delivery": {"age": {"recipients": [
+        "age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p"]}},
     "rotation": {
         "every": "30d",
         "gracePeriod": "1h",
@@ -50,8 +54,10 @@ def test_the_contract_example_parses() -> None:
     assert spec.prefix == "kw"
     assert spec.context == {"team": "payments"}
     assert spec.rateLimit == models.RateLimit(requests=600, period="1m")
-    assert spec.secret.model_dump() == {"name": "billing-sync-prod", "key": "api-key",
-                                        "labels": {}, "annotations": {}}
+    assert spec.secret.model_dump() == {"create": True, "name": "billing-sync-prod",
+                                        "key": "api-key", "labels": {}, "annotations": {}}
+    assert spec.delivery.age.recipients == [
+        "age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p"]
     assert spec.rotation.every == "30d"
     assert spec.rotation.gracePeriod == "1h"
     assert spec.rotation.restartTargets == [
@@ -119,6 +125,12 @@ def test_active_false_is_kept() -> None:
                      id="a repeated scope"),
         pytest.param(spec_with(roles=["Invoice_Reader"]), "spec.roles[0]",
                      id="a role name that is no object name"),
+        pytest.param(spec_with(delivery={"age": {"recipients": [AGE, AGE]}}),
+                     "spec.delivery.age.recipients", id="a recipient twice"),
+        pytest.param(spec_with(delivery={"age": {"recipients": [AGE[:-1] + "q"]}}),
+                     "spec.delivery.age.recipients[0]", id="a mistyped recipient"),
+        pytest.param(spec_with(secret={"create": "maybe"}), "spec.secret.create",
+                     id="create is a boolean"),
         pytest.param(spec_with(roles=["reader", "reader"]), "spec.roles",
                      id="a repeated role"),
         pytest.param(spec_with(prefix="Bad-Prefix"), "spec.prefix", id="a prefix with capitals"),
@@ -432,10 +444,12 @@ def test_no_schema_refusal_quotes_a_regex() -> None:
 
 
 NEW = {"metadata": {"name": "k"}, "spec": {"expiration": "30d"}}
-ISSUED = {**NEW, "status": {"secretName": "k"}}
+ISSUED = {**NEW, "status": {"secretName": "k", "hash": "hmac-sha256:v1:x"}}
+SEALED = {"metadata": {"name": "k"}, "spec": {"expiration": "30d", "secret": {
+    "create": False}}, "status": {"hash": "hmac-sha256:v1:x"}}
 
 
-def with_secret(base: dict[str, Any], **secret: str) -> dict[str, Any]:
+def with_secret(base: dict[str, Any], **secret: Any) -> dict[str, Any]:
     return {**base, "spec": {**base["spec"], "secret": secret}}
 
 
@@ -451,13 +465,20 @@ def with_secret(base: dict[str, Any], **secret: str) -> dict[str, Any]:
     pytest.param(with_secret(ISSUED, key="token"), ISSUED, False,
                  id="dropping the secret block that named the data key is refused"),
     pytest.param(ISSUED, ISSUED, True, id="an update that leaves them is allowed"),
+    pytest.param(SEALED, with_secret(SEALED, create=True), False,
+                 id="a key issued with no Secret cannot be given one"),
+    pytest.param(ISSUED, with_secret(ISSUED, create=False), False,
+                 id="a key issued into a Secret cannot be switched to sealed only"),
+    pytest.param(with_secret(NEW, create=False), NEW, True,
+                 id="before the key is issued how it is delivered may change"),
+    pytest.param(SEALED, SEALED, True, id="a sealed key left as it is is allowed"),
 ])
 def test_the_delivery_rules_fix_the_secret_once_issued(
     old: dict[str, Any], new: dict[str, Any], allowed: bool
 ) -> None:
     root = crd.definition()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
     rules = [r["rule"] for r in root["x-kubernetes-validations"]]
-    assert len(rules) == 2
+    assert len(rules) == 3
     assert all(cel(rule, new, old) for rule in rules) is allowed
 
 
