@@ -1,0 +1,323 @@
+"""`kubectl apikey`: the commands, their flags (kubectl's where kubectl has one), their
+output and exit codes.
+
+Owns: parsing (click; `--kubeconfig`, `--context` and `-n` on every command, since
+kubectl hands a plugin its arguments untouched and refuses flags before the plugin's
+name), what each command asks the API server, `--wait`, and the exit codes scripts rely
+on: 0 done, 1 refused or failed (the API server's words on stderr), 2 a usage error,
+124 a `--wait` that ran out of time.
+Must not: print a plaintext key unless a command shows one once, on request; or import
+the Kubernetes client, Kopf or pydantic (it answers in tens of milliseconds).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, NoReturn, TypeVar
+
+import click
+import yaml
+
+from keywright.core import names
+from keywright.plugin import api, kubeconfig, views
+
+WAIT_TIMED_OUT = 124  # as timeout(1) and cmctl: the condition was not met in time
+PRESETS = ("1h", "1d", "7d", "30d", "90d", "180d", "360d", "Never")
+POLL = 0.2  # seconds between looks while waiting on one ApiKey
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class Session:
+    """The connection the common flags chose, opened on first use."""
+
+    def __init__(self, kubeconfig_path: str | None, context: str | None,
+                 namespace: str | None) -> None:
+        self._args = (kubeconfig_path, context, namespace)
+        self._client: api.Client | None = None
+
+    @property
+    def client(self) -> api.Client:
+        if self._client is None:
+            path, context, namespace = self._args
+            self._client = api.Client(kubeconfig.load(kubeconfig.paths(path), context,
+                                                      namespace))
+        return self._client
+
+    @property
+    def namespace(self) -> str:
+        return self.client.connection.namespace
+
+    def apikeys(self, namespace: str | None = None) -> str:
+        base = f"/apis/{names.GROUP}/{names.VERSION}"
+        return f"{base}/namespaces/{namespace}/{names.PLURAL}" if namespace else \
+            f"{base}/{names.PLURAL}"
+
+    def apikey(self, name: str) -> str:
+        return f"{self.apikeys(self.namespace)}/{name}"
+
+
+def common(command: F) -> F:
+    """kubectl's connection flags, on every command (a plugin gets them after its name)."""
+    for option in reversed([
+        click.option("--kubeconfig", "kubeconfig_path", metavar="PATH",
+                     help="Path to the kubeconfig file to use."),
+        click.option("--context", metavar="NAME", help="The kubeconfig context to use."),
+        click.option("-n", "--namespace", metavar="NAME",
+                     help="The namespace; default: the context's."),
+    ]):
+        command = option(command)
+    return command
+
+
+def session(kwargs: dict[str, Any]) -> Session:
+    return Session(kwargs.pop("kubeconfig_path"), kwargs.pop("context"),
+                   kwargs.pop("namespace"))
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(code)
+
+
+def output_option(*choices: str) -> Callable[[F], F]:
+    return click.option("-o", "--output", type=click.Choice(choices), default=choices[0],
+                        show_default=True, help="Output format.")
+
+
+def show(data: Any, output: str) -> None:
+    if output == "json":
+        click.echo(json.dumps(data, indent=2))
+    else:
+        click.echo(yaml.safe_dump(data, sort_keys=False).rstrip())
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def cli() -> None:
+    """Manage Keywright ApiKeys: list, create, rotate, activate, deactivate, delete."""
+
+
+@cli.command("list")
+@common
+@click.option("-A", "--all-namespaces", is_flag=True, help="ApiKeys of every namespace.")
+@click.option("--expiring", metavar="DURATION",
+              help="Only keys that expire within this long, e.g. 14d.")
+@click.option("--unused", metavar="DURATION",
+              help="Only keys not used for this long (counted from creation if never).")
+@output_option("table", "json", "yaml")
+def list_(**kwargs: Any) -> None:
+    """List ApiKeys: state, key preview, what they grant, expiry and last use."""
+    here = session(kwargs)
+    everywhere = kwargs["all_namespaces"]
+    now = datetime.now(UTC)
+    expiring = views.duration_flag("--expiring", kwargs["expiring"]) \
+        if kwargs["expiring"] else None
+    unused = views.duration_flag("--unused", kwargs["unused"]) if kwargs["unused"] else None
+    items = call(lambda: here.client.get(here.apikeys(None if everywhere else here.namespace)))
+    found = [item for item in items.get("items") or []
+             if (expiring is None or views.expiring_within(item, expiring, now))
+             and (unused is None or views.unused_for(item, unused, now))]
+    found.sort(key=lambda i: (i["metadata"].get("namespace", ""), i["metadata"]["name"]))
+    if kwargs["output"] != "table":
+        show({"apiVersion": "v1", "kind": "List", "items": found}, kwargs["output"])
+        return
+    if not found:
+        where = "any namespace" if everywhere else f"{here.namespace} namespace"
+        click.echo(f"No ApiKeys found in {where}.", err=True)
+        return
+    header = (("NAMESPACE",) if everywhere else ()) + views.LIST_COLUMNS
+    click.echo(views.table(header, [views.list_row(i, now, everywhere) for i in found]))
+
+
+@cli.command()
+@common
+@click.argument("name")
+@click.option("--scope", "scopes", multiple=True, metavar="AREA.ACTION",
+              help="A scope, e.g. Invoices.Read; repeat for more.")
+@click.option("--role", "roles", multiple=True, metavar="NAME",
+              help="An ApiKeyRole of the namespace; repeat for more.")
+@click.option("--expiration", type=click.Choice(PRESETS), default="90d", show_default=True,
+              help="Lifetime from creation, chosen once.")
+@click.option("--allow", multiple=True, metavar="CIDR",
+              help="An address or CIDR the key may be used from; repeat for more.")
+@click.option("--rate", metavar="N/PERIOD", help="Rate limit, e.g. 600/1m.")
+@click.option("--quota", metavar="N[/PERIOD]", help="Usage credits, e.g. 10000/30d.")
+@click.option("--description", help="What the key is for, who owns it.")
+@click.option("--secret", metavar="NAME", help="The Secret to write the key into "
+              "(default: the ApiKey's name).")
+@click.option("--restart", multiple=True, metavar="KIND/NAME",
+              help="A workload to roll after each rotation, e.g. deployment/api.")
+@click.option("--seal-to", multiple=True, metavar="AGE1...",
+              help="Seal the key to this age recipient, with no Secret (a key for someone "
+                   "outside the cluster); repeat for more.")
+@click.option("--seal-to-file", type=click.Path(exists=True, dir_okay=False),
+              help="Recipients from a file, one per line (as age -R takes them).")
+@click.option("--dry-run", type=click.Choice(["none", "client", "server"]), default="none",
+              help="client: print the ApiKey and create nothing; server: the API server "
+                   "checks it (webhooks included) and stores nothing.")
+@output_option("name", "yaml", "json")
+@click.option("--wait", is_flag=True, help="Wait until the key is issued, and say where.")
+@click.option("--timeout", default="60s", show_default=True, help="How long --wait waits.")
+def create(**kwargs: Any) -> None:
+    """Create an ApiKey; the operator issues its key into a Secret (or seals it)."""
+    here = session(kwargs)
+    name = kwargs["name"]
+    seal_to = list(kwargs["seal_to"])
+    if kwargs["seal_to_file"]:
+        seal_to += views.recipients_file(Path(kwargs["seal_to_file"]).read_text())
+    try:
+        made = views.manifest(
+            name, here.namespace, expiration=kwargs["expiration"], scopes=kwargs["scopes"],
+            roles=kwargs["roles"], allow=kwargs["allow"], rate=kwargs["rate"],
+            quota=kwargs["quota"], description=kwargs["description"],
+            secret=kwargs["secret"], restart=kwargs["restart"], seal_to=seal_to,
+            no_secret=bool(seal_to) and not kwargs["secret"])
+        timeout = views.duration_flag("--timeout", kwargs["timeout"])
+    except views.FlagError as exc:
+        fail(str(exc), 2)
+    if kwargs["dry_run"] == "client":
+        show(made, kwargs["output"] if kwargs["output"] != "name" else "yaml")
+        return
+    query = {"dryRun": "All"} if kwargs["dry_run"] == "server" else None
+    created = call(lambda: here.client.request("POST", here.apikeys(here.namespace), made,
+                                               query=query))
+    suffix = " (server dry run)" if query else ""
+    if kwargs["output"] != "name":
+        show(created, kwargs["output"])
+    else:
+        click.echo(f"apikey.{names.GROUP}/{name} created{suffix}")
+    if kwargs["wait"] and not query:
+        status = wait_for(here, name, lambda s: s.get("phase") in ("Active", "Failed"),
+                          timeout.total_seconds(), "issued")
+        if status.get("phase") == "Failed":
+            fail(f"ApiKey {name} is Failed: {ready_message(status)}")
+        where = f"in Secret {status['secretName']}" if status.get("secretName") else \
+            "sealed to its recipients (status.sealed)"
+        click.echo(f"issued key {status.get('keyPreview')} {where}, expires "
+                   f"{views.expires_words(status, datetime.now(UTC))}")
+
+
+@cli.command()
+@common
+@click.argument("name")
+@click.option("--grace", metavar="DURATION",
+              help="Keep the previous key valid this long (sets spec.rotation.gracePeriod).")
+@click.option("--wait", is_flag=True, help="Wait until the new key is issued.")
+@click.option("--timeout", default="60s", show_default=True, help="How long --wait waits.")
+def rotate(**kwargs: Any) -> None:
+    """Issue a new key for an ApiKey now; the previous one stays valid for its grace."""
+    here = session(kwargs)
+    name = kwargs["name"]
+    try:
+        timeout = views.duration_flag("--timeout", kwargs["timeout"])
+        if kwargs["grace"]:
+            views.duration_flag("--grace", kwargs["grace"])
+    except views.FlagError as exc:
+        fail(str(exc), 2)
+    before = call(lambda: here.client.get(here.apikey(name))).get("status") or {}
+    request = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    patch: dict[str, Any] = {"metadata": {"annotations": {names.ROTATE_ANNOTATION: request}}}
+    if kwargs["grace"]:
+        patch["spec"] = {"rotation": {"gracePeriod": kwargs["grace"]}}
+    call(lambda: here.client.request("PATCH", here.apikey(name), patch,
+                                     content_type="application/merge-patch+json"))
+    click.echo(f"apikey.{names.GROUP}/{name} rotation requested")
+    if not kwargs["wait"]:
+        return
+    revision = int(before.get("revision") or 0)
+    status = wait_for(here, name, lambda s: int(s.get("revision") or 0) > revision
+                      or s.get("lastRotateRefused") == request, timeout.total_seconds(),
+                      "rotated")
+    if status.get("lastRotateRefused") == request:
+        fail(f"the rotation was refused: {ready_message(status)}")
+    kept = [p for p in status.get("previous") or [] if p.get("revision") == revision]
+    after = f"; the previous key is valid until {kept[0]['retiresAt']}" if kept else \
+        "; the previous key is invalid from now on"
+    click.echo(f"revision {status['revision']}: key {status.get('keyPreview')}{after}")
+
+
+def _switch(active: bool) -> Callable[..., None]:
+    def run(**kwargs: Any) -> None:
+        here = session(kwargs)
+        name = kwargs["name"]
+        call(lambda: here.client.request("PATCH", here.apikey(name),
+                                         {"spec": {"active": active}},
+                                         content_type="application/merge-patch+json"))
+        click.echo(f"apikey.{names.GROUP}/{name} {'activated' if active else 'deactivated'}")
+    return run
+
+
+cli.command("activate", help="Let an ApiKey's key work again (spec.active: true).")(
+    common(click.argument("name")(_switch(True))))
+cli.command("deactivate", help="Stop an ApiKey's key working, history kept "
+            "(spec.active: false).")(common(click.argument("name")(_switch(False))))
+
+
+@cli.command()
+@common
+@click.argument("name")
+@click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
+def delete(**kwargs: Any) -> None:
+    """Delete an ApiKey; its Secret goes with it, its key stops working."""
+    here = session(kwargs)
+    name = kwargs["name"]
+    if not kwargs["yes"]:
+        if not sys.stdin.isatty():
+            fail(f"deleting ApiKey {name} needs --yes when there is no terminal to ask")
+        click.confirm(f"Delete ApiKey {here.namespace}/{name}? Its key stops working and "
+                      "its Secret is deleted", abort=True)
+    call(lambda: here.client.request("DELETE", here.apikey(name)))
+    click.echo(f'apikey.{names.GROUP} "{name}" deleted')
+
+
+T = TypeVar("T")
+
+
+def call(request: Callable[[], T]) -> T:
+    """An API call; its refusal (or a kubeconfig that cannot work) ends the command."""
+    try:
+        return request()
+    except kubeconfig.ConfigError as exc:
+        fail(str(exc))
+    except api.ApiError as exc:
+        if exc.status == 404 and not exc.reason:  # the path itself, not an object, is unknown
+            fail(f"this cluster does not serve {names.PLURAL}.{names.GROUP}/{names.VERSION}: "
+                 "are Keywright's CRDs installed? (kubectl apply -k crds/ from a release)")
+        fail(str(exc))
+
+
+def wait_for(here: Session, name: str, reached: Callable[[dict[str, Any]], bool],
+             seconds: float, what: str) -> dict[str, Any]:
+    deadline = time.monotonic() + seconds
+    while True:
+        status: dict[str, Any] = call(lambda: here.client.get(here.apikey(name))).get(
+            "status") or {}
+        if reached(status):
+            return status
+        if time.monotonic() > deadline:
+            fail(f"ApiKey {name} was not {what} within {seconds:g}s", WAIT_TIMED_OUT)
+        time.sleep(POLL)
+
+
+def ready_message(status: dict[str, Any]) -> str:
+    ready: dict[str, Any] = next(
+        (c for c in status.get("conditions") or [] if c.get("type") == "Ready"), {})
+    return str(ready.get("message") or status.get("phase"))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        cli.main(args=list(argv) if argv is not None else None, prog_name="kubectl apikey",
+                 standalone_mode=True)
+    except SystemExit as exc:
+        return int(exc.code or 0) if not isinstance(exc.code, str) else 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

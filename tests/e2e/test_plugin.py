@@ -1,0 +1,178 @@
+"""`kubectl apikey` against the real control plane, run as kubectl runs it (a plugin found
+on PATH): what each command prints, in every output format, and its exit codes."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.support.k8s import Cluster, Operator
+
+BIN = Path(sys.executable).parent  # kubectl-apikey is installed beside this Python
+
+
+def apikey_cli(cluster: Cluster, *args: str, stdin: str | None = None,
+               via_kubectl: bool = False) -> subprocess.CompletedProcess[str]:
+    """`kubectl-apikey ARGS` (or `kubectl apikey ARGS`), with the cluster's kubeconfig in
+    $KUBECONFIG, as a person's shell would have it."""
+    command = ["kubectl", "apikey", *args] if via_kubectl else [str(BIN / "kubectl-apikey"),
+                                                                  *args]
+    return subprocess.run(command, input=stdin, capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "KUBECONFIG": str(cluster.kubeconfig),
+                               "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"})
+
+
+def test_kubectl_finds_the_plugin_and_hands_it_its_flags(
+    crd: None, cluster: Cluster, namespace: str
+) -> None:
+    ran = apikey_cli(cluster, "list", "-n", namespace, via_kubectl=True)
+    assert ran.returncode == 0, ran.stderr
+    assert ran.stderr.strip() == f"No ApiKeys found in {namespace} namespace."
+
+
+def test_create_wait_list_in_every_format(
+    running_operator: Operator, cluster: Cluster, namespace: str
+) -> None:
+    made = apikey_cli(cluster, "create", "billing-sync", "-n", namespace, "--scope",
+                      "Invoices.Read", "--expiration", "30d", "--allow", "10.0.0.0/8",
+                      "--rate", "600/1m", "--wait")
+    assert made.returncode == 0, made.stderr
+    lines = made.stdout.splitlines()
+    assert lines[0] == "apikey.keywright.dev/billing-sync created"
+    assert lines[1].startswith("issued key kw_...")
+    assert lines[1].endswith("in Secret billing-sync, expires in 29d") or \
+        lines[1].endswith("in Secret billing-sync, expires in 30d")
+    held = cluster.apikey(namespace, "billing-sync")["spec"]
+    assert held["rateLimit"] == {"requests": 600, "period": "1m"}
+    assert held["ipAllowlist"] == ["10.0.0.0/8"]
+
+    table = apikey_cli(cluster, "list", "-n", namespace)
+    assert table.returncode == 0, table.stderr
+    header, row = table.stdout.splitlines()
+    assert header.split() == ["NAME", "ACTIVE", "PHASE", "KEY", "SCOPES/ROLES", "EXPIRES",
+                              "LAST", "USED", "AGE"]
+    cells = row.split()
+    assert cells[:5] == ["billing-sync", "true", "Active", cells[3], "Invoices.Read"]
+    assert cells[3].startswith("kw_...")
+    assert cells[5:7] == ["in", cells[6]]  # "in 29d"
+    assert cells[7] == "never"
+    as_json = json.loads(apikey_cli(cluster, "list", "-n", namespace, "-o", "json").stdout)
+    assert [i["metadata"]["name"] for i in as_json["items"]] == ["billing-sync"]
+    as_yaml = yaml.safe_load(apikey_cli(cluster, "list", "-n", namespace, "-o",
+                                        "yaml").stdout)
+    assert as_yaml == as_json
+
+    everywhere = apikey_cli(cluster, "list", "-A").stdout.splitlines()
+    assert everywhere[0].split()[:2] == ["NAMESPACE", "NAME"]
+    assert any(line.split()[:2] == [namespace, "billing-sync"] for line in everywhere[1:])
+    soon = apikey_cli(cluster, "list", "-n", namespace, "--expiring", "14d")
+    assert soon.stdout == ""  # expires in 30d: not within 14d
+    assert apikey_cli(cluster, "list", "-n", namespace, "--expiring", "31d").stdout
+    assert apikey_cli(cluster, "list", "-n", namespace, "--unused", "1d").stdout == ""
+
+
+def test_a_manifest_for_gitops_creates_nothing(cluster: Cluster, namespace: str) -> None:
+    shown = apikey_cli(cluster, "create", "for-git", "-n", namespace, "--scope",
+                       "Reviews.Write", "--role", "reader", "--quota", "10000/30d",
+                       "--restart", "deployment/api", "--dry-run", "client", "-o", "yaml")
+    assert shown.returncode == 0, shown.stderr
+    assert yaml.safe_load(shown.stdout) == {
+        "apiVersion": "keywright.dev/v1alpha1", "kind": "ApiKey",
+        "metadata": {"name": "for-git", "namespace": namespace},
+        "spec": {"expiration": "90d", "scopes": ["Reviews.Write"], "roles": ["reader"],
+                 "quota": {"limit": 10000, "refill": {"every": "30d"}},
+                 "rotation": {"restartTargets": [{"kind": "Deployment", "name": "api"}]}}}
+    assert apikey_cli(cluster, "list", "-n", namespace).stdout == ""
+
+
+@pytest.mark.parametrize(("args", "code", "words"), [
+    pytest.param(["create", "x", "--rate", "lots"], 2, "--rate: 'lots' must be",
+                 id="a bad flag value is a usage error naming the flag"),
+    pytest.param(["create", "x", "--expiration", "5y"], 2, "Invalid value for '--expiration'",
+                 id="an expiration outside the presets"),
+    pytest.param(["create", "x", "--scope", "Reviews" * 20 + ".Read"], 1,
+                 "spec.scopes in body should be at most 128 chars long",
+                 id="what only the server judges comes back in its words"),
+    pytest.param(["rotate", "missing"], 1, 'apikeys.keywright.dev "missing" not found',
+                 id="a missing ApiKey is an error"),
+    pytest.param(["delete", "missing"], 1, "needs --yes when there is no terminal",
+                 id="delete asks first, and refuses without a terminal to ask"),
+    pytest.param(["list", "--context", "nowhere"], 1, "context 'nowhere' not found",
+                 id="a context the kubeconfig lacks"),
+])
+def test_exit_codes_and_errors_say_what_is_wrong(
+    args: list[str], code: int, words: str, crd: None, cluster: Cluster, namespace: str
+) -> None:
+    ran = apikey_cli(cluster, *args, "-n", namespace)
+    assert ran.returncode == code, ran.stderr
+    assert words in ran.stderr
+
+
+def test_rotate_deactivate_activate_and_delete(
+    running_operator: Operator, cluster: Cluster, namespace: str
+) -> None:
+    assert apikey_cli(cluster, "create", "svc", "-n", namespace, "--wait").returncode == 0
+    first = cluster.plaintext(namespace, "svc")
+    rotated = apikey_cli(cluster, "rotate", "svc", "-n", namespace, "--grace", "1h", "--wait")
+    assert rotated.returncode == 0, rotated.stderr
+    assert rotated.stdout.splitlines()[0] == "apikey.keywright.dev/svc rotation requested"
+    last = rotated.stdout.splitlines()[1]
+    assert last.startswith("revision 2: key kw_...")
+    assert "the previous key is valid until" in last
+    assert cluster.plaintext(namespace, "svc") != first
+    assert first not in rotated.stdout + rotated.stderr  # never a plaintext
+
+    off = apikey_cli(cluster, "deactivate", "svc", "-n", namespace)
+    assert off.stdout.strip() == "apikey.keywright.dev/svc deactivated"
+    cluster.wait_phase(namespace, "svc", "Inactive")
+    on = apikey_cli(cluster, "activate", "svc", "-n", namespace)
+    assert on.stdout.strip() == "apikey.keywright.dev/svc activated"
+    cluster.wait_phase(namespace, "svc", "Active")
+
+    gone = apikey_cli(cluster, "delete", "svc", "-n", namespace, "--yes")
+    assert gone.returncode == 0, gone.stderr
+    assert gone.stdout.strip() == 'apikey.keywright.dev "svc" deleted'
+
+
+def test_a_wait_that_runs_out_exits_124(cluster: Cluster, namespace: str,
+                                        operator: Operator) -> None:
+    operator.stop()  # nothing will issue the key
+    ran = apikey_cli(cluster, "create", "stuck", "-n", namespace, "--wait", "--timeout", "2s")
+    assert ran.returncode == 124, ran.stderr
+    assert "ApiKey stuck was not issued within 2s" in ran.stderr
+
+
+def test_an_exec_credential_plugin_and_an_inline_ca_log_in_as_kubectls_would(
+    crd: None, cluster: Cluster, namespace: str, tmp_path: Path
+) -> None:
+    """A kubeconfig of the kind cloud providers write: the CA inline, the token from an
+    exec plugin (here a script that prints the admin's token)."""
+    admin = yaml.safe_load(cluster.kubeconfig.read_text())
+    server = admin["clusters"][0]["cluster"]
+    token = admin["users"][0]["user"]["token"]
+    plugin = tmp_path / "credential"
+    plugin.write_text("#!/bin/sh\ncat <<'END'\n" + json.dumps({
+        "apiVersion": "client.authentication.k8s.io/v1", "kind": "ExecCredential",
+        "status": {"token": token}}) + "\nEND\n")
+    plugin.chmod(0o700)
+    ca = Path(server["certificate-authority"]).read_bytes()
+    config = tmp_path / "config"
+    config.write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config", "current-context": "cloud",
+        "clusters": [{"name": "c", "cluster": {
+            "server": server["server"],
+            "certificate-authority-data": base64.b64encode(ca).decode()}}],
+        "users": [{"name": "u", "user": {"exec": {
+            "apiVersion": "client.authentication.k8s.io/v1", "command": str(plugin)}}}],
+        "contexts": [{"name": "cloud", "context": {"cluster": "c", "user": "u",
+                                                   "namespace": namespace}}]}))
+    ran = apikey_cli(cluster, "list", "--kubeconfig", str(config))
+    assert ran.returncode == 0, ran.stderr
+    assert ran.stderr.strip() == f"No ApiKeys found in {namespace} namespace."

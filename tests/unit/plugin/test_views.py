@@ -1,0 +1,105 @@
+"""What `kubectl apikey` shows and builds, as tables: times in words, the list's rows and
+filters, and the ApiKey `create` makes of its flags. Pure; a fixed clock."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from keywright.plugin import views
+
+NOW = datetime(2026, 12, 1, 12, 0, 0, tzinfo=UTC)
+
+
+def at(**delta: float) -> str:
+    return (NOW + timedelta(**delta)).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@pytest.mark.parametrize(("seconds", "words"), [
+    (0, "0s"), (59, "59s"), (60, "1m"), (3599, "59m"), (3600, "1h"), (86399, "23h"),
+    (86400, "1d"), (364 * 86400, "364d"), (729 * 86400, "729d"), (730 * 86400, "2y"),
+])
+def test_ages_as_kubectl_prints_them(seconds: int, words: str) -> None:
+    assert views.ago(NOW - timedelta(seconds=seconds), NOW) == words
+
+
+@pytest.mark.parametrize(("status", "expires", "used"), [
+    pytest.param({"expiresAt": at(days=12, hours=1), "createdAt": at(days=-1)}, "in 12d",
+                 "never", id="a key expiring in twelve days, never used"),
+    pytest.param({"expiresAt": at(hours=-3), "createdAt": at(days=-30),
+                  "lastUsedAt": at(hours=-5)}, "expired 3h ago", "5h ago",
+                 id="an expired key, last used before it expired"),
+    pytest.param({"createdAt": at(days=-1)}, "never", "never", id="Never expires"),
+    pytest.param({}, "-", "never", id="not yet decided"),
+])
+def test_expiry_and_last_use_in_words(status: dict[str, Any], expires: str, used: str) -> None:
+    assert views.expires_words(status, NOW) == expires
+    assert views.last_used_words(status, NOW) == used
+
+
+def key(**status: Any) -> dict[str, Any]:
+    return {"metadata": {"name": "k", "namespace": "pay", "creationTimestamp": at(days=-40)},
+            "spec": {"scopes": ["Invoices.Read"], "roles": ["team"]}, "status": status}
+
+
+def test_a_row_of_the_list() -> None:
+    row = views.list_row(key(phase="Active", keyPreview="kw_...x9Qa", expiresAt=at(days=12),
+                             createdAt=at(days=-40)), NOW, all_namespaces=True)
+    assert row == ["pay", "k", "true", "Active", "kw_...x9Qa", "Invoices.Read,role:team",
+                   "in 12d", "never", "40d"]
+
+
+@pytest.mark.parametrize(("status", "expiring", "unused"), [
+    pytest.param({"expiresAt": at(days=10)}, True, True,
+                 id="expires in 10d, never used in its 40d"),
+    pytest.param({"expiresAt": at(days=20), "lastUsedAt": at(days=-2)}, False, False,
+                 id="expires in 20d, used 2d ago"),
+    pytest.param({"expiresAt": at(days=-1), "lastUsedAt": at(days=-31)}, False, True,
+                 id="already expired is not expiring; unused for 31d"),
+    pytest.param({}, False, True, id="Never expires; unused counts from creation"),
+])
+def test_the_lists_filters(status: dict[str, Any], expiring: bool, unused: bool) -> None:
+    assert views.expiring_within(key(**status), timedelta(days=14), NOW) is expiring
+    assert views.unused_for(key(**status), timedelta(days=30), NOW) is unused
+
+
+def test_a_table_is_aligned_as_kubectls() -> None:
+    assert views.table(("NAME", "PHASE"), [["a", "Active"], ["longer", "-"]]) == (
+        "NAME     PHASE\na        Active\nlonger   -")
+
+
+@pytest.mark.parametrize(("flags", "spec"), [
+    pytest.param({}, {"expiration": "90d"}, id="nothing but an expiration"),
+    pytest.param({"rate": "600/1m", "quota": "500"},
+                 {"expiration": "90d", "rateLimit": {"requests": 600, "period": "1m"},
+                  "quota": {"limit": 500}}, id="a rate and a quota without refill"),
+    pytest.param({"seal_to": ["age1x"], "no_secret": True},
+                 {"expiration": "90d", "secret": {"create": False},
+                  "delivery": {"age": {"recipients": ["age1x"]}}},
+                 id="sealed to a partner, with no Secret"),
+    pytest.param({"restart": ["sts/db", "ds/agent"]},
+                 {"expiration": "90d", "rotation": {"restartTargets": [
+                     {"kind": "StatefulSet", "name": "db"},
+                     {"kind": "DaemonSet", "name": "agent"}]}},
+                 id="restart targets by kubectl's short names"),
+])
+def test_create_flags_become_a_spec(flags: dict[str, Any], spec: dict[str, Any]) -> None:
+    made = views.manifest("k", "pay", expiration="90d", **flags)
+    assert made["spec"] == spec
+
+
+@pytest.mark.parametrize(("flags", "words"), [
+    pytest.param({"rate": "600"}, "--rate: '600' must be <requests>/<period>"),
+    pytest.param({"quota": "0"}, "--quota: '0' must be <credits>"),
+    pytest.param({"quota": "5/1w"}, "--quota: '1w'"),
+    pytest.param({"restart": ["pod/x"]}, "--restart: 'pod/x' must be deployment/NAME"),
+])
+def test_a_bad_flag_is_named(flags: dict[str, Any], words: str) -> None:
+    with pytest.raises(views.FlagError, match=words):
+        views.manifest("k", "pay", expiration="90d", **flags)
+
+
+def test_a_recipients_file_as_age_reads_one() -> None:
+    assert views.recipients_file("# partner\nage1a\n\n  age1b  \n") == ["age1a", "age1b"]
