@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.support.k8s import Cluster, Operator
+from tests.support.k8s import Cluster, Operator, Plaintext, Verifier, answer
+from tests.support.waiting import eventually
 
 BIN = Path(sys.executable).parent  # kubectl-apikey is installed beside this Python
 
@@ -176,3 +177,36 @@ def test_an_exec_credential_plugin_and_an_inline_ca_log_in_as_kubectls_would(
     ran = apikey_cli(cluster, "list", "--kubeconfig", str(config))
     assert ran.returncode == 0, ran.stderr
     assert ran.stderr.strip() == f"No ApiKeys found in {namespace} namespace."
+
+
+def test_create_and_rotate_show_a_working_key_once_and_keep_it_nowhere(
+    running_operator: Operator, ready: Verifier, cluster: Cluster, namespace: str
+) -> None:
+    made = apikey_cli(cluster, "create", "shown", "-n", namespace, "--scope", "Invoices.Read",
+                      "--show")
+    assert made.returncode == 0, made.stderr
+    lines = made.stdout.splitlines()
+    assert lines[0] == "apikey.keywright.dev/shown created"
+    first = Plaintext(lines[1])
+    assert len(lines) == 2  # the key, once
+    assert "shown once and kept nowhere" in made.stderr
+    assert first not in made.stderr
+    eventually(lambda: ready.get("/verify", {"X-API-Key": first})[2] == answer("OK"),
+               timeout=10, what="the shown key working")
+    held = cluster.apikey(namespace, "shown")
+    assert held["spec"]["secret"]["create"] is False  # no Secret: no plaintext at rest
+    assert cluster.secret(namespace, "shown") is None
+    assert "keywright.dev/seal-to" not in (held["metadata"].get("annotations") or {})
+
+    rotated = apikey_cli(cluster, "rotate", "shown", "-n", namespace, "--grace", "1h", "--show")
+    assert rotated.returncode == 0, rotated.stderr
+    second = Plaintext(rotated.stdout.splitlines()[1])
+    assert second != first
+    assert rotated.stdout.count(second) == 1
+    eventually(lambda: ready.get("/verify", {"X-API-Key": second})[2] == answer("OK"),
+               timeout=10, what="the new key working")
+    assert ready.get("/verify", {"X-API-Key": first})[2] == answer("OK")  # in its grace
+    status = cluster.status(namespace, "shown")
+    assert status["revision"] == 2
+    assert "keywright.dev/seal-to" not in (
+        cluster.apikey(namespace, "shown")["metadata"].get("annotations") or {})

@@ -24,7 +24,7 @@ import click
 import yaml
 
 from keywright.core import names
-from keywright.plugin import api, kubeconfig, views
+from keywright.plugin import api, kubeconfig, showing, views
 
 WAIT_TIMED_OUT = 124  # as timeout(1) and cmctl: the condition was not met in time
 PRESETS = ("1h", "1d", "7d", "30d", "90d", "180d", "360d", "Never")
@@ -162,6 +162,9 @@ def list_(**kwargs: Any) -> None:
                    "checks it (webhooks included) and stores nothing.")
 @output_option("name", "yaml", "json")
 @click.option("--wait", is_flag=True, help="Wait until the key is issued, and say where.")
+@click.option("--show", is_flag=True,
+              help="Show the key once, here, and keep it nowhere: no Secret; it is sealed "
+                   "to a throwaway age identity this command holds in memory only.")
 @click.option("--timeout", default="60s", show_default=True, help="How long --wait waits.")
 def create(**kwargs: Any) -> None:
     """Create an ApiKey; the operator issues its key into a Secret (or seals it)."""
@@ -176,10 +179,15 @@ def create(**kwargs: Any) -> None:
             roles=kwargs["roles"], allow=kwargs["allow"], rate=kwargs["rate"],
             quota=kwargs["quota"], description=kwargs["description"],
             secret=kwargs["secret"], restart=kwargs["restart"], seal_to=seal_to,
-            no_secret=bool(seal_to) and not kwargs["secret"])
+            no_secret=(bool(seal_to) or kwargs["show"]) and not kwargs["secret"])
         timeout = views.duration_flag("--timeout", kwargs["timeout"])
     except views.FlagError as exc:
         fail(str(exc), 2)
+    if kwargs["show"] and kwargs["dry_run"] != "none":
+        fail("--show creates the key to show it: it cannot be a dry run", 2)
+    shown = showing.Throwaway() if kwargs["show"] else None
+    if shown is not None:
+        made["metadata"]["annotations"] = {names.SEAL_TO_ANNOTATION: shown.recipient}
     if kwargs["dry_run"] == "client":
         show(made, kwargs["output"] if kwargs["output"] != "name" else "yaml")
         return
@@ -191,6 +199,9 @@ def create(**kwargs: Any) -> None:
         show(created, kwargs["output"])
     else:
         click.echo(f"apikey.{names.GROUP}/{name} created{suffix}")
+    if shown is not None:
+        reveal(here, name, shown, 1, timeout.total_seconds())
+        return
     if kwargs["wait"] and not query:
         status = wait_for(here, name, lambda s: s.get("phase") in ("Active", "Failed"),
                           timeout.total_seconds(), "issued")
@@ -208,6 +219,9 @@ def create(**kwargs: Any) -> None:
 @click.option("--grace", metavar="DURATION",
               help="Keep the previous key valid this long (sets spec.rotation.gracePeriod).")
 @click.option("--wait", is_flag=True, help="Wait until the new key is issued.")
+@click.option("--show", is_flag=True,
+              help="Show the new key once, here (sealed to a throwaway age identity this "
+                   "command holds in memory only, in the same patch as the request).")
 @click.option("--timeout", default="60s", show_default=True, help="How long --wait waits.")
 def rotate(**kwargs: Any) -> None:
     """Issue a new key for an ApiKey now; the previous one stays valid for its grace."""
@@ -222,14 +236,20 @@ def rotate(**kwargs: Any) -> None:
     before = call(lambda: here.client.get(here.apikey(name))).get("status") or {}
     request = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     patch: dict[str, Any] = {"metadata": {"annotations": {names.ROTATE_ANNOTATION: request}}}
+    shown = showing.Throwaway() if kwargs["show"] else None
+    if shown is not None:
+        patch["metadata"]["annotations"][names.SEAL_TO_ANNOTATION] = shown.recipient
     if kwargs["grace"]:
         patch["spec"] = {"rotation": {"gracePeriod": kwargs["grace"]}}
     call(lambda: here.client.request("PATCH", here.apikey(name), patch,
                                      content_type="application/merge-patch+json"))
     click.echo(f"apikey.{names.GROUP}/{name} rotation requested")
+    revision = int(before.get("revision") or 0)
+    if shown is not None:
+        reveal(here, name, shown, revision + 1, timeout.total_seconds())
+        return
     if not kwargs["wait"]:
         return
-    revision = int(before.get("revision") or 0)
     status = wait_for(here, name, lambda s: int(s.get("revision") or 0) > revision
                       or s.get("lastRotateRefused") == request, timeout.total_seconds(),
                       "rotated")
@@ -302,6 +322,28 @@ def wait_for(here: Session, name: str, reached: Callable[[dict[str, Any]], bool]
         if time.monotonic() > deadline:
             fail(f"ApiKey {name} was not {what} within {seconds:g}s", WAIT_TIMED_OUT)
         time.sleep(POLL)
+
+
+def reveal(here: Session, name: str, shown: showing.Throwaway, revision: int,
+           seconds: float) -> None:
+    """Wait for `revision` sealed to the throwaway identity, print its key once, and take
+    the identity's recipient off the ApiKey (the identity itself dies with this process)."""
+    try:
+        status = wait_for(here, name, lambda s: s.get("phase") == "Failed" or (
+            (s.get("sealed") or {}).get("revision") == revision
+            and shown.recipient in (s.get("sealed") or {}).get("recipients", [])),
+            seconds, f"issued (revision {revision})")
+        if status.get("phase") == "Failed":
+            fail(f"ApiKey {name} is Failed: {ready_message(status)}")
+        key = shown.open(status["sealed"]["ciphertext"])
+    finally:
+        call(lambda: here.client.request(
+            "PATCH", here.apikey(name),
+            {"metadata": {"annotations": {names.SEAL_TO_ANNOTATION: None}}},
+            content_type="application/merge-patch+json"))
+    click.echo(f"revision {revision}, key {status.get('keyPreview')}, shown once and kept "
+               "nowhere; store it now:", err=True)
+    click.echo(key)
 
 
 def ready_message(status: dict[str, Any]) -> str:
