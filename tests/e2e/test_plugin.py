@@ -210,3 +210,46 @@ def test_create_and_rotate_show_a_working_key_once_and_keep_it_nowhere(
     assert status["revision"] == 2
     assert "keywright.dev/seal-to" not in (
         cluster.apikey(namespace, "shown")["metadata"].get("annotations") or {})
+
+
+def test_describe_tells_the_keys_their_use_conditions_events_and_consumers(
+    running_operator: Operator, ready: Verifier, cluster: Cluster, namespace: str
+) -> None:
+    assert apikey_cli(cluster, "create", "desc", "-n", namespace, "--scope", "Invoices.Read",
+                      "--restart", "deployment/api", "--wait").returncode == 0
+    key = cluster.plaintext(namespace, "desc")
+    cluster.apply({"apiVersion": "v1", "kind": "Pod",
+                   "metadata": {"name": "consumer", "namespace": namespace},
+                   "spec": {"containers": [{"name": "app", "image": "example.invalid/app",
+                                            "env": [{"name": "API_KEY", "valueFrom": {
+                                                "secretKeyRef": {"name": "desc",
+                                                                 "key": "api-key"}}}]}]}})
+    eventually(lambda: ready.get("/verify", {"X-API-Key": key})[2] == answer("OK"),
+               timeout=10, what="the key verifying")
+    eventually(lambda: "1" in (cluster.status(namespace, "desc").get("lastUsedByRevision")
+                               or {}), timeout=90, what="revision 1's use recorded")
+    assert apikey_cli(cluster, "rotate", "desc", "-n", namespace, "--grace", "1h",
+                      "--wait").returncode == 0
+
+    text = apikey_cli(cluster, "describe", "desc", "-n", namespace)
+    assert text.returncode == 0, text.stderr
+    out = text.stdout
+    assert "Phase:       Active (active: true)" in out
+    assert "Grants:      Invoices.Read" in out
+    assert "Secret:      desc" in out
+    assert "Used by:     consumer" in out
+    first, second = [line for line in out.splitlines() if line.startswith("  revision ")]
+    assert first.startswith("  revision 1: kw_...")
+    assert ", valid until " in first
+    assert first.endswith(": in use")  # used a moment ago
+    assert second.endswith("(current): never used")
+    assert "  Deployment/api: not rolled yet" in out or \
+        "  Deployment/api: rolled for the current revision" in out
+    events = out[out.index("Events:"):]
+    for reason in ("Issued", "Rotated", "RestartTargetMissing"):
+        assert reason in events
+    as_json = json.loads(apikey_cli(cluster, "status", "desc", "-n", namespace, "-o",
+                                    "json").stdout)
+    assert [r["revision"] for r in as_json["revisions"]] == [1, 2]
+    assert as_json["consumers"] == ["consumer"]
+    assert key not in out  # never a plaintext

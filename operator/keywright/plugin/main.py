@@ -261,6 +261,36 @@ def rotate(**kwargs: Any) -> None:
     click.echo(f"revision {status['revision']}: key {status.get('keyPreview')}{after}")
 
 
+@cli.command()
+@common
+@click.argument("name")
+@output_option("text", "json", "yaml")
+def describe(**kwargs: Any) -> None:
+    """An ApiKey's state: its keys and their last use, conditions, events, restart
+    targets, its Secret and the Pods that take it."""
+    here = session(kwargs)
+    name = kwargs["name"]
+    found = call(lambda: here.client.get(here.apikey(name)))
+    events = call(lambda: here.client.get(
+        f"/api/v1/namespaces/{here.namespace}/events",
+        {"fieldSelector": f"involvedObject.name={name},involvedObject.kind={names.KIND}"}))
+    ordered = sorted(events.get("items") or [],
+                     key=lambda e: e.get("lastTimestamp") or e.get("eventTime") or "")
+    try:  # the Pods that take the key; a person who may not list Pods is told so
+        pods: list[dict[str, Any]] | None = here.client.get(
+            f"/api/v1/namespaces/{here.namespace}/pods").get("items") or []
+    except api.ApiError:
+        pods = None
+    view = views.describe(found, ordered[-10:], pods, datetime.now(UTC))
+    if kwargs["output"] == "text":
+        click.echo(views.describe_text(view))
+    else:
+        show(view, kwargs["output"])
+
+
+cli.add_command(describe, "status")
+
+
 def _switch(active: bool) -> Callable[..., None]:
     def run(**kwargs: Any) -> None:
         here = session(kwargs)

@@ -154,3 +154,116 @@ def recipients_file(text: str) -> list[str]:
     """The recipients of an age recipients file: one per line, `#` comments ignored."""
     return [line.strip() for line in text.splitlines()
             if line.strip() and not line.strip().startswith("#")]
+
+
+IN_USE = timedelta(minutes=2)  # the verifiers record a use at most once a minute
+
+
+def use_words(used: str | None, now: datetime, current: bool) -> str:
+    """A revision's last use in words: in use, or since when it has been quiet."""
+    if not used:
+        return "never used"
+    when = times.parse(used)
+    if now - when <= IN_USE:
+        return "in use"
+    words = f"last used {ago(when, now)} ago"
+    return words if current else f"{words} (traffic stopped)"
+
+
+def consumers(pods: Sequence[Mapping[str, Any]], secret: str) -> list[str]:
+    """The Pods that take the Secret: in an env var, in envFrom, or as a volume."""
+    found = []
+    for pod in pods:
+        spec = pod.get("spec") or {}
+        containers = [*(spec.get("initContainers") or []), *(spec.get("containers") or [])]
+        uses = any(((var.get("valueFrom") or {}).get("secretKeyRef") or {}).get("name") == secret
+                   for c in containers for var in c.get("env") or [])
+        uses = uses or any((source.get("secretRef") or {}).get("name") == secret
+                           for c in containers for source in c.get("envFrom") or [])
+        uses = uses or any((volume.get("secret") or {}).get("secretName") == secret
+                           for volume in spec.get("volumes") or [])
+        if uses:
+            found.append(str((pod.get("metadata") or {}).get("name")))
+    return sorted(found)
+
+
+def describe(apikey: Mapping[str, Any], events: Sequence[Mapping[str, Any]],
+             pods: Sequence[Mapping[str, Any]] | None, now: datetime) -> dict[str, Any]:
+    """What `describe` says of an ApiKey, as data (printed as text, JSON or YAML)."""
+    meta, spec = apikey.get("metadata") or {}, apikey.get("spec") or {}
+    status = apikey.get("status") or {}
+    used = status.get("lastUsedByRevision") or {}
+    current = status.get("revision")
+    revisions = [{"revision": p.get("revision"), "key": f"{status.get('prefix', 'kw')}_..."
+                  f"{p.get('lastCharacters')}", "retiresAt": p.get("retiresAt"),
+                  "use": use_words(used.get(str(p.get("revision"))), now, False)}
+                 for p in status.get("previous") or []]
+    if current:
+        revisions.append({"revision": current, "key": status.get("keyPreview"),
+                          "retiresAt": None,
+                          "use": use_words(used.get(str(current)), now, True)})
+    targets = (spec.get("rotation") or {}).get("restartTargets") or []
+    rolled = status.get("restartedRevision") or (1 if current == 1 else None)
+    secret = status.get("secretName")
+    return {
+        "name": meta.get("name"), "namespace": meta.get("namespace"),
+        "phase": status.get("phase"), "active": spec.get("active", True),
+        "scopes": spec.get("scopes") or [], "roles": spec.get("roles") or [],
+        "expires": expires_words(status, now), "expiresAt": status.get("expiresAt"),
+        "nextRotationAt": status.get("nextRotationAt"),
+        "revisions": revisions,
+        "conditions": [{k: c.get(k) for k in ("type", "status", "reason", "message")}
+                       for c in status.get("conditions") or []],
+        "restartTargets": [{**t, "rolled": bool(rolled) and rolled == current}
+                           for t in targets],
+        "secret": secret,
+        "sealedTo": (status.get("sealed") or {}).get("recipients"),
+        "consumers": consumers(pods, secret) if pods is not None and secret else None,
+        "events": [{"type": e.get("type"), "reason": e.get("reason"),
+                    "age": ago(times.parse(e["lastTimestamp"]), now)
+                    if e.get("lastTimestamp") else "-", "message": e.get("message")}
+                   for e in events],
+    }
+
+
+def describe_text(found: Mapping[str, Any]) -> str:
+    """`describe` as kubectl prints such things: labelled lines, then tables."""
+    grants = [*found["scopes"], *(f"role:{r}" for r in found["roles"])]
+    lines = [f"Name:        {found['name']}", f"Namespace:   {found['namespace']}",
+             f"Phase:       {found['phase'] or '-'} (active: "
+             f"{str(found['active']).lower()})",
+             f"Grants:      {', '.join(grants) or '-'}",
+             f"Expires:     {found['expires']}"
+             + (f" ({found['expiresAt']})" if found["expiresAt"] else ""),
+             f"Rotation:    next at {found['nextRotationAt']}" if found["nextRotationAt"]
+             else "Rotation:    on request"]
+    if found["secret"]:
+        lines.append(f"Secret:      {found['secret']}")
+    if found["sealedTo"]:
+        lines.append(f"Sealed to:   {', '.join(found['sealedTo'])}")
+    if found["consumers"] is not None:
+        lines.append(f"Used by:     {', '.join(found['consumers']) or 'no Pod'}")
+    lines += ["", "Keys:"]
+    for rev in found["revisions"]:
+        until = f", valid until {rev['retiresAt']}" if rev["retiresAt"] else " (current)"
+        lines.append(f"  revision {rev['revision']}: {rev['key']}{until}: {rev['use']}")
+    if found["restartTargets"]:
+        lines += ["", "Restart targets:"]
+        lines += [f"  {t['kind']}/{t['name']}: "
+                  f"{'rolled for the current revision' if t['rolled'] else 'not rolled yet'}"
+                  for t in found["restartTargets"]]
+    lines += ["", "Conditions:"]
+    if found["conditions"]:
+        lines.append(textwrap_table(("TYPE", "STATUS", "REASON", "MESSAGE"),
+                                    [[c["type"], c["status"], c["reason"], c["message"]]
+                                     for c in found["conditions"]]))
+    lines += ["", "Events:"]
+    lines.append(textwrap_table(("TYPE", "REASON", "AGE", "MESSAGE"),
+                                [[e["type"], e["reason"], e["age"], e["message"]]
+                                 for e in found["events"]]) if found["events"] else "  <none>")
+    return "\n".join(lines)
+
+
+def textwrap_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    return "\n".join(f"  {line}" for line in table(header, [[str(c) for c in r]
+                                                             for r in rows]).splitlines())

@@ -103,3 +103,29 @@ def test_a_bad_flag_is_named(flags: dict[str, Any], words: str) -> None:
 
 def test_a_recipients_file_as_age_reads_one() -> None:
     assert views.recipients_file("# partner\nage1a\n\n  age1b  \n") == ["age1a", "age1b"]
+
+
+@pytest.mark.parametrize(("used", "current", "words"), [
+    pytest.param(None, True, "never used", id="a revision never used"),
+    pytest.param(at(seconds=-70), False, "in use", id="used within two minutes is in use"),
+    pytest.param(at(hours=-3), False, "last used 3h ago (traffic stopped)",
+                 id="a previous revision gone quiet: its traffic stopped"),
+    pytest.param(at(hours=-3), True, "last used 3h ago",
+                 id="the current one gone quiet is just quiet"),
+])
+def test_a_revisions_use_in_words(used: str | None, current: bool, words: str) -> None:
+    assert views.use_words(used, NOW, current) == words
+
+
+def pod(name: str, **spec: Any) -> dict[str, Any]:
+    return {"metadata": {"name": name}, "spec": spec}
+
+
+def test_the_pods_that_take_a_secret() -> None:
+    pods = [
+        pod("by-env", containers=[{"env": [{"valueFrom": {"secretKeyRef": {"name": "k"}}}]}]),
+        pod("by-env-from", initContainers=[{"envFrom": [{"secretRef": {"name": "k"}}]}]),
+        pod("by-volume", volumes=[{"secret": {"secretName": "k"}}]),
+        pod("other", containers=[{"env": [{"valueFrom": {"secretKeyRef": {"name": "x"}}}]}]),
+    ]
+    assert views.consumers(pods, "k") == ["by-env", "by-env-from", "by-volume"]
