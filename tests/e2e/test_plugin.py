@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from tests.support.k8s import Cluster, Operator, Plaintext, Verifier, answer
+from tests.support.manifests import apikey
 from tests.support.waiting import eventually
 
 BIN = Path(sys.executable).parent  # kubectl-apikey is installed beside this Python
@@ -253,3 +254,29 @@ def test_describe_tells_the_keys_their_use_conditions_events_and_consumers(
     assert [r["revision"] for r in as_json["revisions"]] == [1, 2]
     assert as_json["consumers"] == ["consumer"]
     assert key not in out  # never a plaintext
+
+
+def test_kubectl_completes_commands_flags_and_apikey_names_through_the_plugin(
+    running_operator: Operator, cluster: Cluster, namespace: str
+) -> None:
+    for name in ("billing-sync", "billing-batch", "search"):
+        cluster.apply(apikey(name, namespace))
+    cluster.wait_phase(namespace, "billing-batch", "Active")
+
+    def complete(*words: str) -> list[str]:
+        ran = subprocess.run(["kubectl", "__complete", "apikey", *words], capture_output=True,
+                             text=True, timeout=30,
+                             env={**os.environ, "KUBECONFIG": str(cluster.kubeconfig),
+                                  "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"})
+        assert ran.returncode == 0, ran.stderr
+        return ran.stdout.splitlines()
+    commands = complete("")
+    assert commands[-1] == ":4"  # no file names
+    assert {line.split("\t")[0] for line in commands[:-1]} >= {
+        "list", "create", "describe", "rotate", "activate", "deactivate", "delete"}
+    names = complete("describe", "-n", namespace, "bill")
+    assert [line.split("\t")[0] for line in names[:-1]] == ["billing-batch", "billing-sync"]
+    assert names[0].split("\t")[1].startswith("Active kw_...")  # phase and key as help
+    assert complete("list", "-n", namespace[:-2])[:-1] == [namespace]
+    assert complete("list", "-o", "j")[:-1] == ["json"]
+    assert complete("list", "--kubeconfig", "")[-1] == ":0"  # the shell completes files

@@ -24,7 +24,7 @@ import click
 import yaml
 
 from keywright.core import names
-from keywright.plugin import api, kubeconfig, showing, views
+from keywright.plugin import api, complete, kubeconfig, showing, views
 
 WAIT_TIMED_OUT = 124  # as timeout(1) and cmctl: the condition was not met in time
 PRESETS = ("1h", "1d", "7d", "30d", "90d", "180d", "360d", "Never")
@@ -67,8 +67,9 @@ def common(command: F) -> F:
     for option in reversed([
         click.option("--kubeconfig", "kubeconfig_path", metavar="PATH",
                      help="Path to the kubeconfig file to use."),
-        click.option("--context", metavar="NAME", help="The kubeconfig context to use."),
-        click.option("-n", "--namespace", metavar="NAME",
+        click.option("--context", metavar="NAME", help="The kubeconfig context to use.",
+                     shell_complete=complete.contexts),
+        click.option("-n", "--namespace", metavar="NAME", shell_complete=complete.namespaces,
                      help="The namespace; default: the context's."),
     ]):
         command = option(command)
@@ -215,7 +216,7 @@ def create(**kwargs: Any) -> None:
 
 @cli.command()
 @common
-@click.argument("name")
+@click.argument("name", shell_complete=complete.apikey_names)
 @click.option("--grace", metavar="DURATION",
               help="Keep the previous key valid this long (sets spec.rotation.gracePeriod).")
 @click.option("--wait", is_flag=True, help="Wait until the new key is issued.")
@@ -263,7 +264,7 @@ def rotate(**kwargs: Any) -> None:
 
 @cli.command()
 @common
-@click.argument("name")
+@click.argument("name", shell_complete=complete.apikey_names)
 @output_option("text", "json", "yaml")
 def describe(**kwargs: Any) -> None:
     """An ApiKey's state: its keys and their last use, conditions, events, restart
@@ -302,15 +303,16 @@ def _switch(active: bool) -> Callable[..., None]:
     return run
 
 
+NAME = click.argument("name", shell_complete=complete.apikey_names)
 cli.command("activate", help="Let an ApiKey's key work again (spec.active: true).")(
-    common(click.argument("name")(_switch(True))))
+    common(NAME(_switch(True))))
 cli.command("deactivate", help="Stop an ApiKey's key working, history kept "
-            "(spec.active: false).")(common(click.argument("name")(_switch(False))))
+            "(spec.active: false).")(common(NAME(_switch(False))))
 
 
 @cli.command()
 @common
-@click.argument("name")
+@click.argument("name", shell_complete=complete.apikey_names)
 @click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
 def delete(**kwargs: Any) -> None:
     """Delete an ApiKey; its Secret goes with it, its key stops working."""
@@ -323,6 +325,19 @@ def delete(**kwargs: Any) -> None:
                       "its Secret is deleted", abort=True)
     call(lambda: here.client.request("DELETE", here.apikey(name)))
     click.echo(f'apikey.{names.GROUP} "{name}" deleted')
+
+
+@cli.command()
+@click.argument("shell", type=click.Choice(["bash", "zsh"]))
+def completion(shell: str) -> None:
+    """Print the completion script for kubectl-apikey run by its own name. Completion of
+    `kubectl apikey ...` needs nothing more than kubectl's own (kubectl 1.26+ asks
+    kubectl_complete-apikey, installed beside this command)."""
+    from click.shell_completion import get_completion_class
+
+    found = get_completion_class(shell)
+    assert found is not None
+    click.echo(found(cli, {}, "kubectl-apikey", "_KUBECTL_APIKEY_COMPLETE").source())
 
 
 T = TypeVar("T")
@@ -385,7 +400,7 @@ def ready_message(status: dict[str, Any]) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         cli.main(args=list(argv) if argv is not None else None, prog_name="kubectl apikey",
-                 standalone_mode=True)
+                 complete_var="_KUBECTL_APIKEY_COMPLETE", standalone_mode=True)
     except SystemExit as exc:
         return int(exc.code or 0) if not isinstance(exc.code, str) else 1
     return 0
