@@ -196,6 +196,19 @@ def test_the_webhooks_are_reached_through_their_service(
     assert "prefix" in refused.stderr
 
 
+def test_kubectl_apikey_doctor_finds_every_part_working(
+        installed: None, cluster_node: node.Node, namespace: str) -> None:
+    """The plugin's doctor against the whole product: every check ok, exit 0."""
+    ran = subprocess.run([str(Path(sys.executable).parent / "kubectl-apikey"), "doctor",
+                          "--kubeconfig", str(cluster_node.kubeconfig), "-n", namespace,
+                          "--wait", "2m", "-o", "json"],
+                         capture_output=True, text=True, timeout=180)
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    found = {c["check"]: c["status"] for c in json.loads(ran.stdout)}
+    assert found == dict.fromkeys(("API server", "CRDs", "operator", "verifiers",
+                                   "admission webhook", "pepper", "clock"), "ok")
+
+
 def test_a_deployment_gets_its_key_and_a_rotation_rolls_it_exactly_once(
         api: client.ApiClient, cluster: k8s.Cluster, namespace: str,
         cluster_node: node.Node, timings: dict[str, float]) -> None:

@@ -12,6 +12,7 @@ the Kubernetes client, Kopf or pydantic (it answers in tens of milliseconds).
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 import time
@@ -29,6 +30,7 @@ from keywright.plugin import api, complete, kubeconfig, showing, views
 WAIT_TIMED_OUT = 124  # as timeout(1) and cmctl: the condition was not met in time
 PRESETS = ("1h", "1d", "7d", "30d", "90d", "180d", "360d", "Never")
 POLL = 0.2  # seconds between looks while waiting on one ApiKey
+METADATA_ONLY = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1"
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -325,6 +327,88 @@ def delete(**kwargs: Any) -> None:
                       "its Secret is deleted", abort=True)
     call(lambda: here.client.request("DELETE", here.apikey(name)))
     click.echo(f'apikey.{names.GROUP} "{name}" deleted')
+
+
+@cli.command()
+@common
+@click.option("--keywright-namespace", default=names.DEFAULT_NAMESPACE, show_default=True,
+              help="Where Keywright is installed.")
+@click.option("--wait", "wait_", default="0s", show_default=True, metavar="DURATION",
+              help="Check again until every check passes, up to this long.")
+@output_option("table", "json", "yaml")
+def doctor(**kwargs: Any) -> None:
+    """Is Keywright working here? Its CRDs, operator, verifiers, admission webhook, pepper,
+    and this machine's clock against the API server's."""
+    here = session(kwargs)
+    try:
+        seconds = views.duration_flag("--wait", kwargs["wait_"]).total_seconds()
+    except views.FlagError as exc:
+        fail(str(exc), 2)
+    deadline = time.monotonic() + seconds
+    while True:
+        checks = diagnose(here, kwargs["keywright_namespace"])
+        passed = all(state != views.FAILED for _, state, _ in checks)
+        if passed or time.monotonic() >= deadline:
+            break
+        time.sleep(2)
+    if kwargs["output"] == "table":
+        click.echo(views.table(("CHECK", "STATUS", "DETAIL"), checks))
+    else:
+        show([{"check": c, "status": s, "detail": d} for c, s, d in checks], kwargs["output"])
+    if not passed:
+        sys.exit(WAIT_TIMED_OUT if seconds else 1)
+
+
+def diagnose(here: Session, system: str) -> list[tuple[str, str, str]]:
+    """Each check's (name, ok|failed|unknown, detail)."""
+    def optional(path: str) -> dict[str, Any] | None:
+        try:
+            return here.client.get(path)
+        except api.ApiError as exc:
+            if exc.status in (403, 404):
+                return None
+            raise
+    checks: list[tuple[str, str, str]] = []
+    status, payload, headers = call(lambda: here.client.raw(
+        "GET", f"/apis/{names.GROUP}/{names.VERSION}"))
+    if status not in (200, 404):
+        fail(f"the API server answered {status} to discovery: {payload[:200]!r}")
+    checks.append(("API server", views.OK, here.client.connection.server))
+    checks.append(("CRDs", *views.served(json.loads(payload) if status == 200 else None)))
+    for label, name in (("operator", "keywright-operator"), ("verifiers", "keywright-verifier")):
+        found = call(functools.partial(
+            optional, f"/apis/apps/v1/namespaces/{system}/deployments/{name}"))
+        checks.append((label, *views.deployment_ready(found, name, system)))
+    checks.append(("admission webhook", *webhook_answers(here)))
+    # its metadata only: the pepper itself never reaches this process
+    seen, _, _ = call(lambda: here.client.raw(
+        "GET", f"/api/v1/namespaces/{system}/secrets/{names.PEPPER_SECRET}",
+        headers={"Accept": METADATA_ONLY}))
+    pepper = f"Secret {system}/{names.PEPPER_SECRET}"
+    checks.append(("pepper", *((views.OK, f"{pepper} exists") if seen == 200 else
+                               (views.FAILED, f"{pepper} is missing: no key can be verified")
+                               if seen == 404 else
+                               (views.UNKNOWN, f"you may not read it (HTTP {seen})"))))
+    checks.append(("clock", *views.skew(headers.get("date"), datetime.now(UTC))))
+    return checks
+
+
+def webhook_answers(here: Session) -> tuple[str, str]:
+    """A server-side dry run of an ApiKey with a value only the webhook refuses: refused
+    in the webhook's words means it is reachable and working."""
+    probe = views.manifest("keywright-doctor", here.namespace, expiration="1d",
+                           allow=["10.0.0.1/8"])  # host bits: the schema passes it
+    try:
+        here.client.request("POST", here.apikeys(here.namespace), probe,
+                            query={"dryRun": "All"})
+    except api.ApiError as exc:
+        if "spec.ipAllowlist[0]" in str(exc):
+            return views.OK, "reachable: it refused a bad ApiKey in its own words"
+        if "failed calling webhook" in str(exc) or "webhook" in str(exc):
+            return views.FAILED, str(exc)
+        return views.UNKNOWN, str(exc)
+    return views.FAILED, ("an ApiKey the webhook refuses was admitted: the webhook is not "
+                          "installed (the operator without --webhook-port?)")
 
 
 @cli.command()

@@ -267,3 +267,43 @@ def describe_text(found: Mapping[str, Any]) -> str:
 def textwrap_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     return "\n".join(f"  {line}" for line in table(header, [[str(c) for c in r]
                                                              for r in rows]).splitlines())
+
+
+OK, FAILED, UNKNOWN = "ok", "failed", "unknown"
+SKEW_LIMIT = timedelta(seconds=5)  # beyond this, "expires at" here and there disagree
+
+
+def served(discovery: Mapping[str, Any] | None) -> tuple[str, str]:
+    """The CRD check from the API group's discovery document (any user may read it)."""
+    if discovery is None:
+        return FAILED, (f"{names.GROUP}/{names.VERSION} is not served: Keywright's CRDs are "
+                        "not installed")
+    plurals = {r.get("name") for r in discovery.get("resources") or []}
+    wanted = [names.PLURAL, names.ROLE_PLURAL, names.POLICY_PLURAL]
+    missing = [p for p in wanted if p not in plurals]
+    if missing:
+        return FAILED, f"{names.VERSION} lacks {', '.join(missing)}: the CRDs are older"
+    return OK, f"{', '.join(wanted)} served at {names.GROUP}/{names.VERSION}"
+
+
+def deployment_ready(found: Mapping[str, Any] | None, name: str,
+                     namespace: str) -> tuple[str, str]:
+    if found is None:
+        return UNKNOWN, (f"no Deployment {namespace}/{name} (not installed from deploy/, or "
+                         "you may not read it)")
+    want = int((found.get("spec") or {}).get("replicas") or 0)
+    ready = int((found.get("status") or {}).get("readyReplicas") or 0)
+    return (OK if want and ready >= want else FAILED), f"{ready}/{want} replicas ready"
+
+
+def skew(server_date: str | None, now: datetime) -> tuple[str, str]:
+    """This machine's clock against the API server's (its Date header, whole seconds)."""
+    if not server_date:
+        return UNKNOWN, "the API server sent no Date header"
+    from email.utils import parsedate_to_datetime
+
+    difference = now - parsedate_to_datetime(server_date)
+    seconds = abs(difference.total_seconds())
+    words = f"{seconds:.0f}s {'ahead of' if difference.total_seconds() > 0 else 'behind'} " \
+            "the API server" if seconds >= 1 else "within a second of the API server"
+    return (FAILED if abs(difference) > SKEW_LIMIT else OK), words
