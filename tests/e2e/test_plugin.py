@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.support.k8s import Cluster, Operator, Plaintext, Verifier, answer
+from keywright.core import tokens
+from tests.support.k8s import Cluster, Operator, Plaintext, Verifier, answer, issue
 from tests.support.manifests import apikey
 from tests.support.waiting import eventually
 
@@ -280,3 +281,75 @@ def test_kubectl_completes_commands_flags_and_apikey_names_through_the_plugin(
     assert complete("list", "-n", namespace[:-2])[:-1] == [namespace]
     assert complete("list", "-o", "j")[:-1] == ["json"]
     assert complete("list", "--kubeconfig", "")[-1] == ":0"  # the shell completes files
+
+
+@pytest.fixture
+def checked_keys(running_operator: Operator, ready: Verifier, cluster: Cluster,
+                 namespace: str) -> dict[str, Plaintext]:
+    """Keys in every state a check can find, each indexed by the session verifier."""
+    found = {
+        "fenced": issue(cluster, ready, namespace, "fenced", expect="IP_NOT_ALLOWED",
+                        scopes=["Invoices.Read"], ipAllowlist=["203.0.113.0/24"]),
+        "off": issue(cluster, ready, namespace, "off", scopes=["Invoices.Read"]),
+    }
+    cluster.apply(apikey("brief", namespace, expiration="3s"))
+    eventually(lambda: cluster.status(namespace, "brief").get("secretName"), timeout=30,
+               what="the brief key issued")  # Active for three seconds at most
+    found["brief"] = cluster.plaintext(namespace, "brief")
+    cluster.apply(apikey("off", namespace, scopes=["Invoices.Read"], active=False))
+    eventually(lambda: checked_code(ready, found["off"]) == "INACTIVE", timeout=10,
+               what="the verifier seeing it deactivated")
+    eventually(lambda: checked_code(ready, found["brief"]) == "EXPIRED", timeout=10,
+               what="the brief key expired")
+    return found
+
+
+def checked_code(verifier: Verifier, key: str) -> str:
+    return str(json.loads(verifier.get("/check", {"X-API-Key": key})[2])["code"])
+
+
+@pytest.mark.parametrize(("who", "args", "line"), [
+    pytest.param("fenced", ["--scope", "Invoices.Read", "--from", "203.0.113.7"],
+                 "200 OK: key fenced (revision 1) grants Invoices.Read", id="OK"),
+    pytest.param("fenced", ["--scope", "Invoices.Read", "--from", "198.51.100.7"],
+                 "403 IP_NOT_ALLOWED: 198.51.100.7 is not in 203.0.113.0/24",
+                 id="IP_NOT_ALLOWED"),
+    pytest.param("fenced", ["--scope", "Invoices.Write"],
+                 "403 INSUFFICIENT_SCOPE: key fenced lacks Invoices.Write (it holds "
+                 "Invoices.Read)", id="INSUFFICIENT_SCOPE"),
+    pytest.param("off", [], "401 INACTIVE: key off is not active: spec.active is false",
+                 id="INACTIVE"),
+    pytest.param("brief", [], "401 EXPIRED: key brief expired at ", id="EXPIRED"),
+    pytest.param("unknown", [], "401 INVALID_KEY: no ApiKey holds this key", id="INVALID_KEY"),
+    pytest.param("garbled", [], "401 MALFORMED_KEY: what was given is not shaped like a key",
+                 id="MALFORMED_KEY"),
+])
+def test_check_says_each_decision_and_its_reason_in_words(
+    who: str, args: list[str], line: str, checked_keys: dict[str, Plaintext], ready: Verifier,
+    cluster: Cluster, namespace: str
+) -> None:
+    key = {"unknown": tokens.generate("kw"), "garbled": checked_keys["fenced"][:-2],
+           **checked_keys}[who]
+    ran = apikey_cli(cluster, "check", "-n", namespace, "--verifier", ready.url, *args,
+                     stdin=key)
+    assert ran.stdout.startswith(line), ran.stdout + ran.stderr
+    assert ran.returncode == (0 if line.startswith("200") else 3)
+    assert key not in ran.stdout + ran.stderr
+
+
+def test_identify_names_the_apikey_and_revision_of_a_key_without_printing_it(
+    checked_keys: dict[str, Plaintext], ready: Verifier, cluster: Cluster, namespace: str
+) -> None:
+    env_key = {"FOUND_IN_A_LOG": checked_keys["fenced"]}
+    ran = subprocess.run([str(BIN / "kubectl-apikey"), "identify", "--verifier", ready.url,
+                          "--key-from-env", "FOUND_IN_A_LOG"], capture_output=True, text=True,
+                         timeout=60, env={**os.environ, **env_key,
+                                          "KUBECONFIG": str(cluster.kubeconfig)})
+    assert ran.returncode == 0, ran.stderr
+    assert ran.stdout.startswith(f"ApiKey {namespace}/fenced, revision 1 "
+                                 f"(...{checked_keys['fenced'][-4:]}, current)")
+    assert checked_keys["fenced"] not in ran.stdout
+    nobody = apikey_cli(cluster, "identify", "--verifier", ready.url,
+                        stdin=tokens.generate("kw"))
+    assert nobody.returncode == 3
+    assert nobody.stdout.strip() == "INVALID_KEY: no ApiKey holds this key"

@@ -37,6 +37,7 @@ from tests.node.conftest import (
     ready_pods,
 )
 from tests.support import k8s, manifests
+from tests.support.k8s import Plaintext
 from tests.support.waiting import eventually
 
 OPERATOR = "app.kubernetes.io/name=keywright-operator"
@@ -207,6 +208,48 @@ def test_kubectl_apikey_doctor_finds_every_part_working(
     found = {c["check"]: c["status"] for c in json.loads(ran.stdout)}
     assert found == dict.fromkeys(("API server", "CRDs", "operator", "verifiers",
                                    "admission webhook", "pepper", "clock"), "ok")
+
+
+CHECKS = [
+    ("fenced", ["--scope", "Invoices.Read", "--from", "203.0.113.7"], "200 OK: key fenced"),
+    ("fenced", ["--scope", "Invoices.Read", "--from", "198.51.100.7"],
+     "403 IP_NOT_ALLOWED: 198.51.100.7 is not in 203.0.113.0/24"),
+    ("fenced", ["--scope", "Invoices.Write"], "403 INSUFFICIENT_SCOPE: key fenced lacks"),
+    ("off", [], "401 INACTIVE: key off is not active: spec.active is false"),
+    ("brief", [], "401 EXPIRED: key brief expired at"),
+    ("unknown", [], "401 INVALID_KEY: no ApiKey holds this key"),
+    ("garbled", [], "401 MALFORMED_KEY"),
+]
+
+
+def test_kubectl_apikey_check_asks_a_verifier_through_the_service_proxy(
+        installed: None, cluster: k8s.Cluster, cluster_node: node.Node,
+        namespace: str) -> None:
+    """Each reason code, asked through the API server's proxy to the verifiers' Service,
+    as a person outside the cluster would."""
+    from keywright.core import tokens
+
+    cluster.apply(manifests.apikey("fenced", namespace, scopes=["Invoices.Read"],
+                                   ipAllowlist=["203.0.113.0/24"]))
+    cluster.apply(manifests.apikey("off", namespace, active=False))
+    cluster.apply(manifests.apikey("brief", namespace, expiration="3s"))
+    keys = {name: Plaintext(eventually(
+        lambda name=name: cluster.status(namespace, name).get("secretName")  # type: ignore[misc]
+        and cluster.plaintext(namespace, name), timeout=60, what=f"{name} issued"))
+        for name in ("fenced", "off", "brief")}
+    keys["unknown"] = Plaintext(tokens.generate("kw"))
+    keys["garbled"] = Plaintext(keys["fenced"][:-2])
+
+    def check(who: str, args: list[str]) -> str:
+        ran = subprocess.run([str(Path(sys.executable).parent / "kubectl-apikey"), "check",
+                              "--kubeconfig", str(cluster_node.kubeconfig), "-n", namespace,
+                              *args], input=keys[who], capture_output=True, text=True,
+                             timeout=60)
+        assert keys[who] not in ran.stdout + ran.stderr
+        return ran.stdout
+    for who, args, line in CHECKS:
+        eventually(lambda who=who, args=args, line=line:  # type: ignore[misc]
+                   check(who, args).startswith(line), timeout=30, what=f"{who}: {line}")
 
 
 def test_a_deployment_gets_its_key_and_a_rotation_rolls_it_exactly_once(

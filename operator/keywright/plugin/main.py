@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -409,6 +410,117 @@ def webhook_answers(here: Session) -> tuple[str, str]:
         return views.UNKNOWN, str(exc)
     return views.FAILED, ("an ApiKey the webhook refuses was admitted: the webhook is not "
                           "installed (the operator without --webhook-port?)")
+
+
+REFUSED = 3  # check and identify: the key is refused, or is no one's
+
+
+def verifier_options(command: F) -> F:
+    for option in reversed([
+        click.option("--key-from-env", metavar="VAR",
+                     help="Read the key from this environment variable (else from stdin; "
+                          "never from the command line, where it would be in the shell's "
+                          "history and in ps)."),
+        click.option("--verifier", metavar="URL",
+                     help="Ask this verifier directly (e.g. http://127.0.0.1:8080 for "
+                          "keywright dev); default: keywright-verifier through the API "
+                          "server's service proxy."),
+        click.option("--keywright-namespace", default=names.DEFAULT_NAMESPACE,
+                     show_default=True, help="Where Keywright is installed."),
+    ]):
+        command = option(command)
+    return command
+
+
+def read_key(variable: str | None) -> str:
+    if variable:
+        found = os.environ.get(variable, "").strip()
+        if not found:
+            fail(f"--key-from-env: ${variable} is empty or unset", 2)
+        return found
+    if sys.stdin.isatty():
+        return str(click.prompt("API key", hide_input=True, err=True)).strip()
+    found = sys.stdin.read().strip()
+    if not found:
+        fail("no key on stdin (pipe it in, or use --key-from-env VAR)", 2)
+    return found
+
+
+def ask_verifier(here: Session | None, verifier: str | None, system: str, key: str,
+                 scopes: Sequence[str]) -> dict[str, Any]:
+    """The verifier's /check answer for this key: directly, or through the API server."""
+    query = {"scope": ",".join(scopes)} if scopes else None
+    sent = {"X-API-Key": key}
+    if verifier:
+        direct = api.Client(kubeconfig.Connection(server=verifier, namespace="",
+                                                  context="(--verifier)"))
+        status, payload, _ = call(lambda: direct.raw("GET", "/check", query=query,
+                                                     headers=sent))
+    else:
+        assert here is not None
+        proxy = f"/api/v1/namespaces/{system}/services/http:keywright-verifier:http/proxy/check"
+        status, payload, _ = call(lambda: here.client.raw("GET", proxy, query=query,
+                                                          headers=sent))
+    if status != 200:
+        fail(f"the verifier answered {status}: {payload[:200].decode(errors='replace')}")
+    found: dict[str, Any] = json.loads(payload)
+    return found
+
+
+def readable(here: Session, found: dict[str, Any]) -> dict[str, Any] | None:
+    """The ApiKey the verifier named, if this person may read it."""
+    whose = found.get("apikey")
+    if not whose:
+        return None
+    try:
+        return here.client.get(f"{here.apikeys(whose['namespace'])}/{whose['name']}")
+    except (api.ApiError, kubeconfig.ConfigError):
+        return None
+
+
+@cli.command()
+@common
+@verifier_options
+@click.option("--scope", "scopes", multiple=True, metavar="AREA.ACTION",
+              help="A scope the request needs; repeat for more.")
+@click.option("--from", "client", metavar="IP",
+              help="Judge the IP allowlist as for a request from this address.")
+def check(**kwargs: Any) -> None:
+    """Would this key be let in? The decision and its reason, in words; nothing spent,
+    nothing recorded as use."""
+    here = session(kwargs)
+    key = read_key(kwargs["key_from_env"])
+    found = ask_verifier(None if kwargs["verifier"] else here, kwargs["verifier"],
+                         kwargs["keywright_namespace"], key, kwargs["scopes"])
+    del key
+    status, code, words = views.explain(found, readable(here, found), kwargs["scopes"],
+                                        kwargs["client"])
+    click.echo(f"{status} {code}: {words}")
+    if status != 200:
+        sys.exit(REFUSED)
+
+
+@cli.command()
+@common
+@verifier_options
+def identify(**kwargs: Any) -> None:
+    """Which ApiKey and revision is this key (a leaked one found in a log, say)? Never
+    printed; rotate it at once if it leaked."""
+    here = session(kwargs)
+    key = read_key(kwargs["key_from_env"])
+    found = ask_verifier(None if kwargs["verifier"] else here, kwargs["verifier"],
+                         kwargs["keywright_namespace"], key, ())
+    del key
+    whose = found.get("apikey")
+    if not whose:
+        click.echo(f"{found['code']}: no ApiKey holds this key")
+        sys.exit(REFUSED)
+    state = "current" if whose.get("retiresAt") is None else "a previous revision, in its grace"
+    if found["code"] == "INVALID_KEY":
+        state = "a previous revision, past its grace: it no longer works"
+    click.echo(f"ApiKey {whose['namespace']}/{whose['name']}, revision {whose['revision']} "
+               f"(...{whose['lastCharacters']}, {state}). If it leaked: kubectl apikey "
+               f"rotate {whose['name']} -n {whose['namespace']} --grace 0s")
 
 
 @cli.command()

@@ -307,3 +307,53 @@ def skew(server_date: str | None, now: datetime) -> tuple[str, str]:
     words = f"{seconds:.0f}s {'ahead of' if difference.total_seconds() > 0 else 'behind'} " \
             "the API server" if seconds >= 1 else "within a second of the API server"
     return (FAILED if abs(difference) > SKEW_LIMIT else OK), words
+
+
+def explain(found: Mapping[str, Any], apikey: Mapping[str, Any] | None,
+            scopes: Sequence[str], client: str | None) -> tuple[int, str, str]:
+    """The verifier's /check answer in words, with what the person may read of the
+    ApiKey: (status, code, words). With `client`, the address is judged here, against
+    the allowlist (the verifier, asked through the API server, cannot see it)."""
+    import ipaddress
+
+    code, status = str(found["code"]), int(found["status"])
+    whose = found.get("apikey") or {}
+    label = f"key {whose.get('name')}" if whose else "the key"
+    spec = (apikey or {}).get("spec") or {}
+    state = (apikey or {}).get("status") or {}
+    if code == "OK" and client is not None and spec.get("ipAllowlist"):
+        address = ipaddress.ip_address(client)
+        allowed = [ipaddress.ip_network(n) for n in spec["ipAllowlist"]]
+        if not any(address.version == n.version and address in n for n in allowed):
+            return 403, "IP_NOT_ALLOWED", (f"{client} is not in "
+                                           f"{', '.join(spec['ipAllowlist'])}")
+    if code == "OK":
+        asked = f" grants {', '.join(scopes)}" if scopes else " is valid"
+        where = "" if client is not None or not spec.get("ipAllowlist") else \
+            f" (from {', '.join(spec['ipAllowlist'])} only; pass --from to judge an address)"
+        return status, code, f"{label} (revision {whose.get('revision')}){asked}{where}"
+    if code == "MALFORMED_KEY":
+        return status, code, ("what was given is not shaped like a key: a truncated or "
+                              "mistyped paste, or two keys at once")
+    if code == "INVALID_KEY" and whose.get("retiresAt"):
+        retired = datetime.fromtimestamp(float(whose["retiresAt"])).astimezone()
+        return status, code, (f"revision {whose.get('revision')} of {label} was replaced "
+                              f"and its grace ended at {times.timestamp(retired)}")
+    if code == "INVALID_KEY":
+        return status, code, ("no ApiKey holds this key (revoked, rotated past its grace, "
+                              "deleted, or another namespace's)")
+    if code == "EXPIRED":
+        return status, code, f"{label} expired at {state.get('expiresAt') or '?'}"
+    if code == "INACTIVE":
+        why = (state.get("deactivated") or {}).get("message") or (
+            "spec.active is false" if spec.get("active") is False else
+            f"the ApiKey is {state.get('phase') or 'not usable'}")
+        return status, code, f"{label} is not active: {why}"
+    if code == "INSUFFICIENT_SCOPE":
+        held = ", ".join(spec.get("scopes") or []) or "no scope of its own"
+        roles = f" and roles {', '.join(spec['roles'])}" if spec.get("roles") else ""
+        return status, code, f"{label} lacks {', '.join(scopes)} (it holds {held}{roles})"
+    if code == "INVALID_REQUIREMENT":
+        return status, code, (f"{', '.join(scopes)} is a scope no key can hold: a typo in the "
+                              "requirement?")
+    return status, code, code

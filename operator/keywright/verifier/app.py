@@ -13,6 +13,7 @@ path to the configured prefix.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import logging
@@ -68,6 +69,7 @@ class Verifier:
             self.metrics.watch_backend(lambda: shared.up, lambda: shared.errors)
         self._ready = False
         policy = self.settings.policy
+        self._checking = dataclasses.replace(policy, judge_address=False)
         self._wanted = frozenset(name.encode() for name in (
             *policy.key_headers, "authorization", "x-forwarded-for", "x-real-ip",
             SCOPE_HEADER, NAMESPACE_HEADER, *audit.URI_HEADERS))
@@ -86,6 +88,8 @@ class Verifier:
         path = scope["path"]
         if path == "/verify" or path.startswith("/verify/"):
             await self._verify(scope, send)
+        elif path == "/check":
+            await self._check(scope, send)
         elif path == "/healthz":
             await _respond(send, 200, [JSON], b'{"status":"ok"}')
         elif path == "/readyz":
@@ -145,6 +149,32 @@ class Verifier:
                 answer = answer._replace(client=str(found) if found is not None else peer)
             audit.emit(answer, scopes, scope.get("method", ""), _uri(headers), now)
         self.metrics.observe(code, time.perf_counter() - started)
+
+    async def _check(self, scope: Scope, send: Send) -> None:
+        """What /verify would answer for this key and requirement, and whose key it is,
+        with no effect: no use recorded, no rate-limit token or credit spent, no audit
+        line; the address and the limits are not judged (`kubectl apikey check`)."""
+        headers: dict[str, list[bytes]] = {}
+        for name, value in scope["headers"]:
+            if name in self._wanted:
+                headers.setdefault(name.decode("latin-1"), []).append(value)
+        scopes, namespace = _requirements(headers, scope.get("query_string") or b"")
+        peppers = self.peppers()
+        if not self._ready:
+            self._ready = self.ready()
+        if peppers is None or not self._ready:
+            await _respond(send, 503, HEADERS[decision.NOT_READY], BODIES[decision.NOT_READY])
+            return
+        answer = decision.decide(decision.Ask(headers, "", scopes, namespace), self.keys,
+                                 peppers, time.time(), self._checking)
+        record = answer.record
+        found: dict[str, Any] = {"code": answer.code, "status": answer.status}
+        if record is not None:
+            found["apikey"] = {"namespace": record.namespace, "name": record.name,
+                               "revision": record.revision,
+                               "lastCharacters": record.last_characters,
+                               "retiresAt": record.retires_at}
+        await _respond(send, 200, [JSON], json.dumps(found).encode())
 
     async def _shared_limits(self, answer: decision.Answer,
                              ) -> tuple[decision.Answer, list[tuple[bytes, bytes]]]:

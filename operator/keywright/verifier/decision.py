@@ -70,6 +70,9 @@ class Answer(NamedTuple):  # a tuple: built on every request, so cheap to make
 class Policy:
     key_headers: tuple[str, ...] = (KEY_HEADER,)  # in order of precedence, lower-case
     trusted_proxies: tuple[index.Network, ...] = ()
+    # False for /check: asked through the API server's proxy, the peer is the API
+    # server, so the address is judged by whoever asks (`kubectl apikey check --from`)
+    judge_address: bool = True
 
 
 RateCheck = Callable[[index.KeyRecord, float], float | None]  # -> seconds to wait, or None
@@ -152,7 +155,8 @@ def decide(ask: Ask, keys: index.Index, peppers: hashing.Peppers, now: float,
         return Answer(INACTIVE, record, shown)
     if record.expires_at is not None and now >= record.expires_at:
         return Answer(EXPIRED, record, shown)
-    if record.allowlist and (client is None or not _inside(client, record.allowlist)):
+    if record.allowlist and policy.judge_address and (
+            client is None or not _inside(client, record.allowlist)):
         return Answer(IP_NOT_ALLOWED, record, shown)
     granted = keys.effective(record).granted if record.roles else record.granted
     if not ask.scopes <= granted:  # off the OK path: a 403 costs what it needs

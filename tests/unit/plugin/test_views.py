@@ -129,3 +129,42 @@ def test_the_pods_that_take_a_secret() -> None:
         pod("other", containers=[{"env": [{"valueFrom": {"secretKeyRef": {"name": "x"}}}]}]),
     ]
     assert views.consumers(pods, "k") == ["by-env", "by-env-from", "by-volume"]
+
+
+SPEC = {"spec": {"scopes": ["Invoices.Read"], "roles": ["team"],
+                 "ipAllowlist": ["203.0.113.0/24"]},
+        "status": {"expiresAt": "2026-12-01T00:00:00Z"}}
+WHOSE = {"namespace": "pay", "name": "billing", "revision": 2, "lastCharacters": "x9Qa",
+         "retiresAt": None}
+
+
+@pytest.mark.parametrize(("found", "apikey", "scopes", "client", "said"), [
+    pytest.param({"code": "OK", "status": 200, "apikey": WHOSE}, SPEC, ["Invoices.Read"],
+                 "203.0.113.9", (200, "OK", "key billing (revision 2) grants Invoices.Read"),
+                 id="allowed, from an allowed address"),
+    pytest.param({"code": "OK", "status": 200, "apikey": WHOSE}, SPEC, [], "198.51.100.7",
+                 (403, "IP_NOT_ALLOWED", "198.51.100.7 is not in 203.0.113.0/24"),
+                 id="the address judged here, against the allowlist"),
+    pytest.param({"code": "OK", "status": 200, "apikey": WHOSE}, SPEC, [], None,
+                 (200, "OK", "key billing (revision 2) is valid (from 203.0.113.0/24 only; "
+                  "pass --from to judge an address)"), id="no address given: said so"),
+    pytest.param({"code": "INSUFFICIENT_SCOPE", "status": 403, "apikey": WHOSE}, SPEC,
+                 ["Invoices.Write"], None,
+                 (403, "INSUFFICIENT_SCOPE", "key billing lacks Invoices.Write (it holds "
+                  "Invoices.Read and roles team)"), id="a scope it lacks, and what it holds"),
+    pytest.param({"code": "EXPIRED", "status": 401, "apikey": WHOSE}, SPEC, [], None,
+                 (401, "EXPIRED", "key billing expired at 2026-12-01T00:00:00Z"),
+                 id="expired, and when"),
+    pytest.param({"code": "INACTIVE", "status": 401, "apikey": WHOSE},
+                 {"spec": {}, "status": {"deactivated": {"message": "deactivated: "
+                                                         "ApiKeyPolicy p: x"}}}, [], None,
+                 (401, "INACTIVE", "key billing is not active: deactivated: ApiKeyPolicy p: x"),
+                 id="deactivated by a policy, in the policy's words"),
+    pytest.param({"code": "INVALID_KEY", "status": 401}, None, [], None,
+                 (401, "INVALID_KEY", "no ApiKey holds this key (revoked, rotated past its "
+                  "grace, deleted, or another namespace's)"), id="no one's key"),
+])
+def test_a_check_in_words(found: dict[str, Any], apikey: dict[str, Any] | None,
+                          scopes: list[str], client: str | None,
+                          said: tuple[int, str, str]) -> None:
+    assert views.explain(found, apikey, scopes, client) == said

@@ -159,3 +159,34 @@ def test_the_contracts_worked_example_is_what_the_verifier_and_the_policy_say() 
         admission.check_apikey_policies("CREATE", unfenced, None, facts, "kw")
     text = " ".join((REPO / "docs" / "reference" / "api.md").read_text().split())
     assert f"`{refused.value}`" in text
+
+
+def checked(keys: index.Index, query: bytes, key: str = KEY) -> tuple[int, Any]:
+    verifier = app.Verifier(keys, lambda: PEPPERS, lambda: True, lambda: 0.0,
+                            app.VerifierSettings(audit=False))
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: Any) -> None:
+        sent.append(message)
+    asyncio.run(verifier({"type": "http", "method": "GET", "path": "/check",
+                          "query_string": query, "headers": [(b"x-api-key", key.encode())],
+                          "client": ("203.0.113.9", 40000)}, receive, send))
+    return sent[0]["status"], json.loads(sent[1]["body"])
+
+
+def test_check_says_what_verify_would_and_whose_key_it_is_without_spending_anything() -> None:
+    keys = keys_with({}, rateLimit={"requests": 1, "period": "1h"},
+                     ipAllowlist=["198.51.100.0/24"])
+    for _ in range(3):  # a rate of one an hour: a check spends nothing
+        status, found = checked(keys, b"scope=Reviews.Read")
+        assert status == 200
+        assert found == {"code": "OK", "status": 200, "apikey": {
+            "namespace": "pay", "name": "billing", "revision": 2,
+            "lastCharacters": KEY[-4:], "retiresAt": None}}  # the address is not judged
+    answer(keys, b"scope=Reviews.Read", "198.51.100.7")  # the one request of the hour: 200
+    assert checked(keys, b"scope=Reviews.Write")[1]["code"] == "INSUFFICIENT_SCOPE"
+    assert checked(keys, b"", key=KEY[:-1] + "x")[1] == {"code": "MALFORMED_KEY",
+                                                          "status": 401}
