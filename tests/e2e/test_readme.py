@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 from tests.support.k8s import REPO, Cluster, Operator, Verifier
@@ -72,3 +73,21 @@ def test_the_sealed_walkthrough_runs_as_written_with_debians_age(
     assert "No resources found in partners namespace." in done.stderr  # no Secret
     assert '{"code":"OK"}' in done.stdout  # what age opened, the verifier took
     assert list(tmp_path.iterdir()) == []  # the identity and the ciphertext removed
+
+
+def test_the_plugin_walkthrough_runs_as_written(webhooks: Operator, ready: Verifier,
+                                                cluster: Cluster) -> None:
+    script = walkthrough("walkthrough-plugin")
+    assert script.startswith("kubectl create namespace shop")
+    bin_dir = Path(sys.executable).parent  # kubectl-apikey, where make dev puts it
+    done = subprocess.run(["bash", "-o", "pipefail", "-c", script], capture_output=True,
+                          text=True, timeout=180,
+                          env={**os.environ, "KUBECONFIG": str(cluster.kubeconfig),
+                               "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"})
+    out = done.stdout
+    assert "apikey.keywright.dev/checkout-web-prod created" in out, out + done.stderr
+    assert "revision 2: key kw_..." in out
+    assert "Keys:" in out  # describe
+    key = [line for line in out.splitlines() if line.startswith("kw_")]
+    assert len(key) == 1  # --show printed one key, once
+    assert "CHECK" in out  # doctor's table (its Deployments are not run here: exit 1)
