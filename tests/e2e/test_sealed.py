@@ -83,8 +83,8 @@ def test_a_key_with_no_secret_is_sealed_and_debians_age_opens_what_the_verifier_
     assert verifies(ready, key)  # the previous one, inside its grace period
 
 
-def test_the_plaintext_of_a_sealed_key_is_nowhere_in_etcd_while_a_secrets_is(
-    ready: Verifier, cluster: Cluster, namespace: str, person: Identity,
+def test_the_plaintext_of_a_sealed_key_is_nowhere_in_etcd_or_the_logs(
+    operator: Operator, ready: Verifier, cluster: Cluster, namespace: str, person: Identity,
     control_plane: controlplane.ControlPlane
 ) -> None:
     status = sealed_key(cluster, namespace, "nowhere", person)
@@ -105,6 +105,8 @@ def test_the_plaintext_of_a_sealed_key_is_nowhere_in_etcd_while_a_secrets_is(
                    .rglob("*") if path.is_file() for form in forms)
     assert in_etcd(stored)  # the scan finds a key where one is stored
     assert not in_etcd(sealed)
+    for logs in (operator.all_logs(), ready.all_logs()):  # nor in any log
+        assert sealed not in logs
 
 
 def test_a_crash_between_sealing_and_the_status_write_leaves_no_hash_without_its_key(
