@@ -87,8 +87,9 @@ def test_a_new_list_of_roles_replaces_only_its_namespace() -> None:
     assert decide(keys, "Invoices.Read") == "INSUFFICIENT_SCOPE"
 
 
-def answer(keys: index.Index, query: bytes, client: str = "203.0.113.9") -> dict[str, str]:
-    """The headers of the app's answer to /verify?<query> with the usual key; a 200."""
+def served(keys: index.Index, path: str, query: bytes, key: str = KEY,
+           client: str = "203.0.113.9") -> list[dict[str, Any]]:
+    """What the app sends for one GET with the key: the ASGI messages, no server."""
     verifier = app.Verifier(keys, lambda: PEPPERS, lambda: True, lambda: 0.0,
                             app.VerifierSettings(audit=False))
     sent: list[dict[str, Any]] = []
@@ -98,9 +99,15 @@ def answer(keys: index.Index, query: bytes, client: str = "203.0.113.9") -> dict
 
     async def send(message: Any) -> None:
         sent.append(message)
-    scope = {"type": "http", "method": "GET", "path": "/verify", "query_string": query,
-             "headers": [(b"x-api-key", KEY.encode())], "client": (client, 40000)}
-    asyncio.run(verifier(scope, receive, send))
+    asyncio.run(verifier({"type": "http", "method": "GET", "path": path,
+                          "query_string": query, "headers": [(b"x-api-key", key.encode())],
+                          "client": (client, 40000)}, receive, send))
+    return sent
+
+
+def answer(keys: index.Index, query: bytes, client: str = "203.0.113.9") -> dict[str, str]:
+    """The headers of the app's answer to /verify?<query> with the usual key; a 200."""
+    sent = served(keys, "/verify", query, client=client)
     assert sent[0]["status"] == 200
     return {k.decode(): v.decode() for k, v in sent[0]["headers"]}
 
@@ -162,18 +169,7 @@ def test_the_contracts_worked_example_is_what_the_verifier_and_the_policy_say() 
 
 
 def checked(keys: index.Index, query: bytes, key: str = KEY) -> tuple[int, Any]:
-    verifier = app.Verifier(keys, lambda: PEPPERS, lambda: True, lambda: 0.0,
-                            app.VerifierSettings(audit=False))
-    sent: list[dict[str, Any]] = []
-
-    async def receive() -> dict[str, Any]:
-        return {"type": "http.request", "body": b"", "more_body": False}
-
-    async def send(message: Any) -> None:
-        sent.append(message)
-    asyncio.run(verifier({"type": "http", "method": "GET", "path": "/check",
-                          "query_string": query, "headers": [(b"x-api-key", key.encode())],
-                          "client": ("203.0.113.9", 40000)}, receive, send))
+    sent = served(keys, "/check", query, key)
     return sent[0]["status"], json.loads(sent[1]["body"])
 
 
