@@ -83,7 +83,7 @@ def test_the_sealed_walkthrough_runs_as_written_with_debians_age(
 def test_the_plugin_walkthrough_runs_as_written(webhooks: Operator, ready: Verifier,
                                                 cluster: Cluster) -> None:
     script = walkthrough("walkthrough-plugin")
-    assert script.startswith("kubectl create namespace shop")
+    assert script.startswith("kubectl create namespace web")
     done = run(script, cluster, ready, stop_on_error=False)  # doctor exits 1 here
     out = done.stdout
     assert "apikey.keywright.dev/checkout-web-prod created" in out, out + done.stderr
