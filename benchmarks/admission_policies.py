@@ -24,9 +24,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from benchmarks.operator_plane import operator_plane
 from keywright import kube
 from keywright.core import names
-from keywright.dev import binaries, controlplane, install
 from keywright.kits import processes
 
 BASE = f"/apis/{names.GROUP}/{names.VERSION}/namespaces"
@@ -39,17 +39,10 @@ def main() -> int:
     parser.add_argument("--edits", type=int, default=20)
     args = parser.parse_args()
 
-    plane = controlplane.ControlPlane(binaries.ensure_binaries(print))
-    operator = None
-    try:
-        plane.start()
-        admin = kube.Kube.connect(str(plane.kubeconfig))
-        install.bootstrap(admin, ["plain", "guarded", "crowded"])
-        log = plane.workdir / "logs" / "operator.log"
-        operator = processes.spawn(
-            [sys.executable, "-m", "keywright.cli", "operator", "--kubeconfig",
-             str(plane.kubeconfig), "--log-level", "DEBUG", "--webhook-host", "127.0.0.1",
-             "--webhook-port", str(processes.free_port())], log)
+    with operator_plane(["plain", "guarded", "crowded"], "--log-level", "DEBUG",
+                        "--webhook-host", "127.0.0.1",
+                        "--webhook-port", str(processes.free_port())) as running:
+        admin, log = running.admin, running.log
         _wait(lambda: admin.get_object(
             "/apis/admissionregistration.k8s.io/v1/validatingwebhookconfigurations/"
             f"{names.WEBHOOK_CONFIGURATION}") is not None, "the webhooks")
@@ -105,9 +98,6 @@ def main() -> int:
               f"{_ms(statistics.median(admitted))}, refused (listing the keys) p50 "
               f"{_ms(statistics.median(refused))}  ({args.edits} each)")
         return 0
-    finally:
-        processes.terminate(operator)
-        plane.stop()
 
 
 def _policy(spec: dict[str, Any]) -> dict[str, Any]:

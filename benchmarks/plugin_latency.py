@@ -21,10 +21,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from keywright import kube
+from benchmarks.operator_plane import operator_plane
 from keywright.core import names
-from keywright.dev import binaries, controlplane, install
-from keywright.kits import processes
 
 TARGET = 1.0  # seconds (issue 15)
 NAMESPACE = "bench"
@@ -35,16 +33,8 @@ def main() -> int:
     parser.add_argument("--keys", type=int, default=200)
     parser.add_argument("--runs", type=int, default=10)
     args = parser.parse_args()
-    plane = controlplane.ControlPlane(binaries.ensure_binaries(print))
-    operator = None
-    try:
-        plane.start()
-        admin = kube.Kube.connect(str(plane.kubeconfig))
-        install.bootstrap(admin, [NAMESPACE])
-        operator = processes.spawn(
-            [sys.executable, "-m", "keywright.cli", "operator", "--kubeconfig",
-             str(plane.kubeconfig), "--log-level", "WARNING"],
-            plane.workdir / "logs" / "operator.log")
+    with operator_plane([NAMESPACE], "--log-level", "WARNING") as running:
+        plane, admin = running.plane, running.admin
         path = f"/apis/{names.GROUP}/{names.VERSION}/namespaces/{NAMESPACE}/{names.PLURAL}"
         for number in range(args.keys):
             admin.create_object(path, {"apiVersion": names.API_VERSION, "kind": names.KIND,
@@ -77,9 +67,6 @@ def main() -> int:
             print(f"{label:45} {median * 1000:6.0f}ms {max(seconds) * 1000:6.0f}ms "
                   f"{median / TARGET:13.2f}")
         return 0
-    finally:
-        processes.terminate(operator)
-        plane.stop()
 
 
 def timed(command: list[str], env: dict[str, Any]) -> float:

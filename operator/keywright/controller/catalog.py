@@ -28,14 +28,11 @@ log = logging.getLogger(__name__)
 Ref = tuple[str, str]  # (namespace, name)
 
 
-@dataclass
+@dataclass(frozen=True)
 class Seen:
-    """One role or policy as last seen: its spec (to tell a spec change from a status
-    echo), generation, whether the spec is usable, and its status."""
+    """One role or policy as last seen: its generation and its status."""
 
-    spec: Any
     generation: int
-    usable: bool
     status: Mapping[str, Any]
 
 
@@ -93,7 +90,6 @@ class Catalog:
         namespace, name, seen = _seen(obj)
         read: Any = (compliance.read_role(obj) if plural == names.ROLE_PLURAL
                      else compliance.read_policy(obj))
-        seen.usable = read is not None
         with self._lock:
             space = self._space(namespace)
             table = space.table(plural)
@@ -211,5 +207,5 @@ def _meaning(read: Any) -> Any:
 def _seen(obj: Mapping[str, Any]) -> tuple[str, str, Seen]:
     meta = obj.get("metadata") or {}
     return (str(meta.get("namespace") or ""), str(meta.get("name") or ""),
-            Seen(spec=obj.get("spec"), generation=int(meta.get("generation") or 1),
-                  usable=True, status=obj.get("status") or {}))
+            Seen(generation=int(meta.get("generation") or 1),
+                  status=obj.get("status") or {}))

@@ -224,8 +224,6 @@ class Reconciler:
                 raise
             log.info("%s/%s: changed while its new key was sealed; sealing another",
                      meta["namespace"], meta["name"])
-            with self._guard:
-                self._touched.add((meta["namespace"], meta["name"]))  # read it afresh
             self.queue.add((meta["namespace"], meta["name"]))
             return False
         return True

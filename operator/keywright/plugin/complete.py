@@ -17,6 +17,7 @@ from typing import Any
 import click
 from click.shell_completion import CompletionItem, ShellComplete
 
+from keywright.core import names
 from keywright.plugin import api, kubeconfig
 
 NO_FILE = 4  # Cobra's ShellCompDirectiveNoFileComp
@@ -42,7 +43,6 @@ def apikey_names(ctx: click.Context, _param: click.Parameter,
     client = _session(ctx)
     if client is None:
         return []
-    from keywright.core import names
     path = f"/apis/{names.GROUP}/{names.VERSION}/namespaces/" \
            f"{client.connection.namespace}/{names.PLURAL}"
     try:
