@@ -18,13 +18,14 @@ import socket
 import sys
 import types
 from collections.abc import Sequence
+from datetime import timedelta
 from pathlib import Path
 
 import kopf
 
 from keywright import kube
-from keywright.controller import pepper, reconcile, redispassword
-from keywright.core import crd, errors, names, tokens
+from keywright.controller import metrics, pepper, reconcile, redispassword
+from keywright.core import aging, crd, durations, errors, names, tokens
 
 # the gateway the verifier's end-to-end tests put in front of it (with headers-more, which
 # strips every X-Keywright-* header a client sends), and the benchmarks' load
@@ -99,6 +100,20 @@ def _parser() -> argparse.ArgumentParser:
                     "cert-manager); default: a CA and certificate made at start")
     op.add_argument("--liveness", metavar="URL",
                     help="serve Kopf's health check here, e.g. http://0.0.0.0:8081/healthz")
+    op.add_argument("--metrics-port", type=_port_or_zero, default=0, metavar="PORT",
+                    help="serve Prometheus metrics (one set per ApiKey: expiration, last "
+                    "use, readiness, credits) on http://HOST:PORT/metrics (default: 0, off)")
+    op.add_argument("--metrics-host", default="0.0.0.0",  # noqa: S104 - scraped in-cluster
+                    metavar="HOST", help="address the metrics are served on (default: "
+                    "0.0.0.0, every interface)")
+    op.add_argument("--expiry-warnings", type=_warnings, default=aging.DEFAULT_EXPIRY_WARNINGS,
+                    metavar="DURATIONS", help="before expiry, the ExpiringSoon condition "
+                    "from the longest and a Warning event at each, comma-separated "
+                    "<n>s|m|h|d, or none (default: 14d,1d)")
+    op.add_argument("--never-used-after", type=_never_used, metavar="DURATION",
+                    default=aging.DEFAULT_NEVER_USED_AFTER, help="a key unused this long "
+                    "after its creation gets condition Used=False (NeverUsed) and a Warning "
+                    "event; <n>s|m|h|d, or none (default: 7d)")
     op.add_argument("--redis-password-secret", metavar="NAME",
                     help="make Secret NAME in --namespace with a new Redis password (keys "
                     "password and auth.conf) if it does not exist; deploy/ runs its Redis "
@@ -166,6 +181,34 @@ def _positive(text: str) -> int:
     if not text.isdecimal() or int(text) < 1:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of at least 1")
     return int(text)
+
+
+def _warnings(text: str) -> tuple[timedelta, ...]:
+    if text == "none":
+        return ()
+    found = []
+    for part in text.split(","):
+        try:
+            value = durations.parse(part.strip())
+        except durations.DurationError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+        if not value:
+            raise argparse.ArgumentTypeError(f"{part.strip()!r}: a warning must come before "
+                                             "expiry, not at it")
+        found.append(value)
+    return tuple(sorted(set(found), reverse=True))
+
+
+def _never_used(text: str) -> timedelta | None:
+    if text == "none":
+        return None
+    try:
+        value = durations.parse(text)
+    except durations.DurationError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    if not value:
+        raise argparse.ArgumentTypeError(f"{text!r}: write a duration longer than 0, or none")
+    return value
 
 
 def _port_or_zero(text: str) -> int:
@@ -279,11 +322,16 @@ def _operator(args: argparse.Namespace) -> int:
     if args.redis_password_secret:
         redispassword.ensure(api, args.namespace, args.redis_password_secret)
     reconciler = reconcile.Reconciler(api, reconcile.ReconcilerSettings(
-        namespace=args.namespace, default_prefix=args.default_prefix, workers=args.workers),
+        namespace=args.namespace, default_prefix=args.default_prefix, workers=args.workers,
+        watch=aging.Watch(expiry_warnings=args.expiry_warnings,
+                          never_used_after=args.never_used_after)),
         peppers)
     _name_for_kopf()
     importlib.import_module("keywright.controller.handlers")  # registers the Kopf handlers
     memo = kopf.Memo(reconciler=reconciler)
+    if args.metrics_port:
+        memo.board = metrics.Board()
+        metrics.serve(memo.board, args.metrics_host, args.metrics_port)
     if args.webhook_port:
         if not (args.webhook_service or args.webhook_host):
             raise SystemExit("keywright operator: --webhook-port needs --webhook-service "

@@ -18,6 +18,7 @@ import textwrap
 import threading
 import time
 import urllib.request
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -385,6 +386,34 @@ def verify_through_proxy(the_node: node.Node, key: k8s.Plaintext) -> int:
         except (OSError, ssl.SSLError):
             return None  # 401 until the verifiers have indexed the key
     return eventually(answered, timeout=30, interval=0.5, what="the verifier's 200")
+
+
+def test_the_operator_pod_serves_each_keys_metrics_on_its_metrics_port(
+        api: client.ApiClient, cluster: k8s.Cluster, namespace: str,
+        cluster_node: node.Node) -> None:
+    """deploy/ runs the operator with --metrics-port on its `metrics` port: scraped
+    through the API server's Pod proxy, as a Prometheus in the cluster would reach it."""
+    cluster.apply(manifests.apikey("scraped", namespace, expiration="1d"))
+    status = cluster.wait_phase(namespace, "scraped", "Active", timeout=60)
+    (operator,) = ready_pods(api, SYSTEM, OPERATOR, 1)
+    path = f"/api/v1/namespaces/{SYSTEM}/pods/{operator.metadata.name}:metrics/proxy/metrics"
+    context = ssl.create_default_context(cafile=str(cluster_node.ca_file))
+    series = (f'keywright_apikey_expiration_timestamp_seconds{{name="scraped",'
+              f'namespace="{namespace}"}} ')
+
+    def scraped() -> str | None:
+        request = urllib.request.Request(cluster_node.server + path, headers={  # noqa: S310
+            "Authorization": f"Bearer {cluster_node.users['admin'].token}"})
+        try:
+            with urllib.request.urlopen(request, timeout=10, context=context) as response:  # noqa: S310
+                text = response.read().decode()
+        except (OSError, ssl.SSLError):
+            return None
+        return text if series in text else None
+    text = eventually(scraped, timeout=30, interval=0.5, what="the key's series")
+    line = next(line for line in text.splitlines() if line.startswith(series))
+    expires = datetime.fromisoformat(status["expiresAt"].replace("Z", "+00:00"))
+    assert float(line.split()[-1]) == expires.timestamp()
 
 
 # -- the Pod webhook never holds the cluster hostage -------------------------------------

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from keywright.core import compliance, lifecycle, models, secretview
+from keywright.core import aging, compliance, lifecycle, models, secretview
 
 CREATED = datetime(2026, 11, 1, 12, 0, 0, tzinfo=UTC)
 NOW = CREATED + timedelta(days=10)
@@ -38,4 +38,4 @@ def observed(spec: dict[str, Any] | None = None, status: dict[str, Any] | None =
     return lifecycle.Observed(
         namespace="ns", name="k", uid=UID, generation=generation, created=CREATED,
         spec=parsed, status=models.ApiKeyStatus.model_validate(status or {}), secret=secret,
-        default_prefix="kw", facts=facts)
+        default_prefix="kw", facts=facts, watch=aging.QUIET)

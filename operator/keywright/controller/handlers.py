@@ -4,7 +4,7 @@ Owns: Kopf settings (progress and diff-base kept in status, a server-side label 
 so only Keywright's Secrets are watched, no Kopf events below WARNING), the handlers, and
 starting and stopping, with the operator, the pepper's own watch (`pepper.PepperWatch`)
 and the catalog of roles and policies (primed before the first reconcile, then fed by
-their watch events here).
+their watch events here); and the metrics board, fed by every ApiKey watch event.
 Must not: decide, or call the Kubernetes API: the handlers only hand keys to the
 reconciler's queue (non-blocking), so they are async and never stall the event loop, and
 a burst of events costs a queue entry each, not a suspended handler each.
@@ -20,8 +20,8 @@ from typing import Any
 import kopf
 
 from keywright import kube
-from keywright.controller import pepper, reconcile
-from keywright.core import hashing, names
+from keywright.controller import metrics, pepper, reconcile
+from keywright.core import aging, hashing, names
 
 SELECTOR = f"{names.MANAGED_BY}={names.MANAGED_BY_VALUE}"
 PRIME_BACKOFF = (0.5, 1.0, 2.0, 4.0, 8.0)  # waits between attempts to list, at start
@@ -105,10 +105,26 @@ async def apikey_changed(namespace: str | None, name: str, body: kopf.Body, memo
 
 
 @kopf.on.event(names.GROUP, names.VERSION, names.PLURAL)
-async def apikey_event(type: str, namespace: str | None, name: str, memo: Any,
-                       **_: Any) -> None:
-    if type == "DELETED" and namespace is not None:
+async def apikey_event(type: str, namespace: str | None, name: str, body: kopf.Body,
+                       memo: Any, **_: Any) -> None:
+    """Every change, status included (Kopf's on.update ignores status): the metrics
+    board follows each, and a key said to be NeverUsed is looked at again once the
+    verifier records its first use."""
+    if namespace is None:
+        return
+    board: metrics.Board | None = getattr(memo, "board", None)
+    if type == "DELETED":
         _reconciler(memo).forget(namespace, name)
+        if board is not None:
+            board.remove(namespace, name)
+        return
+    if board is not None:
+        board.put(namespace, name, body)
+    status = body.get("status") or {}
+    if status.get("lastUsedAt") and any(
+            c.get("type") == aging.USED and c.get("status") == "False"
+            for c in status.get("conditions") or ()):
+        _reconciler(memo).submit(namespace, name)
 
 
 @kopf.on.event("v1", "secrets", labels={names.MANAGED_BY: names.MANAGED_BY_VALUE})

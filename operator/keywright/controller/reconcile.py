@@ -23,6 +23,7 @@ from typing import Any
 from keywright import kube
 from keywright.controller import catalog, sealing, summaries
 from keywright.core import (
+    aging,
     compliance,
     hashing,
     lifecycle,
@@ -46,6 +47,7 @@ class ReconcilerSettings:
     namespace: str = names.DEFAULT_NAMESPACE  # where the pepper lives
     default_prefix: str = names.DEFAULT_PREFIX
     workers: int = 8  # threads running handlers; each reconcile mostly waits on the API
+    watch: aging.Watch = aging.DEFAULT  # expiry warnings and the NeverUsed condition
 
 
 class Reconciler:
@@ -288,6 +290,9 @@ class Reconciler:
             spec=spec, status=status, secret=secretview.MISSING,
             default_prefix=self.settings.default_prefix,
             rotate_request=(meta.get("annotations") or {}).get(names.ROTATE_ANNOTATION),
+            reactivate_request=(meta.get("annotations") or {}).get(
+                names.REACTIVATE_ANNOTATION),
+            watch=self.settings.watch,
             seal_to=recipients.from_annotation(
                 (meta.get("annotations") or {}).get(names.SEAL_TO_ANNOTATION)),
             facts=self.catalog.facts(meta["namespace"], spec.roles)

@@ -45,3 +45,13 @@ def parse_expiration(text: str) -> timedelta | None:
     if not value:
         raise DurationError(f"{text!r}: an expiration must be longer than 0; or use Never")
     return value
+
+
+def format(value: timedelta) -> str:
+    """The contract's shortest spelling: 14 days -> `14d`, 36 hours -> `36h`, 90 s ->
+    `90s`."""
+    seconds = int(value.total_seconds())
+    for unit in ("d", "h", "m"):
+        if seconds and seconds % _UNITS[unit] == 0:
+            return f"{seconds // _UNITS[unit]}{unit}"
+    return f"{seconds}s"

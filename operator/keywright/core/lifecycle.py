@@ -22,6 +22,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from keywright.core import (
+    aging,
     compliance,
     conditions,
     durations,
@@ -58,6 +59,8 @@ class Observed:
     rotate_request: str | None = None  # the keywright.dev/rotate annotation
     facts: compliance.Facts = compliance.NONE  # its namespace's policies, its roles
     seal_to: tuple[str, ...] = ()  # the keywright.dev/seal-to annotation's recipients
+    reactivate_request: str | None = None  # the keywright.dev/reactivate annotation
+    watch: aging.Watch = aging.DEFAULT  # the operator's expiry warnings and unused settings
 
 
 @dataclass(frozen=True)
@@ -126,7 +129,8 @@ def decide(o: Observed, now: datetime) -> Plan:
         return Plan(issue=_issue(o, spec, name, revision=current + 1,
                                  request=o.rotate_request))
     expired = expires is not None and now >= expires
-    if not expired and spec.active and not verdict.deactivating and sealable:
+    if (not expired and spec.active and not verdict.deactivating and sealable
+            and not _aging(o, spec, now, expires, verdict, o.status)[1].unused):
         due = rotation.next_rotation(spec, o.status, expires,
                                      rotation.schedule_since(spec, o.status, now))
         if request or (due is not None and now >= due):
@@ -202,6 +206,7 @@ def _steady(o: Observed, spec: models.ApiKeySpec, now: datetime, expires: dateti
     status = base or o.status
     preview = status.keyPreview or ""
     expired = expires is not None and now >= expires
+    reactivation, told = _aging(o, spec, now, expires, verdict, status)
     if expired:
         phase, ready = "Expired", conditions.false("Ready", "Expired",
                                                    f"key expired at {status.expiresAt}")
@@ -212,12 +217,15 @@ def _steady(o: Observed, spec: models.ApiKeySpec, now: datetime, expires: dateti
         phase, ready = "Inactive", conditions.false(
             "Ready", compliance.VIOLATION, "deactivated: " + "; ".join(
                 str(v) for v in verdict.deactivating))
+    elif told.unused:
+        phase, ready = "Inactive", conditions.false("Ready", aging.UNUSED,
+                                                    f"deactivated as {told.unused}")
     else:
         until = f"until {status.expiresAt}" if expires else "and never expires"
         phase, ready = "Active", conditions.true("Ready", "Active",
                                                  f"key {preview} is valid {until}")
     more = list(events)
-    patch: dict[str, Any] = dict(extra or {})
+    patch: dict[str, Any] = {**(extra or {}), **reactivation, **told.status}
     last_refused = status.lastRotateRefused
     sealable = spec.secret.create or bool(seal_recipients(o, spec))
     if refused:  # an Inactive or Expired key, or one no new key could reach
@@ -237,9 +245,12 @@ def _steady(o: Observed, spec: models.ApiKeySpec, now: datetime, expires: dateti
     synced = secretview.condition(o.secret, status, status.secretName or secret_name(o)) \
         if spec.secret.create else None
     new_conditions = conditions.merge(
-        status.conditions, [ready, *([synced] if synced else []), expiry, *verdict.conditions],
-        now, o.generation, (*verdict.dropped, *([] if synced else ["SecretSynced"])))
+        status.conditions,
+        [ready, *([synced] if synced else []), expiry, *verdict.conditions, *told.conditions],
+        now, o.generation,
+        (*verdict.dropped, *told.dropped, *([] if synced else ["SecretSynced"])))
     more += verdict.events
+    more += told.events
     more += _transition_events(o.status, phase, synced, status, ready)
     patch["deactivated"] = _deactivation(o.status, ready, now) \
         if phase == "Inactive" and spec.active else None
@@ -265,7 +276,8 @@ def _steady(o: Observed, spec: models.ApiKeySpec, now: datetime, expires: dateti
         "scheduleSince": since,
         "conditions": [c.model_dump(exclude_none=True) for c in new_conditions]})
     due = [t for t in (None if expired else expires, rotation.next_retirement(kept),
-                       next_rotation if phase == "Active" else None) if t is not None]
+                       next_rotation if phase == "Active" else None, told.next_due)
+           if t is not None]
     return Plan(status=_changed(o.status, patch), events=tuple(more), restarts=restarts,
                 next_due=min(due, default=None),
                 broken=tuple(sorted({v.policy for v in verdict.violations})))
@@ -284,6 +296,34 @@ def _expiration_warning(o: Observed, spec: models.ApiKeySpec, expires: datetime 
                   f"creation: expiresAt stays {status.expiresAt or 'absent (Never)'}")]
 
 
+def _aging(o: Observed, spec: models.ApiKeySpec, now: datetime, expires: datetime | None,
+           verdict: compliance.Verdict, status: models.ApiKeyStatus,
+           ) -> tuple[dict[str, Any], aging.Aging]:
+    """What time says of an issued key (aging), and the reactivation this decision
+    records, which restarts its unused clock."""
+    reactivation = _reactivation(o, spec, now)
+    restarted = reactivation.get("reactivatedAt") or status.reactivatedAt
+    return reactivation, aging.judge(aging.Key(
+        preview=status.keyPreview or "", created=o.created, expires=expires,
+        last_used=times.parse(status.lastUsedAt) if status.lastUsedAt else None,
+        reactivated=times.parse(restarted) if restarted else None,
+        warned=status.expiryWarning, used=conditions.find(status.conditions, aging.USED),
+        unused_after=aging.unused_window(spec, o.facts.policies),
+        live=not (expires is not None and now >= expires) and spec.active
+        and not verdict.deactivating), o.watch, now)
+
+
+def _reactivation(o: Observed, spec: models.ApiKeySpec, now: datetime) -> dict[str, Any]:
+    """A new keywright.dev/reactivate value, or spec.active turned true on a key that
+    was Inactive for it: the unused clock restarts now (status.reactivatedAt)."""
+    if o.reactivate_request and o.reactivate_request != o.status.lastReactivateRequest:
+        return {"reactivatedAt": times.timestamp(now),
+                "lastReactivateRequest": o.reactivate_request}
+    if spec.active and o.status.phase == "Inactive" and o.status.deactivated is None:
+        return {"reactivatedAt": times.timestamp(now)}
+    return {}
+
+
 def _deactivation(old: models.ApiKeyStatus, ready: models.Condition,
                   now: datetime) -> dict[str, str]:
     """status.deactivated for a key Keywright keeps from working although spec.active
@@ -299,7 +339,7 @@ def _transition_events(old: models.ApiKeyStatus, phase: str, synced: models.Cond
         if phase == "Expired":
             events.append(Event(NORMAL, "Expired", f"Key {status.keyPreview} expired at "
                                 f"{status.expiresAt}"))
-        elif phase == "Inactive" and ready.reason == compliance.VIOLATION:
+        elif phase == "Inactive" and ready.reason in (compliance.VIOLATION, aging.UNUSED):
             events.append(Event(WARNING, "Deactivated", f"Key {status.keyPreview} "
                                 f"{ready.message}"))
         elif phase == "Inactive":

@@ -206,6 +206,12 @@ class ApiKeySpec(_Model):
         description="Sealed delivery: the key encrypted to people's public keys.")]
     rotation: Annotated[Rotation, Field(
         default_factory=Rotation, description="Rotation schedule and grace period.")]
+    deactivateAfterUnused: Annotated[str | None, Field(
+        None, max_length=20, pattern=durations.POSITIVE_PATTERN,
+        description="Deactivate the key once it has not been used for this long: <n>s|m|h|d, "
+                    "counted from its last use (status.lastUsedAt), creation or "
+                    "reactivation, whichever is latest. Default: the shortest of its "
+                    "namespace's ApiKeyPolicies' deactivateAfterUnused; none, never.")]
 
     @field_validator("scopes")
     @classmethod
@@ -256,7 +262,8 @@ class Sealed(_Model):
 
 class Deactivation(_Model):
     reason: Annotated[str, Field(description="PolicyViolation: an ApiKeyPolicy with "
-                                             "enforcement Deactivate is broken.")]
+                                             "enforcement Deactivate is broken; Unused: "
+                                             "deactivateAfterUnused has passed without use.")]
     message: str
     since: Timestamp
 
@@ -269,7 +276,8 @@ class ApiKeyStatus(_Model):
     phase: Phase | None = Field(None, description="Active, Inactive, Expired or Failed; "
                                                   "absent until the operator first decides.")
     conditions: list[Condition] = Field(
-        default_factory=list, description="Ready, SecretSynced and Expired conditions.",
+        default_factory=list, description="Ready, SecretSynced, Expired, ExpiringSoon, Used, "
+                                          "RolesResolved and PolicyCompliant conditions.",
         json_schema_extra=_x(x_kubernetes_list_type="map", x_kubernetes_list_map_keys=["type"]))
     observedGeneration: int | None = None
     revision: int | None = Field(None, description="1 at issue, +1 per rotation.")
@@ -306,6 +314,14 @@ class ApiKeyStatus(_Model):
     deactivated: Deactivation | None = Field(
         None, description="Set while Keywright itself keeps the key from working although "
                           "spec.active is true: why, and since when.")
+    expiryWarning: str | None = Field(
+        None, description="The shortest expiry warning threshold already announced by an "
+                          "ExpiringSoon event, e.g. 1d.")
+    reactivatedAt: Timestamp | None = Field(
+        None, description="When the key was last reactivated (spec.active turned true, or a "
+                          "new keywright.dev/reactivate value): the unused clock restarts.")
+    lastReactivateRequest: str | None = Field(
+        None, description="The keywright.dev/reactivate value last acted on.")
 
 
 def validate_spec(raw: Any) -> ApiKeySpec:
@@ -329,6 +345,9 @@ def validate_spec(raw: Any) -> ApiKeySpec:
         checks.append(("spec.rateLimit.period", spec.rateLimit.period, durations.parse))
     if spec.quota and spec.quota.refill:
         checks.append(("spec.quota.refill.every", spec.quota.refill.every, durations.parse))
+    if spec.deactivateAfterUnused:
+        checks.append(("spec.deactivateAfterUnused", spec.deactivateAfterUnused,
+                       durations.parse))
     for where, value, parse in checks:
         if value is not None:
             try:
@@ -387,6 +406,11 @@ class ApiKeyPolicySpec(_Model):
     nameFormat: Annotated[str | None, Field(
         None, max_length=256, description="A regular expression each ApiKey's name must "
                                           "match in full, e.g. ^[a-z]+-[a-z]+-(dev|prod)$.")]
+    deactivateAfterUnused: Annotated[str | None, Field(
+        None, max_length=20, pattern=durations.POSITIVE_PATTERN,
+        description="A default, not a rule: keys of the namespace that set no "
+                    "spec.deactivateAfterUnused are deactivated after this long unused "
+                    "(the shortest, if several policies set one).")]
     enforcement: Annotated[Enforcement, Field(
         "Warn", description="For keys that predate the policy or a change to it: Warn "
                             "(condition PolicyCompliant=False and a Warning event) or "
@@ -479,11 +503,13 @@ def validate_policy_spec(raw: Any) -> ApiKeyPolicySpec:
             durations.parse(spec.maxRateLimit.period)
         except durations.DurationError as exc:
             raise SpecError("spec.maxRateLimit.period", str(exc)) from None
-    if spec.maxExpiration is not None:
-        try:
-            durations.parse(spec.maxExpiration)
-        except durations.DurationError as exc:
-            raise SpecError("spec.maxExpiration", str(exc)) from None
+    for where, value in (("spec.maxExpiration", spec.maxExpiration),
+                         ("spec.deactivateAfterUnused", spec.deactivateAfterUnused)):
+        if value is not None:
+            try:
+                durations.parse(value)
+            except durations.DurationError as exc:
+                raise SpecError(where, str(exc)) from None
     return spec
 
 

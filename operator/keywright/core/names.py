@@ -43,6 +43,8 @@ SEALED_TO_ANNOTATION = f"{GROUP}/sealed-to"  # those recipients, comma-separated
 # -- set by people (or tools) ------------------------------------------------------------
 ROTATE_ANNOTATION = f"{GROUP}/rotate"  # on an ApiKey: each new value asks for a rotation
 RESET_QUOTA_ANNOTATION = f"{GROUP}/reset-quota"  # on an ApiKey: each new value refills it
+REACTIVATE_ANNOTATION = f"{GROUP}/reactivate"  # on an ApiKey: each new value restarts its
+# unused clock (deactivateAfterUnused), reactivating a key deactivated as unused
 SEAL_TO_ANNOTATION = f"{GROUP}/seal-to"  # on an ApiKey: age recipients each new key is
 # sealed to as well, comma-separated (kubectl apikey --show puts a throwaway one there)
 INJECT_LABEL = f"{GROUP}/inject"  # on a Pod, a label (any value): lets it reach the Pod webhook

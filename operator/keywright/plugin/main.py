@@ -299,16 +299,20 @@ def _switch(active: bool) -> Callable[..., None]:
     def run(**kwargs: Any) -> None:
         here = session(kwargs)
         name = kwargs["name"]
-        call(lambda: here.client.request("PATCH", here.apikey(name),
-                                         {"spec": {"active": active}},
+        patch: dict[str, Any] = {"spec": {"active": active}}
+        if active:  # also back from a deactivation as unused: its clock restarts
+            patch["metadata"] = {"annotations": {names.REACTIVATE_ANNOTATION: datetime.now(
+                UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")}}
+        call(lambda: here.client.request("PATCH", here.apikey(name), patch,
                                          content_type="application/merge-patch+json"))
         click.echo(f"apikey.{names.GROUP}/{name} {'activated' if active else 'deactivated'}")
     return run
 
 
 NAME = click.argument("name", shell_complete=complete.apikey_names)
-cli.command("activate", help="Let an ApiKey's key work again (spec.active: true).")(
-    common(NAME(_switch(True))))
+cli.command("activate", help="Let an ApiKey's key work again: spec.active: true, and a new "
+            f"{names.REACTIVATE_ANNOTATION} value, which restarts its unused clock (a key "
+            "deactivated as unused works again).")(common(NAME(_switch(True))))
 cli.command("deactivate", help="Stop an ApiKey's key working, history kept "
             "(spec.active: false).")(common(NAME(_switch(False))))
 

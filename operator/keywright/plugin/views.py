@@ -68,10 +68,12 @@ def expiring_within(apikey: Mapping[str, Any], window: timedelta, now: datetime)
 
 
 def unused_for(apikey: Mapping[str, Any], window: timedelta, now: datetime) -> bool:
-    """Not used for `window`: counted from its last use, else from its creation."""
+    """Not used for `window`, counted as the operator counts deactivateAfterUnused: from
+    its last use, creation or reactivation, whichever is latest."""
     status, meta = apikey.get("status") or {}, apikey.get("metadata") or {}
-    since = status.get("lastUsedAt") or meta.get("creationTimestamp")
-    return isinstance(since, str) and times.parse(since) <= now - window
+    found = [times.parse(t) for t in (status.get("lastUsedAt"), status.get("reactivatedAt"),
+                                       meta.get("creationTimestamp")) if isinstance(t, str)]
+    return bool(found) and max(found) <= now - window
 
 
 def table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:

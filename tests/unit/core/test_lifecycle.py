@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from keywright.core import compliance, lifecycle, models, policy, secretview
+from keywright.core import aging, compliance, lifecycle, models, policy, secretview
 from tests.support.observed import CREATED, HASH, ISSUED, NOW, SYNCED, UID, observed
 
 
@@ -301,6 +301,114 @@ def test_a_key_deactivated_by_its_spec_is_not_marked_as_deactivated_by_policy() 
     assert plan.status["phase"] == "Inactive"
     assert condition(plan, "Ready")["reason"] == "Deactivated"
     assert "deactivated" not in plan.status
+
+
+# --- over time: expiry warnings, never-used and unused keys (aging) ----------------------
+
+WARNS = aging.Watch(expiry_warnings=(timedelta(days=14), timedelta(days=1)),
+                    never_used_after=timedelta(days=7))
+USED = {**ISSUED, "lastUsedAt": "2026-11-02T12:00:00Z"}  # used the day after creation
+FOREVER = {k: v for k, v in USED.items() if k != "expiresAt"}  # expiration Never
+
+
+def aged(spec: dict[str, Any] | None = None, status: dict[str, Any] | None = None,
+         facts: compliance.Facts = compliance.NONE, reactivate: str | None = None,
+         ) -> lifecycle.Observed:
+    return dataclasses.replace(observed(spec=spec, status=status or USED, secret=SYNCED,
+                                        facts=facts),
+                               watch=WARNS, reactivate_request=reactivate)
+
+
+def test_a_key_14_days_from_expiry_is_expiring_soon_in_the_same_write_as_its_warning() -> None:
+    plan = lifecycle.decide(aged(), CREATED + timedelta(days=16))
+    assert condition(plan, "ExpiringSoon")["status"] == "True"
+    assert plan.status["expiryWarning"] == "14d"
+    assert [(e.type, e.reason) for e in plan.events] == [("Warning", "ExpiringSoon")]
+    assert plan.next_due == CREATED + timedelta(days=29)  # the 1-day warning is next
+    again = lifecycle.decide(aged(status={**USED, **plan.status}),
+                             CREATED + timedelta(days=17))
+    assert again.status == {}  # told once: nothing to write, no event
+    assert again.events == ()
+
+
+def test_a_steady_key_far_from_expiry_wakes_at_its_first_warning() -> None:
+    plan = lifecycle.decide(aged(), NOW)
+    assert "ExpiringSoon" not in [c["type"] for c in plan.status["conditions"]]
+    assert plan.events == ()
+    assert plan.next_due == CREATED + timedelta(days=16)
+
+
+def test_a_key_never_used_for_7_days_says_so_once() -> None:
+    plan = lifecycle.decide(aged(status=ISSUED), NOW)
+    assert (condition(plan, "Used")["status"], condition(plan, "Used")["reason"]) == \
+        ("False", "NeverUsed")
+    assert reasons(plan) == ["NeverUsed"]
+    assert "phase" not in plan.status  # a warning, not a deactivation
+
+
+def test_a_key_unused_past_its_window_is_deactivated_saying_why() -> None:
+    plan = lifecycle.decide(aged(spec={"deactivateAfterUnused": "7d"}), NOW)
+    assert plan.issue is None
+    assert plan.status["phase"] == "Inactive"
+    why = ("deactivated as unused: last used at 2026-11-02T12:00:00Z, 7d ago or more "
+           "(spec.deactivateAfterUnused 7d)")
+    assert (condition(plan, "Ready")["reason"], condition(plan, "Ready")["message"]) == \
+        ("Unused", why)
+    assert plan.status["deactivated"] == {"reason": "Unused", "message": why,
+                                          "since": "2026-11-11T12:00:00Z"}
+    assert [(e.type, e.reason) for e in plan.events] == [("Warning", "Deactivated")]
+    later = lifecycle.decide(aged(spec={"deactivateAfterUnused": "7d"},
+                                  status={**USED, **plan.status}), NOW + timedelta(hours=1))
+    assert later.status == {}  # nothing new to say while it stays unused
+
+
+def test_before_its_window_ends_an_unused_key_wakes_at_the_end() -> None:
+    plan = lifecycle.decide(aged(spec={"deactivateAfterUnused": "30d", "expiration": "Never"},
+                                 status=FOREVER), NOW)
+    assert "phase" not in plan.status
+    assert plan.next_due == CREATED + timedelta(days=31)  # 30 days after its last use
+
+
+def test_a_policy_default_deactivates_a_key_that_sets_no_window() -> None:
+    facts = compliance.Facts("ns", (policy.Policy("tidy", models.validate_policy_spec(
+        {"deactivateAfterUnused": "5d"})),))
+    plan = lifecycle.decide(aged(facts=facts), NOW)
+    assert plan.status["deactivated"]["message"].endswith(
+        "(ApiKeyPolicy tidy's deactivateAfterUnused 5d)")
+
+
+def test_an_unused_key_is_not_rotated_and_refuses_a_rotate_request() -> None:
+    unused = {"deactivateAfterUnused": "7d", "rotation": {"every": "1d"}}
+    plan = lifecycle.decide(dataclasses.replace(aged(spec=unused), rotate_request="r1"), NOW)
+    assert plan.issue is None
+    assert "RotationRefused" in reasons(plan)
+
+
+def test_the_reactivate_annotation_restarts_the_unused_clock() -> None:
+    unused = {"deactivateAfterUnused": "7d", "expiration": "Never"}
+    stopped = lifecycle.decide(aged(spec=unused, status=FOREVER), NOW)
+    status = {**FOREVER, **stopped.status}
+    plan = lifecycle.decide(aged(spec=unused, status=status, reactivate="please"),
+                            NOW + timedelta(hours=1))
+    assert plan.status["phase"] == "Active"
+    assert plan.status["deactivated"] is None
+    assert plan.status["reactivatedAt"] == "2026-11-11T13:00:00Z"
+    assert plan.status["lastReactivateRequest"] == "please"
+    assert reasons(plan) == ["Activated"]
+    assert plan.next_due == NOW + timedelta(days=7, hours=1)
+    again = lifecycle.decide(aged(spec=unused, status={**status, **plan.status},
+                                  reactivate="please"),
+                             NOW + timedelta(hours=2))
+    assert again.status == {}  # the same value is not a second reactivation
+
+
+def test_spec_active_turned_true_again_restarts_the_unused_clock() -> None:
+    off = lifecycle.decide(aged(spec={"active": False}), NOW)
+    status = {**USED, **off.status}
+    on = lifecycle.decide(aged(spec={"deactivateAfterUnused": "7d"}, status=status),
+                          NOW + timedelta(hours=1))
+    assert on.status["phase"] == "Active"
+    assert on.status["reactivatedAt"] == "2026-11-11T13:00:00Z"
 
 
 # --- sealed delivery --------------------------------------------------------------------

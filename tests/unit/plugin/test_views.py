@@ -59,6 +59,8 @@ def test_a_row_of_the_list() -> None:
     pytest.param({"expiresAt": at(days=-1), "lastUsedAt": at(days=-31)}, False, True,
                  id="already expired is not expiring; unused for 31d"),
     pytest.param({}, False, True, id="Never expires; unused counts from creation"),
+    pytest.param({"lastUsedAt": at(days=-35), "reactivatedAt": at(days=-3)}, False, False,
+                 id="reactivated 3d ago restarts the unused count, as the operator's"),
 ])
 def test_the_lists_filters(status: dict[str, Any], expiring: bool, unused: bool) -> None:
     assert views.expiring_within(key(**status), timedelta(days=14), NOW) is expiring
