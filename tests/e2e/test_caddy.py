@@ -227,6 +227,16 @@ def test_each_refusal_reaches_the_client_as_the_verifier_said_it_and_is_audited_
     assert [a["code"] for a in line] == [code]
 
 
+def test_a_gateways_impossible_requirement_reaches_the_client_as_the_verifiers_500(
+    caddy: gateway.Caddy, keys: dict[str, Plaintext]
+) -> None:
+    """/typo/ asks for Invocies.Read: the client gets the verifier's 500 and its code, not
+    the upstream (nginx's auth_request would have turned it into a bare 500)."""
+    status, headers, body = caddy.get("/typo/x", {"X-API-Key": keys["reader"]})
+    assert (status, body) == (500, answer("INVALID_REQUIREMENT"))
+    assert headers["x-keywright-code"] == "INVALID_REQUIREMENT"
+
+
 RATE_LIMIT_HEADERS = ("x-ratelimit-limit", "x-ratelimit-remaining", "x-ratelimit-reset",
                       "ratelimit-policy", "ratelimit")
 
@@ -293,7 +303,7 @@ def test_caddy_closes_idle_verifier_connections_before_the_verifier_does(
     routes = caddy.adapted()["apps"]["http"]["servers"]["srv0"]["routes"]
     transports = [handler["transport"] for handler in _handlers(routes)
                   if handler.get("handler") == "reverse_proxy" and "handle_response" in handler]
-    assert len(transports) == 4  # one forward_auth per route
+    assert len(transports) == 5  # one forward_auth per route
     for transport in transports:
         assert transport["keep_alive"] == {"idle_timeout": 60_000_000_000,
                                            "max_idle_conns_per_host": 32}

@@ -268,8 +268,9 @@ def caddyfile(site: str, routes: list[str], sandbox: tuple[str, ...] = ()) -> st
 
 class Caddy:
     """Debian's Caddy (2.6.2 on bookworm) with the recommended Caddyfile: /invoices/
-    wants Invoices.Read, /admin/ Admin.Write, /team/ a key of `namespace`; /dead/ asks a
-    verifier that is not there. No admin endpoint, no automatic HTTPS, listening on
+    wants Invoices.Read, /admin/ Admin.Write, /team/ a key of `namespace`; /typo/ a
+    scope of an area no key has (a gateway's mistake); /dead/ asks a verifier that is not
+    there. No admin endpoint, no automatic HTTPS, listening on
     127.0.0.1 only; its config and data directories and its log in `workdir`."""
 
     def __init__(self, workdir: Path, verifier_port: int, upstream_port: int,
@@ -282,6 +283,7 @@ class Caddy:
             caddy_route("/invoices/*", verifier, "/verify?scope=Invoices.Read", upstream),
             caddy_route("/admin/*", verifier, "/verify?scope=Admin.Write", upstream),
             caddy_route("/team/*", verifier, f"/verify?namespace={namespace}", upstream),
+            caddy_route("/typo/*", verifier, "/verify?scope=Invocies.Read", upstream),
             caddy_route("/dead/*", f"127.0.0.1:{processes.free_port()}", "/verify", upstream),
         ]
         self.config = self.dir / "Caddyfile"

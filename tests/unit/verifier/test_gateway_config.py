@@ -138,7 +138,7 @@ def test_the_tested_caddyfile_adds_only_the_sandbox_to_the_documented_options(
 
 def test_every_protected_route_strips_forged_headers_and_the_key(tmp_path: Path) -> None:
     tested = e2e_caddyfile(tmp_path)
-    for path in ("/invoices/*", "/admin/*", "/team/*", "/dead/*"):
+    for path in ("/invoices/*", "/admin/*", "/team/*", "/typo/*", "/dead/*"):
         route = block(tested, f"route {path} {{")
         assert route[1] == "request_header -X-Keywright-*", path  # before forward_auth
         assert route[2].startswith("forward_auth "), path
