@@ -314,3 +314,19 @@ def _handlers(routes: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
         for handler in route.get("handle", ()):
             yield handler
             yield from _handlers(handler.get("routes", ()))
+
+
+def test_no_key_in_this_modules_verifier_or_caddy_logs(
+    caddy: gateway.Caddy, behind_caddy: Verifier, keys: dict[str, Plaintext]
+) -> None:
+    """The session's hygiene scan reads the session verifier's logs, not this one's: each
+    key goes through Caddy once more (the refused ones too), then neither the verifier's
+    log and audit lines nor Caddy's log may hold it."""
+    uri = f"/invoices/{uuid.uuid4().hex}"
+    for key in keys.values():
+        assert caddy.get(uri, {"X-API-Key": key})[0] in (200, 403)
+    eventually(lambda: len([a for a in behind_caddy.audit_lines() if a["uri"] == uri])
+               == len(keys), timeout=5, what="the audit lines")
+    logs = behind_caddy.all_logs() + caddy.log.read_text()
+    leaked = [name for name, key in keys.items() if key in logs]
+    assert not leaked, f"keys in the logs: {leaked}"
