@@ -29,7 +29,7 @@ from keywright.core import aging, crd, durations, errors, names, tokens
 
 # the gateway the verifier's end-to-end tests put in front of it (with headers-more, which
 # strips every X-Keywright-* header a client sends), and the benchmarks' load
-TOOL_PACKAGES = ("nginx", "libnginx-mod-http-headers-more-filter", "wrk", "age", "tmux")
+TOOL_PACKAGES = ("nginx", "libnginx-mod-http-headers-more-filter", "caddy", "wrk", "age", "tmux")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

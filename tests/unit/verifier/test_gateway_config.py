@@ -1,10 +1,12 @@
-"""The nginx configuration docs/gateways.md recommends against the one the e2e tests run
-(tests/support/gateway.py), and the 429 code nginx returns, taken from the header the
-verifier names it in. No nginx, no cluster."""
+"""The nginx configuration and the Caddyfile docs/gateways.md recommends against the ones
+the e2e tests run (tests/support/gateway.py), and the 429 code nginx returns, taken from
+the header the verifier names it in. No nginx, no Caddy, no cluster."""
 
 from __future__ import annotations
 
 from pathlib import Path
+
+import pytest
 
 from keywright.verifier import app, decision
 from tests.support import gateway
@@ -86,3 +88,72 @@ def test_the_documented_protected_location_strips_what_the_tested_one_strips(
     assert len(stripping) == 3
     for line in stripping:
         assert line in documented, line
+
+
+# Caddy: the Caddyfile docs/gateways.md shows and the one the e2e tests run both come from
+# tests/support/gateway.py; these hold the documentation to it.
+DOC_VERIFIER = "keywright-verifier.keywright-system.svc:8080"
+DOC_UPSTREAM = "invoices.billing.svc:8080"
+DOC_URI = "/verify?scope=Invoices.Read&namespace=billing"
+SANDBOX = ("admin off", "auto_https off", "default_bind 127.0.0.1")
+
+
+def doc_caddyfile() -> str:
+    text = DOC.read_text()
+    section = text[text.index("## Caddy (`forward_auth`)"):]
+    start = section.index("```caddyfile\n") + len("```caddyfile\n")
+    return section[start:section.index("```", start)]
+
+
+def e2e_caddyfile(tmp_path: Path) -> str:
+    return gateway.Caddy(tmp_path, verifier_port=1, upstream_port=2,
+                         namespace="ns").config.read_text()
+
+
+def test_the_documented_caddyfile_is_what_the_template_makes() -> None:
+    assert doc_caddyfile() == gateway.caddyfile(
+        "api.example.com", [gateway.caddy_route("/invoices/*", DOC_VERIFIER, DOC_URI,
+                                                DOC_UPSTREAM)])
+
+
+def test_the_tested_invoices_route_is_the_documented_one_but_for_its_addresses(
+    tmp_path: Path
+) -> None:
+    tested = block(e2e_caddyfile(tmp_path), "route /invoices/* {")
+    moved = [line.replace("127.0.0.1:1 ", f"{DOC_VERIFIER} ")
+             .replace("127.0.0.1:2", DOC_UPSTREAM)
+             .replace("/verify?scope=Invoices.Read", DOC_URI) for line in tested]
+    assert moved == block(doc_caddyfile(), "route /invoices/* {")
+
+
+def test_the_tested_caddyfile_adds_only_the_sandbox_to_the_documented_options(
+    tmp_path: Path
+) -> None:
+    tested, documented = e2e_caddyfile(tmp_path), doc_caddyfile()
+    options = tested[:tested.index("\n}\n") + 3]
+    assert [line.strip() for line in options.splitlines()[1:4]] == list(SANDBOX)
+    assert "".join(line + "\n" for line in options.splitlines()
+                   if line.strip() not in SANDBOX) == documented[:documented.index("\n}\n") + 3]
+
+
+def test_every_protected_route_strips_forged_headers_and_the_key(tmp_path: Path) -> None:
+    tested = e2e_caddyfile(tmp_path)
+    for path in ("/invoices/*", "/admin/*", "/team/*", "/typo/*", "/dead/*"):
+        route = block(tested, f"route {path} {{")
+        assert route[1] == "request_header -X-Keywright-*", path  # before forward_auth
+        assert route[2].startswith("forward_auth "), path
+        assert route[-5:-1] == ["request_header -X-API-Key",
+                                '@bearer header_regexp Authorization "(?i)^bearer[ \\t]"',
+                                "request_header @bearer -Authorization",
+                                "reverse_proxy 127.0.0.1:2"], path
+
+
+@pytest.mark.parametrize(("header", "spelt"), [
+    pytest.param("X-RateLimit-Limit", "X-Ratelimit-Limit", id="inner capitals fall"),
+    pytest.param("RateLimit-Policy", "Ratelimit-Policy", id="the first word's too"),
+    pytest.param("X-Keywright-Context-team", "X-Keywright-Context-Team",
+                 id="each word gets one capital"),
+    pytest.param("x-api-key", "X-Api-Key", id="a lower-case name gets them"),
+])
+def test_caddys_placeholders_name_a_header_as_go_spells_it(header: str, spelt: str) -> None:
+    assert gateway.go_spelling(header) == spelt
