@@ -30,3 +30,11 @@ def test_the_operator_says_its_webhooks_are_off_unless_asked_for(
     text = help_of("operator", capsys)
     assert "(default: 0, off)" in text
     assert "default: kw" in text
+
+
+def test_scan_says_what_it_prints_and_its_exit_codes(capsys: pytest.CaptureFixture[str]) -> None:
+    text = help_of("scan", capsys)
+    assert "never the key" in text
+    assert "Exit 1 when one is found, 0 when none, 2 for a path that does not exist" in text
+    assert "skipping .git, symbolic links and binary files" in text
+    assert "(default: 100)" in text
