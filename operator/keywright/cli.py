@@ -30,7 +30,7 @@ from keywright.scanning import files
 # the gateway the verifier's end-to-end tests put in front of it (with headers-more, which
 # strips every X-Keywright-* header a client sends), and the benchmarks' load
 TOOL_PACKAGES = ("nginx", "libnginx-mod-http-headers-more-filter", "wrk", "age", "tmux")
-SCAN_MAX_MEGABYTES = 100  # `keywright scan` reads 30 to 80 MB/s (docs/scanning.md)
+SCAN_MAX_MEGABYTES = 100  # `keywright scan` reads 20 to 25 MB/s of text (docs/scanning.md)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -82,8 +82,9 @@ def _parser() -> argparse.ArgumentParser:
 
     scan = commands.add_parser(
         "scan", help="look for leaked Keywright keys in files",
-        description="Look for Keywright keys in files, checksum and all: prints "
-        "FILE:LINE: and the key's preview for each, never the key. Exit 1 when one is "
+        description="Look for Keywright keys in files, checksum and all, written out or "
+        "in base64 (as a Secret's data is printed): prints FILE:LINE: and the key's "
+        "preview for each, never the key. Exit 1 when one is "
         "found, 0 when none, 2 for a path that does not exist or a file that could not be "
         "read.")
     scan.add_argument("paths", nargs="+", type=_existing_path, metavar="PATH",
@@ -295,7 +296,8 @@ def _scan(args: argparse.Namespace) -> int:
     found = unreadable = read = binary = 0
     for result in files.scan(args.paths, args.max_megabytes * 1_000_000, sys.stdin.buffer):
         for where in result.found:
-            _say(f"{result.name}:{where.line}: {where.preview} (Keywright key, checksum valid)")
+            what = "Keywright key" + (f" in {where.encoding}" if where.encoding else "")
+            _say(f"{result.name}:{where.line}: {where.preview} ({what}, checksum valid)")
         found += len(result.found)
         if result.skipped is None:
             read += 1

@@ -8,6 +8,7 @@ arithmetic (tests/support/contract.py), not the code under test.
 
 from __future__ import annotations
 
+import base64
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,10 +26,18 @@ class Planted:
     path: str  # relative to the tree
     line: int  # from 1
     key: Plaintext
+    encoding: str | None = None  # "base64": the file holds the key's base64
+
+    @property
+    def written(self) -> Plaintext:
+        """The key as the file has it."""
+        if self.encoding == "base64":
+            return Plaintext(base64.b64encode(self.key.encode()).decode())
+        return self.key
 
 
-# (file, its lines): `{key}` is where the key goes, once per file, with that file's own
-# prefix (every allowed length: 2 and 16 characters, digits)
+# (file, prefix, its lines): `{key}` is where the key goes, or `{base64}` its base64, once
+# per file, with that file's own prefix (every allowed length: 2 and 16 characters, digits)
 FILES: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("notes.txt", "kw", (
         "Rotated on Monday.",
@@ -72,6 +81,15 @@ FILES: tuple[tuple[str, str, tuple[str, ...]], ...] = (
         "https://api.example.test/v1/reviews?page=2",
         "2026-11-23T10:00:02Z GET /v1/reviews 200",
     )),
+    ("k8s/secret.yaml", "billing", (  # as `kubectl get secret -o yaml` prints one
+        "apiVersion: v1",
+        "kind: Secret",
+        "metadata:",
+        "  name: billing-sync",
+        "type: Opaque",
+        "data:",
+        "  api-key: {base64}",
+    )),
 )
 
 
@@ -79,12 +97,16 @@ def plant(root: Path) -> list[Planted]:
     """Writes FILES under `root`, each with a new key; where each key went."""
     planted = []
     for name, prefix, lines in FILES:
-        key = Plaintext(tokens.generate(prefix))
+        line, text = next((n, text) for n, text in enumerate(lines, 1)
+                          if "{key}" in text or "{base64}" in text)
+        here = Planted(name, line, Plaintext(tokens.generate(prefix)),
+                       "base64" if "{base64}" in text else None)
         path = root / name
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text("".join(line.replace("{key}", key) + "\n" for line in lines))
-        line = next(number for number, text in enumerate(lines, 1) if "{key}" in text)
-        planted.append(Planted(name, line, key))
+        path.write_text("".join(
+            text.replace("{key}", here.written).replace("{base64}", here.written) + "\n"
+            for text in lines))
+        planted.append(here)
     return planted
 
 
@@ -105,6 +127,10 @@ def _changed(text: str, index: int) -> str:
 
 def _base62(length: int) -> str:
     return "".join(secrets.choice(contract.ALPHABET) for _ in range(length))
+
+
+def base64_of(text: str) -> str:
+    return base64.b64encode(text.encode()).decode()
 
 
 def near_misses() -> list[NearMiss]:
@@ -147,5 +173,9 @@ def near_misses() -> list[NearMiss]:
         ("a placeholder in documentation (too little entropy for gitleaks)",
          "kw_" + "X" * 49, False),
         ("an all-zero body and check (too little entropy for gitleaks)", "kw_" + "0" * 49, False),
+        ("the base64 of a key with one character of its body changed",
+         base64_of(_changed(key, 20)), False),
+        ("the base64 of a key one character short", base64_of(key[:-1]), False),
+        ("the base64 of a key with a letter before it", base64_of(f"x{key}"), False),
     ]
     return [NearMiss(name, Plaintext(text), gitleaks) for name, text, gitleaks in misses]

@@ -2,7 +2,8 @@
 
 Owns: telling detect-secrets (Yelp's, 1.x) what a Keywright key is: the contract's shape
 between word boundaries and a CRC32 check that matches (`matching`), so a look-alike
-whose check does not match is not reported; and printing this file's path.
+whose check does not match is not reported, written out or in base64 (the secret it
+reports is then the base64, as the line has it); and printing this file's path.
 Must not: import more of Keywright than the key format: detect-secrets imports this file
 by its path, in its own process, and it must stay cheap to load there. It never
 "verifies" a key in detect-secrets' sense (asking a live service): `kubectl apikey
@@ -32,7 +33,7 @@ class KeywrightDetector(RegexBasedDetector):
     denylist = (matching.CANDIDATE,)
 
     def analyze_string(self, string: str) -> Generator[str, None, None]:
-        yield from matching.keys_in(string)
+        yield from matching.secrets_in(string)
 
 
 def main() -> None:

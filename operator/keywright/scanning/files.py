@@ -38,7 +38,7 @@ def scan(paths: Iterable[str], max_bytes: int, stdin: BinaryIO) -> Iterator[Resu
     """Each file under `paths`, in order, with what it holds."""
     for path in paths:
         if path == STDIN:
-            yield _judge("<stdin>", _read_stream(stdin, max_bytes), max_bytes)
+            yield _read("<stdin>", stdin, max_bytes)
         elif os.path.isdir(path):
             yield from _tree(path, max_bytes)
         else:  # named: read whatever it is (a link to a file, a pipe from <(...))
@@ -81,21 +81,18 @@ def _file(name: str, max_bytes: int) -> Result:
             facts = os.fstat(handle.fileno())
             if stat.S_ISREG(facts.st_mode) and facts.st_size > max_bytes:
                 return Result(name, skipped=_larger(max_bytes))
-            data = _read_stream(handle, max_bytes)
+            return _read(name, handle, max_bytes)
     except OSError as exc:
         return Result(name, skipped=_why(exc), unreadable=True)
-    return _judge(name, data, max_bytes)
 
 
-def _read_stream(stream: BinaryIO, max_bytes: int) -> bytes:
-    return stream.read(max_bytes + 1)  # one byte more tells "too large" from "just fits"
-
-
-def _judge(name: str, data: bytes, max_bytes: int) -> Result:
+def _read(name: str, stream: BinaryIO, max_bytes: int) -> Result:
+    data = stream.read(min(BINARY_SNIFF, max_bytes + 1))
+    if b"\0" in data:
+        return Result(name, skipped="binary")  # the rest is never read
+    data += stream.read(max_bytes + 1 - len(data))  # a byte more tells "too large"
     if len(data) > max_bytes:
         return Result(name, skipped=_larger(max_bytes))
-    if b"\0" in data[:BINARY_SNIFF]:
-        return Result(name, skipped="binary")
     # latin-1 maps each byte to one character: nothing fails to decode, and a key (ASCII)
     # reads the same whatever the file's encoding (UTF-16 aside, which is "binary")
     return Result(name, found=tuple(matching.found_in(data.decode("latin-1"))))

@@ -63,7 +63,7 @@ def sha1(key: str) -> str:
 
 
 def listed(planted: list[leaks.Planted]) -> set[tuple[str, int, str, str]]:
-    return {(p.path, p.line, leaks.SECRET_TYPE, sha1(p.key))
+    return {(p.path, p.line, leaks.SECRET_TYPE, sha1(p.written))
             for p in planted}
 
 

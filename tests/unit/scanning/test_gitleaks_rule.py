@@ -61,9 +61,12 @@ def test_the_regex_is_the_contracts_regex_for_scanners() -> None:
 
 
 def test_every_planted_key_is_found_once_on_its_line(tmp_path: Path) -> None:
+    """Those written as they are: gitleaks finds a key in base64 only by decoding it
+    first (`--max-decode-depth`), which is gitleaks' own and not run here."""
     for planted in leaks.plant(tmp_path):
         found = reported((tmp_path / planted.path).read_text())
-        assert found == [(planted.line, planted.key)], planted.path
+        assert found == ([] if planted.encoding else [(planted.line, planted.key)]), \
+            planted.path
 
 
 @pytest.mark.parametrize("miss", [pytest.param(m, id=m.id) for m in leaks.near_misses()])
