@@ -84,9 +84,8 @@ def _parser() -> argparse.ArgumentParser:
         "scan", help="look for leaked Keywright keys in files",
         description="Look for Keywright keys in files, checksum and all, written out or "
         "in base64 (as a Secret's data is printed): prints FILE:LINE: and the key's "
-        "preview for each, never the key. Exit 1 when one is "
-        "found, 0 when none, 2 for a path that does not exist or a file that could not be "
-        "read.")
+        "preview for each, never the key. Exit 1 when one is found, 0 when none, 2 for a "
+        "path that does not exist or a file that could not be read.")
     scan.add_argument("paths", nargs="+", type=_existing_path, metavar="PATH",
                       help="a file, or a directory to walk (skipping .git, symbolic links "
                       "and binary files); - for standard input")
