@@ -26,10 +26,12 @@ import kopf
 from keywright import kube
 from keywright.controller import metrics, pepper, reconcile, redispassword
 from keywright.core import aging, crd, durations, errors, names, tokens
+from keywright.scanning import files
 
 # the gateway the verifier's end-to-end tests put in front of it (with headers-more, which
 # strips every X-Keywright-* header a client sends), and the benchmarks' load
 TOOL_PACKAGES = ("nginx", "libnginx-mod-http-headers-more-filter", "caddy", "wrk", "age", "tmux")
+SCAN_MAX_MEGABYTES = 100  # `keywright scan` reads 20 to 25 MB/s of text (docs/scanning.md)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -78,6 +80,20 @@ def _parser() -> argparse.ArgumentParser:
     crd_command.add_argument("--write", type=Path, metavar="DIR",
                              help="write them into DIR, one file each")
     crd_command.set_defaults(run=_crd)
+
+    scan = commands.add_parser(
+        "scan", help="look for leaked Keywright keys in files",
+        description="Look for Keywright keys in files, checksum and all, written out or "
+        "in base64 (as a Secret's data is printed): prints FILE:LINE: and the key's "
+        "preview for each, never the key. Exit 1 when one is found, 0 when none, 2 for a "
+        "path that does not exist or a file that could not be read.")
+    scan.add_argument("paths", nargs="+", type=_existing_path, metavar="PATH",
+                      help="a file, or a directory to walk (skipping .git, symbolic links "
+                      "and binary files); - for standard input")
+    scan.add_argument("--max-megabytes", type=_positive, default=SCAN_MAX_MEGABYTES,
+                      metavar="MB", help="skip a file larger than this, saying so "
+                      f"(default: {SCAN_MAX_MEGABYTES})")
+    scan.set_defaults(run=_scan)
 
     op = commands.add_parser("operator", help="the controller (Kopf), on the current kubeconfig")
     _common(op, "watch only this namespace (repeatable; default: all)")
@@ -244,6 +260,12 @@ def _network(text: str) -> str:
         raise argparse.ArgumentTypeError(f"{text!r} is not an address or CIDR") from None
 
 
+def _existing_path(text: str) -> str:
+    if text != files.STDIN and not os.path.exists(text):
+        raise argparse.ArgumentTypeError(f"{text}: no such file or directory")
+    return text
+
+
 def _prefix(text: str) -> str:
     if not re.fullmatch(tokens.PREFIX_PATTERN, text):
         raise argparse.ArgumentTypeError(f"{text!r} does not match {tokens.PREFIX_PATTERN}")
@@ -310,6 +332,25 @@ def _crd(args: argparse.Namespace) -> int:
         else:
             sys.stdout.write(("---\n" if number else "") + crd.render(kind))
     return 0
+
+
+def _scan(args: argparse.Namespace) -> int:
+    found = unreadable = read = binary = 0
+    for result in files.scan(args.paths, args.max_megabytes * 1_000_000, sys.stdin.buffer):
+        for where in result.found:
+            what = "Keywright key" + (f" in {where.encoding}" if where.encoding else "")
+            _say(f"{result.name}:{where.line}: {where.preview} ({what}, checksum valid)")
+        found += len(result.found)
+        if result.skipped is None:
+            read += 1
+        elif result.skipped == "binary":
+            binary += 1
+        else:
+            unreadable += result.unreadable
+            print(f"keywright scan: skipped {result.name}: {result.skipped}", file=sys.stderr)
+    print(f"keywright scan: {read} file{'s' * (read != 1)} read ({binary} binary skipped), "
+          f"{found} key{'s' * (found != 1)} found", file=sys.stderr)
+    return 1 if found else 2 if unreadable else 0
 
 
 def _operator(args: argparse.Namespace) -> int:

@@ -55,3 +55,11 @@ def test_expiry_warnings_are_read_longest_first_and_none_turns_them_off() -> Non
     parsed = cli._parser().parse_args(["operator", "--expiry-warnings", "none",
                                        "--never-used-after", "none"])
     assert (parsed.expiry_warnings, parsed.never_used_after) == ((), None)
+
+
+def test_scan_says_what_it_prints_and_its_exit_codes(capsys: pytest.CaptureFixture[str]) -> None:
+    text = help_of("scan", capsys)
+    assert "never the key" in text
+    assert "Exit 1 when one is found, 0 when none, 2 for a path that does not exist" in text
+    assert "skipping .git, symbolic links and binary files" in text
+    assert "(default: 100)" in text
