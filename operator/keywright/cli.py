@@ -27,8 +27,10 @@ from keywright.controller import pepper, reconcile, redispassword
 from keywright.core import crd, errors, names, tokens
 
 # the gateway the verifier's end-to-end tests put in front of it (with headers-more, which
-# strips every X-Keywright-* header a client sends), and the benchmarks' load
-TOOL_PACKAGES = ("nginx", "libnginx-mod-http-headers-more-filter", "wrk", "age", "tmux")
+# strips every X-Keywright-* header a client sends), the benchmarks' load, and Prometheus
+# (prometheus scrapes in the monitoring tests, promtool checks deploy/monitoring's rules)
+TOOL_PACKAGES = ("nginx", "libnginx-mod-http-headers-more-filter", "wrk", "age", "tmux",
+                 "prometheus")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
