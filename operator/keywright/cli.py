@@ -29,8 +29,11 @@ from keywright.core import aging, crd, durations, errors, names, tokens
 from keywright.scanning import files
 
 # the gateway the verifier's end-to-end tests put in front of it (with headers-more, which
-# strips every X-Keywright-* header a client sends), and the benchmarks' load
-TOOL_PACKAGES = ("nginx", "libnginx-mod-http-headers-more-filter", "caddy", "wrk", "age", "tmux")
+# strips every X-Keywright-* header a client sends) and Caddy, the benchmarks' load, and
+# Prometheus (prometheus scrapes in the monitoring tests, promtool checks
+# deploy/monitoring's rules)
+TOOL_PACKAGES = ("nginx", "libnginx-mod-http-headers-more-filter", "caddy", "wrk", "age",
+                 "tmux", "prometheus")
 SCAN_MAX_MEGABYTES = 100  # `keywright scan` reads 20 to 25 MB/s of text (docs/scanning.md)
 
 

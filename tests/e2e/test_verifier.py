@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 from kubernetes import client
+from prometheus_client.parser import text_string_to_metric_families
 
 from keywright.core import tokens
 from keywright.dev import controlplane
@@ -595,6 +596,31 @@ def test_metrics_count_decisions_and_keys(ready: Verifier, keys: dict[str, Plain
     assert indexed >= len(keys)
     assert "keywright_verifier_decision_duration_seconds_bucket" in after
     assert "keywright_verifier_seconds_since_sync 0.0" in after
+
+
+def apikey_decisions(verifier: Verifier, namespace: str, name: str) -> dict[str, float]:
+    """keywright_verifier_apikey_decisions_total of one ApiKey in /metrics: status -> count."""
+    text = verifier.get("/metrics")[2].decode()
+    return {s.labels["status"]: s.value for family in text_string_to_metric_families(text)
+            if family.name == "keywright_verifier_apikey_decisions" for s in family.samples
+            if s.name.endswith("_total") and (s.labels["namespace"], s.labels["name"])
+            == (namespace, name)}
+
+
+def test_metrics_count_answers_per_apikey_and_drop_a_deleted_ones(
+    ready: Verifier, cluster: Cluster, namespace: str
+) -> None:
+    key = issue(cluster, ready, namespace, "counted", scopes=["Invoices.Read"])  # one 200
+    assert ready.get("/verify?scope=Invoices.Read", {"X-API-Key": key})[0] == 200
+    assert ready.get("/verify?scope=Invoices.Write", {"X-API-Key": key})[0] == 403
+    # answered as an unknown key: it names no ApiKey, so it is not counted as this one's
+    assert ready.get("/verify?namespace=elsewhere", {"X-API-Key": key})[2] == \
+        answer("INVALID_KEY")
+    assert apikey_decisions(ready, namespace, "counted") == {
+        "200": 2.0, "401": 0.0, "403": 1.0, "429": 0.0}
+    k8s_delete(cluster, "apikey", namespace, "counted")
+    eventually(lambda: apikey_decisions(ready, namespace, "counted") == {}, timeout=10,
+               what="the deleted ApiKey's series gone from /metrics")
 
 
 def test_not_ready_until_the_first_list(

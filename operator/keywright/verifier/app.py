@@ -64,7 +64,8 @@ class Verifier:
         self.shared = shared  # limits on Redis, exact across replicas; else in-process
         self.usage = usage.Usage()
         self._warned: dict[frozenset[str], float] = {}  # requirement -> when last logged
-        self.metrics = metrics.Metrics(lambda: float(keys.hash_count()), staleness)
+        self.metrics = metrics.Metrics(lambda: float(keys.hash_count()), staleness,
+                                       keys.holds)
         if shared is not None:
             self.metrics.watch_backend(lambda: shared.up, lambda: shared.errors)
         self._ready = False
@@ -75,9 +76,10 @@ class Verifier:
             SCOPE_HEADER, NAMESPACE_HEADER, *audit.URI_HEADERS))
 
     def forget(self, namespace: str, name: str) -> None:
-        """An ApiKey is gone: drop its in-process limits and pending usage."""
+        """An ApiKey is gone: drop its in-process limits, pending usage and metrics."""
         self.limits.forget(namespace, name)
         self.usage.forget(namespace, name)
+        self.metrics.forget(namespace, name)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -148,7 +150,7 @@ class Verifier:
                                                 self.settings.policy.trusted_proxies)
                 answer = answer._replace(client=str(found) if found is not None else peer)
             audit.emit(answer, scopes, scope.get("method", ""), _uri(headers), now)
-        self.metrics.observe(code, time.perf_counter() - started)
+        self.metrics.observe(code, time.perf_counter() - started, record)
 
     async def _check(self, scope: Scope, send: Send) -> None:
         """What /verify would answer for this key and requirement, and whose key it is,

@@ -214,6 +214,10 @@ class Index:
         with self._lock:
             return {k for k in self._by_object if namespace is None or k[0] == namespace}
 
+    def holds(self, namespace: str, name: str) -> bool:
+        """Whether that ApiKey has a key indexed (no lock: one dict lookup)."""
+        return (namespace, name) in self._by_object
+
     def uids(self, namespace: str | None = None) -> dict[tuple[str, str], str]:
         """(namespace, name) -> metadata.uid of the ApiKeys indexed, in one namespace or
         all: a name that comes back with another uid was deleted and created again."""

@@ -15,8 +15,9 @@ from typing import Any
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from prometheus_client.parser import text_string_to_metric_families
 
-from keywright.core import tokens
+from keywright.core import hashing, tokens
 from keywright.verifier import app, audit, decision, index, usage
 from tests.support.keys import KEY, NOW, OTHER, PEPPERS, apikey
 
@@ -143,6 +144,68 @@ def test_metrics_count_each_decision_and_its_latency() -> None:
     assert 'keywright_verifier_decision_duration_seconds_bucket{le="+Inf"} 3.0' in text
     assert "keywright_verifier_keys_indexed 2.0" in text
     assert KEY not in text
+
+
+def per_key(application: app.Verifier) -> dict[tuple[str, str, str], float]:
+    """keywright_verifier_apikey_decisions_total in /metrics: (namespace, name, status)
+    -> count."""
+    text = call(application, "/metrics")[2].decode()
+    return {(s.labels["namespace"], s.labels["name"], s.labels["status"]): s.value
+            for family in text_string_to_metric_families(text)
+            if family.name == "keywright_verifier_apikey_decisions"
+            for s in family.samples if s.name.endswith("_total")}
+
+
+def zeros(namespace: str, name: str, **counts: float) -> dict[tuple[str, str, str], float]:
+    """An ApiKey's four series: the statuses given (as s200=...), 0 for the others."""
+    return {(namespace, name, status): counts.get(f"s{status}", 0.0)
+            for status in ("200", "401", "403", "429")}
+
+
+def test_answers_are_counted_per_apikey_by_status_only_when_the_key_matched_one() -> None:
+    retired = tokens.generate("kw")
+    application = verifier(
+        apikey(previous=[{"revision": 1, "hash": hashing.digest(retired, PEPPERS, "v1"),
+                          "lastCharacters": retired[-4:], "retiresAt": "2020-01-01T00:00:00Z"}]),
+        apikey("admins", key=ADMIN_KEY, scopes=["Admin.Read"],
+               rateLimit={"requests": 1, "period": "1m"}),
+        apikey("off", key=OTHER, active=False))
+    assert per_key(application) == {}  # no series before a key is presented
+    sent = {name: [(b"x-api-key", key.encode())]
+            for name, key in (("billing", KEY), ("admins", ADMIN_KEY), ("off", OTHER),
+                              ("retired", retired), ("unknown", tokens.generate("kw")),
+                              ("garbage", "kw_nope"))}
+    asked = [("billing", b""), ("billing", b""), ("billing", b"scope=Admin.Read"),
+             ("admins", b""), ("admins", b""), ("off", b""), ("retired", b""),
+             # none of these names an ApiKey: a gateway's typo (500), an unknown key, a
+             # malformed one, another namespace's key, no key at all
+             ("billing", b"scope=invoices.read"), ("unknown", b""), ("garbage", b""),
+             ("billing", b"namespace=elsewhere")]
+    codes = [json.loads(call(application, query=query, headers=sent[who])[2])["code"]
+             for who, query in asked]
+    call(application, headers=[])
+    assert codes == ["OK", "OK", "INSUFFICIENT_SCOPE", "OK", "RATE_LIMITED", "INACTIVE",
+                     "INVALID_KEY", "INVALID_REQUIREMENT", "INVALID_KEY", "MALFORMED_KEY",
+                     "INVALID_KEY"]
+    # a previous key past its grace still names its ApiKey: a 401 of billing's
+    assert per_key(application) == {**zeros("pay", "billing", s200=2, s401=1, s403=1),
+                                    **zeros("pay", "admins", s200=1, s429=1),
+                                    **zeros("pay", "off", s401=1)}
+
+
+def test_a_deleted_apikeys_series_go_even_if_a_decision_counts_after() -> None:
+    application = verifier()
+    call(application)
+    call(application, headers=[(b"x-api-key", ADMIN_KEY.encode())])
+    assert per_key(application) == {**zeros("pay", "billing", s200=1),
+                                    **zeros("pay", "admins", s200=1)}
+    found = index.records(apikey())[0]
+    application.keys.remove("pay", "billing")  # as the watch does on DELETED
+    application.forget("pay", "billing")
+    assert per_key(application) == zeros("pay", "admins", s200=1)
+    # a request decided with the record just before the delete, counted just after
+    application.metrics.observe(decision.OK, 0.0001, found)
+    assert per_key(application) == zeros("pay", "admins", s200=1)
 
 
 def test_each_decision_writes_one_audit_line_without_the_key(
