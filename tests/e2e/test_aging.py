@@ -22,9 +22,11 @@ from tests.e2e.test_plugin import apikey_cli
 from tests.support import k8s
 from tests.support.k8s import Cluster, Operator, Plaintext, Verifier, answer, http_get
 from tests.support.manifests import apikey
+from tests.support.prometheus import Prometheus
 from tests.support.waiting import eventually
 
 AGING_FLAGS = ("--expiry-warnings", "20s,8s", "--never-used-after", "6s")
+RULES = k8s.REPO / "deploy" / "monitoring" / "keywright.rules.yaml"
 
 
 @pytest.fixture(scope="module")
@@ -235,3 +237,27 @@ def test_metrics_give_each_key_its_instants_readiness_phase_and_credits_exactly(
                                and dict(labels).get("namespace") == namespace
                                for _, labels in scrape(port)),
                timeout=10, what="the deleted key's series gone")
+
+
+def test_a_real_prometheus_fires_api_key_expires_soon_from_the_operators_metrics(
+    aging_operator: tuple[Operator, int], cluster: Cluster, namespace: str,
+    tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """Debian's Prometheus scrapes this operator with deploy/monitoring's rules file as
+    shipped: a key made to expire in a day fires ApiKeyExpiresSoon, read from the alerts
+    API; a key with 30 days left does not."""
+    _, port = aging_operator
+    cluster.apply(apikey("short-lived", namespace, expiration="1d"))
+    cluster.apply(apikey("long-lived", namespace, expiration="30d"))
+    for name in ("short-lived", "long-lived"):
+        cluster.wait_phase(namespace, name, "Active")
+    with Prometheus(tmp_path_factory.mktemp("prometheus"),
+                    {"keywright-operator": [f"127.0.0.1:{port}"]}, [RULES]) as prometheus:
+        fired = eventually(lambda: [a for a in prometheus.firing("ApiKeyExpiresSoon")
+                                    if a.get("namespace") == namespace] or None,
+                           timeout=30, interval=0.5, what="ApiKeyExpiresSoon firing")
+        assert [(a["name"], a["severity"]) for a in fired] == [("short-lived", "warning")]
+        summary = next(a["annotations"]["summary"] for a in prometheus.alerts()
+                       if a["labels"].get("alertname") == "ApiKeyExpiresSoon"
+                       and a["labels"].get("namespace") == namespace)
+        assert summary.startswith(f"ApiKey {namespace}/short-lived expires in 23h")

@@ -16,8 +16,10 @@ from typing import Any
 
 import pytest
 import yaml
+from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
+from keywright.controller import metrics as operator_metrics
 from keywright.verifier import decision, index, metrics
 from tests.support.keys import apikey
 from tests.support.prometheus import binary, metric_names
@@ -27,20 +29,6 @@ KIT = REPO / "deploy" / "monitoring"
 RULES = KIT / "keywright.rules.yaml"
 DASHBOARD = KIT / "dashboards" / "keywright.json"
 
-# The operator's /metrics as issue 16's contract names them (`keywright operator
-# --metrics-port`): per ApiKey, labelled namespace and name. Its process_* metrics are
-# the verifier's too, so they come with the verifier's below.
-OPERATOR_METRICS = frozenset({
-    "keywright_apikey_expiration_timestamp_seconds",
-    "keywright_apikey_created_timestamp_seconds",
-    "keywright_apikey_last_used_timestamp_seconds",
-    "keywright_apikey_revision_last_used_timestamp_seconds",
-    "keywright_apikey_ready_status",
-    "keywright_apikey_info",
-    "keywright_apikey_credits_remaining",
-    "keywright_apikey_credits_limit",
-    "keywright_apikey_expiring_soon",
-})
 PROMETHEUS_OWN = frozenset({"up"})  # what Prometheus itself records for each target
 ALERTS = {"ApiKeyExpiresSoon", "ApiKeyExpired", "ApiKeyUnused", "ApiKeyNeverUsed",
           "ApiKeyNotReady", "ApiKeyQuotaNearlyExhausted", "ApiKeyHighRefusalRate",
@@ -162,6 +150,32 @@ def verifier_metric_names() -> set[str]:
     return names
 
 
+def operator_metric_names() -> set[str]:
+    """Every sample name the operator's /metrics has (`keywright operator
+    --metrics-port`), from the module rendering it, for a key that has every field."""
+    board = operator_metrics.Board()
+    board.put("pay", "billing", {
+        "metadata": {"creationTimestamp": "2026-11-01T12:00:00Z"},
+        "spec": {"quota": {"limit": 10}},
+        "status": {"expiresAt": "2026-12-01T12:00:00Z", "lastUsedAt": "2026-11-02T12:00:00Z",
+                   "lastUsedByRevision": {"1": "2026-11-02T12:00:00Z"},
+                   "usage": {"remaining": 9, "refilledAt": "2026-11-01T12:00:00Z"},
+                   "phase": "Active", "conditions": [{"type": "Ready", "status": "True"}]}})
+    names = set()
+    rendered = generate_latest(operator_metrics.registry(board)).decode()
+    for family in text_string_to_metric_families(rendered):
+        names |= {sample.name for sample in family.samples}
+        names |= {family.name + suffix for suffix in SUFFIXES[family.type]}
+    return names
+
+
+def test_the_names_checked_against_are_the_operators_real_ones() -> None:
+    names = operator_metric_names()
+    assert {"keywright_apikey_expiration_timestamp_seconds", "keywright_apikey_info",
+            "keywright_apikey_credits_remaining", "keywright_apikey_last_used_timestamp_seconds",
+            "process_cpu_seconds_total"} <= names
+
+
 def dashboard_expressions() -> list[tuple[str, str]]:
     """(where, PromQL) for each panel's queries and each variable's metric."""
     board = json.loads(DASHBOARD.read_text())
@@ -191,7 +205,7 @@ def test_the_dashboard_has_the_panels_the_kit_promises() -> None:
 
 @pytest.mark.parametrize("source", ["rules", "dashboard"])
 def test_every_expression_reads_only_metrics_keywright_exports(source: str) -> None:
-    exported = verifier_metric_names() | OPERATOR_METRICS | PROMETHEUS_OWN
+    exported = verifier_metric_names() | operator_metric_names() | PROMETHEUS_OWN
     expressions = ([(rule["alert"], rule["expr"]) for rule in rules()]
                    if source == "rules" else dashboard_expressions())
     read = {where: metric_names(expr) for where, expr in expressions}
