@@ -267,12 +267,13 @@ def test_kubectl_kustomize_builds_the_kit_into_keywright_system() -> None:
         assert [e["honorLabels"] for e in monitor["podMetricsEndpoints"]] == [True]
 
 
-def test_the_verifiers_pod_monitor_scrapes_the_port_its_pods_declare() -> None:
+@pytest.mark.parametrize("component", ["keywright-verifier", "keywright-operator"])
+def test_each_pod_monitor_scrapes_a_port_its_pods_declare(component: str) -> None:
     deployed = {o["metadata"]["name"]: o for o in kustomize(REPO / "deploy" / "base")
                 if o["kind"] == "Deployment"}
-    template = deployed["keywright-verifier"]["spec"]["template"]
+    template = deployed[component]["spec"]["template"]
     monitor = next(o for o in kustomize(KIT) if o["kind"] == "PodMonitor"
-                   and o["metadata"]["name"] == "keywright-verifier")["spec"]
+                   and o["metadata"]["name"] == component)["spec"]
     assert monitor["selector"]["matchLabels"].items() <= template["metadata"]["labels"].items()
     ports = {p["name"] for c in template["spec"]["containers"] for p in c["ports"]}
     assert {e["port"] for e in monitor["podMetricsEndpoints"]} <= ports
