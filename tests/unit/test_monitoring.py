@@ -143,8 +143,13 @@ def verifier_metric_names() -> set[str]:
     found = metrics.Metrics(lambda: 1.0, lambda: 0.0)
     found.watch_backend(lambda: True, lambda: 0)
     found.observe(decision.OK, 0.0003, index.records(apikey())[0])
+    return sample_names(found.render().decode())
+
+
+def sample_names(rendered: str) -> set[str]:
+    """Every sample name a /metrics text has, and those its families give when empty."""
     names = set()
-    for family in text_string_to_metric_families(found.render().decode()):
+    for family in text_string_to_metric_families(rendered):
         names |= {sample.name for sample in family.samples}
         names |= {family.name + suffix for suffix in SUFFIXES[family.type]}
     return names
@@ -161,12 +166,7 @@ def operator_metric_names() -> set[str]:
                    "lastUsedByRevision": {"1": "2026-11-02T12:00:00Z"},
                    "usage": {"remaining": 9, "refilledAt": "2026-11-01T12:00:00Z"},
                    "phase": "Active", "conditions": [{"type": "Ready", "status": "True"}]}})
-    names = set()
-    rendered = generate_latest(operator_metrics.registry(board)).decode()
-    for family in text_string_to_metric_families(rendered):
-        names |= {sample.name for sample in family.samples}
-        names |= {family.name + suffix for suffix in SUFFIXES[family.type]}
-    return names
+    return sample_names(generate_latest(operator_metrics.registry(board)).decode())
 
 
 def test_the_names_checked_against_are_the_operators_real_ones() -> None:
