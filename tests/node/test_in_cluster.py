@@ -396,7 +396,8 @@ def test_the_operator_pod_serves_each_keys_metrics_on_its_metrics_port(
     cluster.apply(manifests.apikey("scraped", namespace, expiration="1d"))
     status = cluster.wait_phase(namespace, "scraped", "Active", timeout=60)
     (operator,) = ready_pods(api, SYSTEM, OPERATOR, 1)
-    path = f"/api/v1/namespaces/{SYSTEM}/pods/{operator.metadata.name}:metrics/proxy/metrics"
+    # the Pod proxy dials the port as given: a number (the `metrics` port's), not a name
+    path = f"/api/v1/namespaces/{SYSTEM}/pods/{operator.metadata.name}:8080/proxy/metrics"
     context = ssl.create_default_context(cafile=str(cluster_node.ca_file))
     series = (f'keywright_apikey_expiration_timestamp_seconds{{name="scraped",'
               f'namespace="{namespace}"}} ')
@@ -407,10 +408,16 @@ def test_the_operator_pod_serves_each_keys_metrics_on_its_metrics_port(
         try:
             with urllib.request.urlopen(request, timeout=10, context=context) as response:  # noqa: S310
                 text = response.read().decode()
-        except (OSError, ssl.SSLError):
+        except (OSError, ssl.SSLError) as exc:
+            tried.append(f"{type(exc).__name__}: {exc}"[:200])
             return None
+        tried.append("answered without the series")
         return text if series in text else None
-    text = eventually(scraped, timeout=30, interval=0.5, what="the key's series")
+    tried: list[str] = []
+    try:
+        text = eventually(scraped, timeout=30, interval=0.5, what="the key's series")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; the last try: {tried[-1:]}") from None
     line = next(line for line in text.splitlines() if line.startswith(series))
     expires = datetime.fromisoformat(status["expiresAt"].replace("Z", "+00:00"))
     assert float(line.split()[-1]) == expires.timestamp()
