@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import time
-from datetime import datetime
 from typing import Any
 
 import pytest
@@ -16,6 +15,7 @@ import pytest
 from keywright import kube
 from keywright.controller import catalog, summaries
 from keywright.dev import controlplane
+from tests.support.audit import operator_writes
 from tests.support.k8s import Cluster, Operator, Verifier, answer, issue, kubectl
 from tests.support.manifests import apikey, policy, role
 from tests.support.waiting import eventually
@@ -192,23 +192,6 @@ def test_a_missing_role_is_a_condition_and_a_warning_and_a_role_counts_its_keys(
     kubectl(cluster.kubeconfig, "-n", namespace, "delete", "apikey", "late")
     eventually(lambda: status_of(cluster, namespace, "apikeyroles", "invoices").get("keys")
                == 1, timeout=10, what="the role counting one key once the other is gone")
-
-
-def operator_writes(control_plane: controlplane.ControlPlane, namespace: str,
-                    since: float) -> list[str]:
-    """What the operator's ServiceAccount wrote in `namespace` after `since` (epoch
-    seconds), from the API server's audit log: `verb resource/subresource name`."""
-    found = []
-    for line in control_plane.audit_log.read_text().splitlines():
-        entry = json.loads(line)
-        ref = entry.get("objectRef") or {}
-        when = datetime.fromisoformat(entry["requestReceivedTimestamp"].replace("Z", "+00:00"))
-        if (ref.get("namespace") == namespace and when.timestamp() >= since
-                and entry["user"]["username"].endswith(":keywright-operator")
-                and entry.get("verb") in ("create", "update", "patch", "delete")):
-            found.append(f"{entry['verb']} {ref.get('resource')}/"
-                         f"{ref.get('subresource') or ''} {ref.get('name') or ''}")
-    return found
 
 
 def test_a_restart_writes_nothing_to_keys_roles_or_policies_that_have_not_changed(

@@ -1,7 +1,8 @@
 """Kopf wiring: which events reach the reconciler. Thin on purpose.
 
-Owns: Kopf settings (progress and diff-base kept in status, a server-side label selector
-so only Keywright's Secrets are watched, no Kopf events below WARNING), the handlers, and
+Owns: Kopf settings (a server-side label selector so only Keywright's Secrets are
+watched, no Kopf events below WARNING), the handlers (watch events only: no handler of
+Kopf's that keeps state in the object), and
 starting and stopping, with the operator, the pepper's own watch (`pepper.PepperWatch`)
 and the catalog of roles and policies (primed before the first reconcile, then fed by
 their watch events here); and the metrics board, fed by every ApiKey watch event.
@@ -21,7 +22,7 @@ import kopf
 
 from keywright import kube
 from keywright.controller import metrics, pepper, reconcile
-from keywright.core import aging, hashing, names
+from keywright.core import hashing, names, triggers
 
 SELECTOR = f"{names.MANAGED_BY}={names.MANAGED_BY_VALUE}"
 PRIME_BACKOFF = (0.5, 1.0, 2.0, 4.0, 8.0)  # waits between attempts to list, at start
@@ -35,10 +36,6 @@ def _reconciler(memo: Any) -> reconcile.Reconciler:
 
 @kopf.on.startup()
 def configure(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
-    settings.persistence.progress_storage = kopf.StatusProgressStorage(
-        field="status.kopf.progress")
-    settings.persistence.diffbase_storage = kopf.StatusDiffBaseStorage(
-        field="status.kopf.lastHandledConfiguration")
     settings.watching.label_selectors["v1", "secrets"] = SELECTOR
     settings.posting.level = logging.WARNING
     settings.queueing.idle_timeout = 0.5  # per-object workers exit soon: memory, not CPU
@@ -95,21 +92,14 @@ def shutdown(memo: Any, **_: Any) -> None:
     _reconciler(memo).stop()
 
 
-@kopf.on.resume(names.GROUP, names.VERSION, names.PLURAL)
-@kopf.on.create(names.GROUP, names.VERSION, names.PLURAL)
-@kopf.on.update(names.GROUP, names.VERSION, names.PLURAL)
-async def apikey_changed(namespace: str | None, name: str, body: kopf.Body, memo: Any,
-                         **_: Any) -> None:
-    assert namespace is not None  # ApiKey is namespaced
-    _reconciler(memo).submit(namespace, name, body=dict(body))
-
-
 @kopf.on.event(names.GROUP, names.VERSION, names.PLURAL)
-async def apikey_event(type: str, namespace: str | None, name: str, body: kopf.Body,
+async def apikey_event(type: str | None, namespace: str | None, name: str, body: kopf.Body,
                        memo: Any, **_: Any) -> None:
-    """Every change, status included (Kopf's on.update ignores status): the metrics
-    board follows each, and a key said to be NeverUsed is looked at again once the
-    verifier records its first use."""
+    """Every ApiKey event, the initial listing's included: the metrics board follows
+    each, and those that ask for it (`triggers.wanted`) go to the reconciler. Kopf's
+    own change-tracking handlers (resume, create, update) are not used: they keep a
+    diff-base and progress in the object, one more write per key for what the
+    reconciler, level-based, does not need."""
     if namespace is None:
         return
     board: metrics.Board | None = getattr(memo, "board", None)
@@ -120,11 +110,8 @@ async def apikey_event(type: str, namespace: str | None, name: str, body: kopf.B
         return
     if board is not None:
         board.put(namespace, name, body)
-    status = body.get("status") or {}
-    if status.get("lastUsedAt") and any(
-            c.get("type") == aging.USED and c.get("status") == "False"
-            for c in status.get("conditions") or ()):
-        _reconciler(memo).submit(namespace, name)
+    if triggers.wanted(type, body):
+        _reconciler(memo).submit(namespace, name, body=dict(body))
 
 
 @kopf.on.event("v1", "secrets", labels={names.MANAGED_BY: names.MANAGED_BY_VALUE})
