@@ -4,7 +4,8 @@ Owns: the work queue every trigger feeds (Kopf events, Secret events, role and p
 changes, the scheduler), retries with backoff, reading the ApiKey and its Secret, the
 facts the catalog holds about its namespace (policies, roles), the only place a
 plaintext key exists (between `tokens.generate` and the Secret write), status patches
-and events.
+and events (posted from a thread of their own, in order, so a reconcile never waits on
+one).
 Kopf handlers only enqueue, so a burst of thousands of keys holds a key each in the
 queue instead of a suspended handler each in memory.
 Must not: decide anything itself (lifecycle does), or keep, log or return a plaintext.
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import queue
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -38,6 +40,7 @@ from keywright.kits import faults, scheduler, workqueue
 
 log = logging.getLogger(__name__)
 FIRST_RETRY = timedelta(seconds=1)
+EVENTS_DRAIN = timedelta(seconds=2)  # at stop, how long queued events may still take
 LAST_RETRY = timedelta(minutes=5)
 Key = tuple[str, str]
 
@@ -70,15 +73,23 @@ class Reconciler:
         self._expected: dict[Key, tuple[str, str | None, int | None]] = {}
         self.catalog = catalog.Catalog(settings.default_prefix)
         self.summaries = summaries.Summaries(api, self.catalog, clock)
+        # events go out from a thread of their own, in the order they were decided: a
+        # reconcile does not wait for them (they are best effort, after the status write)
+        self._events: queue.SimpleQueue[tuple[dict[str, Any], lifecycle.Event] | None] = (
+            queue.SimpleQueue())
+        self._poster = threading.Thread(target=self._post_events, name="events", daemon=True)
 
     def start(self) -> None:
         self.summaries.start()
+        self._poster.start()
         self.queue.start()
         self.scheduler.start()
 
     def stop(self) -> None:
         self.scheduler.stop()
         self.queue.stop()
+        self._events.put(None)  # after what is queued: those still go out, for a while
+        self._poster.join(timeout=EVENTS_DRAIN.total_seconds())
         self.summaries.stop()
 
     def resubmit(self, keys: Iterable[Key]) -> None:
@@ -148,7 +159,10 @@ class Reconciler:
             return
         with self._guard:
             self._touched.add(key)
-        observed = self._observe(raw, secret=None, fetch=True)
+        # a key never decided has no Secret of ours, but for a crash right after writing
+        # it: creating one then fails (409), and the Secret is read and adopted
+        observed = self._observe(raw, secret=None,
+                                 fetch=bool((raw.get("status") or {}).get("phase")))
         # Each step's plan is carried out, its status merged into what we observed, and
         # the next step decided from that, until a decision asks for nothing more: write a
         # Secret, adopt it into status, roll the workloads, record that they rolled.
@@ -231,11 +245,27 @@ class Reconciler:
         return True
 
     def _post(self, raw: dict[str, Any], event: lifecycle.Event) -> None:
-        """Log and post an event; best effort: a refused event never blocks the key."""
+        """Log an event and queue it for posting."""
         meta = raw["metadata"]
         log.log(logging.WARNING if event.type == lifecycle.WARNING else logging.INFO,
                 "%s/%s: %s: %s", meta["namespace"], meta["name"], event.reason,
                 event.message)
+        self._events.put(({"apiVersion": raw["apiVersion"], "kind": raw["kind"],
+                           "metadata": {k: meta.get(k) for k in (
+                               "name", "namespace", "uid", "resourceVersion")}}, event))
+
+    def _post_events(self) -> None:
+        while (item := self._events.get()) is not None:
+            try:
+                self._post_one(*item)
+            except Exception as exc:  # the poster outlives any one event's failure
+                log.warning("%s/%s: could not post event %s: %s",
+                            item[0]["metadata"]["namespace"], item[0]["metadata"]["name"],
+                            item[1].reason, exc)
+
+    def _post_one(self, raw: dict[str, Any], event: lifecycle.Event) -> None:
+        """Post an event; best effort: a refused event never blocks the key."""
+        meta = raw["metadata"]
         try:
             self.api.post_event(raw, event.type, event.reason, event.message)
         except kube.KubeError as exc:
