@@ -8,9 +8,11 @@ operator would; the verifier cannot tell) and the pepper Secret, then runs the r
 drives /verify with wrk from core 1 over keep-alive connections: valid keys (1,000
 different ones, with a scope requirement), then unknown but well-formed keys, then valid
 keys at about half the valid rate for latency percentiles. In the same run, nginx
-`return 200` on core 0 gives the ceiling. Audit lines are on, written to a file.
-Targets: >= 15,000 verifications/s, p99 <= 2 ms at half load. Prints figures with their
-ratios; never passes or fails.
+`return 200` on core 0 gives the ceiling, and a bare app on the verifier's own
+server stack (benchmarks/bare_app.py) the framework's floor; the machine's HMAC-SHA-256
+time per call is printed too, so that runs of different days compare. Audit lines are
+on, written to a file. Targets: >= 15,000 verifications/s, p99 <= 2 ms at half load.
+Prints figures with their ratios; never passes or fails.
 """
 
 from __future__ import annotations
@@ -50,6 +52,8 @@ def main() -> None:
         with wrkload.Nginx(processes.free_port()) as nginx:
             ceiling = wrkload.run(f"http://127.0.0.1:{nginx.port}/", None,
                                   args.connections, args.seconds)
+        with wrkload.Floor(processes.free_port()) as bare:
+            floor = wrkload.run(bare.url, None, args.connections, args.seconds)
         audit_lines = sum(1 for _ in (bench.logs / "audit.log").open())
 
         print(f"valid keys:   {valid.line()}; target {RATE_TARGET:,}/s, ratio "
@@ -60,6 +64,9 @@ def main() -> None:
         print(f"half load:    {half.line()}; p99 target {P99_TARGET_MS} ms, ratio "
               f"{p99 / P99_TARGET_MS:.2f}")
         print(f"nginx return 200 on the same core (ceiling): {ceiling.line()}")
+        print(f"a bare app on the verifier's server stack, same core (the framework's "
+              f"floor): {floor.line()}; valid keys / floor {valid.rate / floor.rate:.2f}")
+        print(wrkload.hmac_line())
         print(f"audit lines written: {audit_lines:,}")
 
 

@@ -16,6 +16,7 @@ import statistics
 import time
 from typing import Any
 
+from benchmarks import wrkload
 from keywright.core import hashing, tokens
 from keywright.verifier import decision, index
 
@@ -62,6 +63,7 @@ def main() -> None:
         print(f"{label:>12}: {rate:,.0f} decisions/s, best of {args.rounds} rounds "
               f"(median {statistics.median(rates):,.0f}; target {TARGET:,}, ratio "
               f"{rate / TARGET:.2f})")
+    print(wrkload.hmac_line())
 
 
 if __name__ == "__main__":

@@ -529,6 +529,7 @@ def report(phases: Mapping[str, Phase], ceiling: wrkload.Result, args: argparse.
             print(f"  verifier{suffix}.log, outages by their first failure: {shown}")
     print(f"nginx return 200 on core {wrkload.SERVER_CORE} (ceiling): {ceiling.line()}; "
           f"no limits / ceiling {none.result.rate / ceiling.rate:.2f}")
+    print(wrkload.hmac_line())
     print(f"load average at the end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
 

@@ -8,12 +8,16 @@ so that their closed-loop rate is about half the saturating one.
 
 from __future__ import annotations
 
+import hmac
+import os
 import re
 import shutil
 import subprocess
+import sys
 import tempfile
 import textwrap
 import time
+import timeit
 import urllib.error
 import urllib.request
 from collections.abc import Sequence
@@ -160,3 +164,39 @@ def wait_http(url: str, timeout: float) -> None:
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.1)
+
+
+class Floor:
+    """benchmarks.bare_app on the verifier's server stack, pinned to the server core:
+    the most any app can do there on that stack, so that verifier / floor says what the
+    verifier's own work costs, whatever the machine."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.url = f"http://127.0.0.1:{port}/"
+        self.dir = Path(tempfile.mkdtemp(prefix="keywright-floor-"))
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def __enter__(self) -> Floor:
+        granian = Path(sys.executable).with_name("granian")
+        self.process = processes.spawn(
+            ["taskset", "-c", SERVER_CORE, str(granian), "--interface", "asgi",
+             "--workers", "1", "--runtime-threads", "1", "--loop", "uvloop", "--no-ws",
+             "--host", "127.0.0.1", "--port", str(self.port), "--no-log",
+             "benchmarks.bare_app:app"], self.dir / "stderr.log",
+            env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+        wait_http(self.url, 20)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        processes.terminate(self.process)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def hmac_line(calls: int = 200_000) -> str:
+    """The machine's HMAC-SHA-256 time per call on a key-sized message (the verifier's
+    one hash per request), best of 5, for comparing runs of different days."""
+    pepper, message = bytes(range(32)), b"kw_" + b"A" * 49
+    best = min(timeit.repeat(lambda: hmac.digest(pepper, message, "sha256"),
+                             number=calls, repeat=5)) / calls
+    return f"calibration: HMAC-SHA-256 {best * 1e6:.2f} us per call on this machine"

@@ -4,8 +4,8 @@ Owns: the work queue every trigger feeds (Kopf events, Secret events, role and p
 changes, the scheduler), retries with backoff, reading the ApiKey and its Secret, the
 facts the catalog holds about its namespace (policies, roles), the only place a
 plaintext key exists (between `tokens.generate` and the Secret write), status patches
-and events (posted from a thread of their own, in order, so a reconcile never waits on
-one).
+and events (posted from threads of their own, each key's in order, so a reconcile never
+waits on one).
 Kopf handlers only enqueue, so a burst of thousands of keys holds a key each in the
 queue instead of a suspended handler each in memory.
 Must not: decide anything itself (lifecycle does), or keep, log or return a plaintext.
@@ -17,6 +17,8 @@ import dataclasses
 import logging
 import queue
 import threading
+import time
+import zlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -41,6 +43,7 @@ from keywright.kits import faults, scheduler, workqueue
 log = logging.getLogger(__name__)
 FIRST_RETRY = timedelta(seconds=1)
 EVENTS_DRAIN = timedelta(seconds=2)  # at stop, how long queued events may still take
+EVENT_POSTERS = 4  # one POST takes a round trip: as many in flight as keep up with issuing
 LAST_RETRY = timedelta(minutes=5)
 Key = tuple[str, str]
 
@@ -73,23 +76,30 @@ class Reconciler:
         self._expected: dict[Key, tuple[str, str | None, int | None]] = {}
         self.catalog = catalog.Catalog(settings.default_prefix)
         self.summaries = summaries.Summaries(api, self.catalog, clock)
-        # events go out from a thread of their own, in the order they were decided: a
-        # reconcile does not wait for them (they are best effort, after the status write)
-        self._events: queue.SimpleQueue[tuple[dict[str, Any], lifecycle.Event] | None] = (
-            queue.SimpleQueue())
-        self._poster = threading.Thread(target=self._post_events, name="events", daemon=True)
+        # events go out from threads of their own, each key's always from the same one, in
+        # the order they were decided: a reconcile does not wait for them (they are best
+        # effort, after the status write)
+        self._events: list[queue.SimpleQueue[tuple[dict[str, Any], lifecycle.Event] | None]] = [
+            queue.SimpleQueue() for _ in range(EVENT_POSTERS)]
+        self._posters = [threading.Thread(target=self._post_events, args=(q,),
+                                          name=f"events-{i}", daemon=True)
+                         for i, q in enumerate(self._events)]
 
     def start(self) -> None:
         self.summaries.start()
-        self._poster.start()
+        for poster in self._posters:
+            poster.start()
         self.queue.start()
         self.scheduler.start()
 
     def stop(self) -> None:
         self.scheduler.stop()
         self.queue.stop()
-        self._events.put(None)  # after what is queued: those still go out, for a while
-        self._poster.join(timeout=EVENTS_DRAIN.total_seconds())
+        for waiting in self._events:
+            waiting.put(None)  # after what is queued: those still go out, for a while
+        deadline = time.monotonic() + EVENTS_DRAIN.total_seconds()
+        for poster in self._posters:
+            poster.join(timeout=max(0.0, deadline - time.monotonic()))
         self.summaries.stop()
 
     def resubmit(self, keys: Iterable[Key]) -> None:
@@ -250,12 +260,15 @@ class Reconciler:
         log.log(logging.WARNING if event.type == lifecycle.WARNING else logging.INFO,
                 "%s/%s: %s: %s", meta["namespace"], meta["name"], event.reason,
                 event.message)
-        self._events.put(({"apiVersion": raw["apiVersion"], "kind": raw["kind"],
+        shard = zlib.crc32(f"{meta['namespace']}/{meta['name']}".encode()) % EVENT_POSTERS
+        self._events[shard].put(({"apiVersion": raw["apiVersion"], "kind": raw["kind"],
                            "metadata": {k: meta.get(k) for k in (
                                "name", "namespace", "uid", "resourceVersion")}}, event))
 
-    def _post_events(self) -> None:
-        while (item := self._events.get()) is not None:
+    def _post_events(
+            self, waiting: queue.SimpleQueue[tuple[dict[str, Any], lifecycle.Event] | None],
+    ) -> None:
+        while (item := waiting.get()) is not None:
             try:
                 self._post_one(*item)
             except Exception as exc:  # the poster outlives any one event's failure
