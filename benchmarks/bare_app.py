@@ -21,3 +21,14 @@ async def app(scope: dict[str, Any], receive: Callable[[], Awaitable[Any]],
         return
     await send(START)
     await send(END)
+
+
+class Rsgi:
+    """The same answer on granian's RSGI interface (`benchmarks.bare_app:rsgi`): the
+    floor of the server's faster interface, for comparison."""
+
+    async def __rsgi__(self, scope: Any, protocol: Any) -> None:
+        protocol.response_bytes(200, [("content-type", "application/json")], BODY)
+
+
+rsgi = Rsgi()
