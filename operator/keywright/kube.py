@@ -158,7 +158,9 @@ class Kube:
             page = self._call("GET", path, query={**(query or {}), "limit": "500",
                                                   **({"continue": token} if token else {})},
                               timeout=timeout)
-            items.extend(page.get("items") or [])
+            # kept without managedFields (no reader needs them; on an ApiKey they are as
+            # large as the rest): at 100,000 keys the list is the verifier's peak memory
+            items.extend(_lean(item) for item in page.get("items") or [])
             meta = page.get("metadata") or {}
             token = meta.get("continue") or ""
             if not token:
@@ -211,7 +213,7 @@ class Kube:
                         stream.connected = True
                         version = (obj.get("metadata") or {}).get("resourceVersion") or version
                         if kind != "BOOKMARK":
-                            stream.event(kind, obj)
+                            stream.event(kind, _lean(obj))
             except KubeError as exc:
                 stream.lose(expired=exc.status == 410)
                 if exc.status == 410:
@@ -341,3 +343,13 @@ def _error(status: int, payload: bytes) -> KubeError:
     except ValueError:
         message = f"HTTP {status}"
     return Conflict(status, message) if status == 409 else KubeError(status, message)
+
+
+def _lean(obj: dict[str, Any]) -> dict[str, Any]:
+    """The object without `metadata.managedFields` (the server-side apply bookkeeping)."""
+    meta = obj.get("metadata")
+    if isinstance(meta, dict):
+        meta.pop("managedFields", None)
+    return obj
+
+
