@@ -29,8 +29,11 @@ import threading
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from keywright.kits import processes
 from tests.support import k8s
+from tests.support.k8s import Plaintext
 
 PROXY_ADDRESS = "127.0.0.2"  # nginx talks to the verifier from here: the trusted proxy
 # Caddy 2.6 cannot choose the address it calls from (`local_address` came in 2.9): it calls
@@ -324,3 +327,18 @@ class Caddy:
             source: str = CADDY_CLIENT) -> k8s.Response:
         """A request from `source` (by default the client's address, 127.0.0.3)."""
         return k8s.http_request(self.url + path, headers, source=source)
+
+
+# how a client may send its key beside an Authorization of the upstream's own: the key
+# as a Bearer token is kept at the gateway, another scheme passes on
+KEY_CARRIERS = [
+    pytest.param("bearer", False, id="the key as a Bearer token stays at the gateway"),
+    pytest.param("Basic dXBzdHJlYW06b3duCg==", True,
+                 id="another scheme, the upstream's own, passes"),
+]
+
+
+def carrying(key: Plaintext, authorization: str) -> dict[str, str]:
+    """The request headers for a KEY_CARRIERS case."""
+    return ({"Authorization": key.bearer()} if authorization == "bearer"
+            else {"X-API-Key": key, "Authorization": authorization})
