@@ -186,8 +186,8 @@ class Reconciler:
                 continue
             if plan.issue is not None:
                 written = self._issue(raw, plan.issue, observed.secret)
-                faults.crash_point("after-secret-write", f"{namespace}/{name}")
-                if written is not None:
+                if written is not None:  # a Secret was written (not refused: 409, 404)
+                    faults.crash_point("after-secret-write", f"{namespace}/{name}")
                     view = secretview.view_secret(written, plan.issue.data_key)
                     with self._guard:
                         self._expected[key] = (plan.issue.data_key, view.hash, view.revision)
