@@ -372,7 +372,7 @@ def _operator(args: argparse.Namespace) -> int:
         peppers)
     _name_for_kopf()
     importlib.import_module("keywright.controller.handlers")  # registers the Kopf handlers
-    memo = kopf.Memo(reconciler=reconciler)
+    memo = kopf.Memo(reconciler=reconciler, watch_namespaces=tuple(args.watch_namespace))
     if args.metrics_port:
         memo.board = metrics.Board()
         metrics.serve(memo.board, args.metrics_host, args.metrics_port)

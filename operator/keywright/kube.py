@@ -11,17 +11,20 @@ Must not: log request or response bodies (they can hold a key), or decide anythi
 from __future__ import annotations
 
 import base64
+import codecs
 import json
 import logging
 import os
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlencode
 
+import urllib3
 from kubernetes import client, config
 
 from keywright.core import errors, names, times
@@ -32,6 +35,7 @@ SECRETS = "/api/v1/namespaces/{ns}/secrets"
 EVENTS = "/api/v1/namespaces/{ns}/events"
 AS_OPERATOR = {"fieldManager": names.OPERATOR_FIELD_MANAGER}  # the query of every operator write
 METADATA_ONLY = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1"
+LIST_CHUNK = 256 * 1024  # bytes read at a time from a list's response
 FOLLOW_WATCH_SECONDS = 60  # one watch request; the server ends it, we start the next
 FOLLOW_BACKOFF = (0.2, 10.0)  # first and longest wait between attempts while the API is away
 log = logging.getLogger(__name__)
@@ -40,14 +44,19 @@ WORKLOADS = {"Deployment": "deployments", "StatefulSet": "statefulsets",
 
 
 class Stream:
-    """One collection kept in step by `Kube.follow`: what a full list means (`replace`),
-    what each event means (`event`), and whether it is in step right now."""
+    """One collection kept in step by `Kube.follow`: what a full list means (`replace`:
+    it gets the objects one at a time, as they are read, and must go through all of
+    them), what each event means (`event`), and whether it is in step right now."""
 
     def __init__(self, label: str, path: str, query: Mapping[str, str],
-                 replace: Callable[[list[dict[str, Any]]], None],
+                 replace: Callable[[Iterable[dict[str, Any]]], None],
                  event: Callable[[str, dict[str, Any]], None],
-                 restarted: Callable[[str], None] = lambda label: None) -> None:
+                 restarted: Callable[[str], None] = lambda label: None,
+                 cached: bool = False, managed_fields: bool = False) -> None:
         self.label, self.path, self.query = label, path, dict(query)
+        self.cached = cached  # list from the API server's watch cache (Kube.listing)
+        # keep metadata.managedFields (who wrote which field): dropped unless asked for
+        self.managed_fields = managed_fields
         self.replace, self.event, self.restarted = replace, event, restarted
         self.listed = False  # one full list has been handed on
         self.connected = False  # a watch is open right now
@@ -152,19 +161,33 @@ class Kube:
                      timeout: float = REQUEST_TIMEOUT) -> tuple[list[dict[str, Any]], str]:
         """Every object of a collection (pages of 500) and the list's resourceVersion;
         `timeout` bounds each page's request."""
-        items: list[dict[str, Any]] = []
-        token = ""
-        while True:
-            page = self._call("GET", path, query={**(query or {}), "limit": "500",
-                                                  **({"continue": token} if token else {})},
-                              timeout=timeout)
-            # kept without managedFields (no reader needs them; on an ApiKey they are as
-            # large as the rest): at 100,000 keys the list is the verifier's peak memory
-            items.extend(_lean(item) for item in page.get("items") or [])
-            meta = page.get("metadata") or {}
-            token = meta.get("continue") or ""
-            if not token:
-                return items, str(meta.get("resourceVersion") or "")
+        listing = self.listing(path, query, timeout)
+        return list(listing), listing.resource_version
+
+    def listing(self, path: str, query: Mapping[str, str] | None = None,
+                timeout: float = REQUEST_TIMEOUT, cached: bool = False,
+                managed_fields: bool = False) -> Listing:
+        """The objects of a collection one at a time, each parsed as its bytes arrive
+        (`Listing`). `cached`: served from the API server's watch cache
+        (resourceVersion=0, as client-go's informers list), which may be a moment
+        behind: fit for a list a watch then continues from, much cheaper for the server
+        than a read through etcd. Each object comes without `metadata.managedFields`
+        (on an ApiKey as large as the rest) unless `managed_fields`."""
+        return Listing(self, path, query or {}, timeout, cached, managed_fields)
+
+    def _page(self, path: str, query: Mapping[str, str], timeout: float,
+              rest: dict[str, Any], managed_fields: bool) -> Iterator[dict[str, Any]]:
+        """One page's items as they are parsed; its other members (metadata) into
+        `rest` once the page has been read to its end."""
+        raw = self._send("GET", path, query, timeout=urllib3.Timeout(total=timeout),
+                         stream=True)
+        try:
+            if not 200 <= raw.status <= 299:
+                raise _error(raw.status, raw.read())
+            for item in list_items(raw.stream(LIST_CHUNK), rest):
+                yield item if managed_fields else _lean(item)
+        finally:
+            raw.release_conn()
 
     def watch_objects(self, path: str, resource_version: str,
                       query: Mapping[str, str] | None = None, timeout: int = 60,
@@ -172,17 +195,13 @@ class Kube:
         """(type, object) per event from `resource_version` on, bookmarks included, until
         the server ends the watch after about `timeout` seconds. A stream that stalls for
         longer raises; an expired resourceVersion raises KubeError 410."""
-        request = self.api.param_serialize(
-            method="GET", resource_path=path,
-            query_params=[*(query or {}).items(), ("watch", "true"),
-                          ("resourceVersion", resource_version),
-                          ("allowWatchBookmarks", "true"), ("timeoutSeconds", str(timeout))],
-            header_params={"Accept": "application/json"}, auth_settings=["BearerToken"])
-        response = self.api.call_api(*request, _request_timeout=(10, timeout + 15))
-        raw = response.response
+        raw = self._send("GET", path, {
+            **(query or {}), "watch": "true", "resourceVersion": resource_version,
+            "allowWatchBookmarks": "true", "timeoutSeconds": str(timeout)},
+            timeout=urllib3.Timeout(connect=10, read=timeout + 15), stream=True)
         try:
-            if not 200 <= response.status <= 299:
-                raise _error(response.status, response.read())
+            if not 200 <= raw.status <= 299:
+                raise _error(raw.status, raw.read())
             for line in raw:
                 if not line.strip():
                     continue
@@ -202,18 +221,22 @@ class Kube:
         wait = FOLLOW_BACKOFF[0]
         while not stop.is_set():
             try:
-                items, version = self.list_objects(stream.path, stream.query)
-                stream.replace(items)
+                listing = self.listing(stream.path, stream.query, cached=stream.cached,
+                                       managed_fields=stream.managed_fields)
+                counted = _Counted(listing)
+                stream.replace(counted)
+                version = listing.resource_version
+                if not version:  # the list was not read to its end
+                    raise KubeError(500, f"the list of {stream.label} was not read through")
                 stream.listed, stream.connected, wait = True, True, FOLLOW_BACKOFF[0]
-                log.info("listed %s: %d", stream.label, len(items))
-                del items
+                log.info("listed %s: %d", stream.label, counted.count)
                 while not stop.is_set():
                     for kind, obj in self.watch_objects(stream.path, version, stream.query,
                                                         FOLLOW_WATCH_SECONDS):
                         stream.connected = True
                         version = (obj.get("metadata") or {}).get("resourceVersion") or version
                         if kind != "BOOKMARK":
-                            stream.event(kind, _lean(obj))
+                            stream.event(kind, obj if stream.managed_fields else _lean(obj))
             except KubeError as exc:
                 stream.lose(expired=exc.status == 410)
                 if exc.status == 410:
@@ -322,20 +345,35 @@ class Kube:
               content_type: str = "application/json",
               accept: str = "application/json",
               timeout: float = REQUEST_TIMEOUT) -> dict[str, Any]:
-        headers = {"Accept": accept}
-        if body is not None:
-            headers["Content-Type"] = content_type
-        request = self.api.param_serialize(
-            method=method, resource_path=path, query_params=list((query or {}).items()),
-            header_params=headers, body=body, auth_settings=["BearerToken"],
-        )
-        response = self.api.call_api(*request, _request_timeout=timeout)
-        payload = response.read()
+        response = self._send(method, path, query, body=body, content_type=content_type,
+                              accept=accept, timeout=urllib3.Timeout(total=timeout))
+        payload = response.data
         if not 200 <= response.status <= 299:
             raise _error(response.status, payload)
         result: dict[str, Any] = json.loads(payload)
         return result
 
+    def _send(self, method: str, path: str, query: Mapping[str, str] | None = None, *,
+              body: Any = None, content_type: str = "application/json",
+              accept: str = "application/json", timeout: urllib3.Timeout,
+              stream: bool = False) -> urllib3.BaseHTTPResponse:
+        """One request through the client's own connection pool (its TLS, proxy and
+        retries of connecting), without the generated client's layers: those cost a
+        quarter of the operator's CPU at thousands of keys (docs/benchmarks.md).
+        `stream`: the body is read by the caller, who releases the connection."""
+        configuration = self.api.configuration
+        headers = {"Accept": accept, "User-Agent": self.api.user_agent}
+        token = configuration.get_api_key_with_prefix("BearerToken")  # refreshed if due
+        if token:
+            headers["Authorization"] = token
+        data = None
+        if body is not None:
+            headers["Content-Type"] = content_type
+            data = json.dumps(body).encode()
+        url = configuration.host + path + (f"?{urlencode(query)}" if query else "")
+        return self.api.rest_client.pool_manager.request(
+            method, url, body=data, headers=headers, timeout=timeout,
+            preload_content=not stream)
 
 def _error(status: int, payload: bytes) -> KubeError:
     try:
@@ -353,3 +391,114 @@ def _lean(obj: dict[str, Any]) -> dict[str, Any]:
     return obj
 
 
+
+
+class _Counted:
+    """Hands on what it wraps, counting."""
+
+    def __init__(self, items: Iterable[dict[str, Any]]) -> None:
+        self.items, self.count = items, 0
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        for item in self.items:
+            self.count += 1
+            yield item
+
+
+class Listing:
+    """A collection's objects, page after page (500 each), parsed one object at a time
+    as the response arrives: a list of 100,000 objects is never held whole, by us or as
+    its bytes. Iterate once; `resource_version` is the list's once the last page is
+    read."""
+
+    def __init__(self, api: Kube, path: str, query: Mapping[str, str], timeout: float,
+                 cached: bool, managed_fields: bool) -> None:
+        self.api, self.path, self.query = api, path, dict(query)
+        self.timeout, self.cached, self.managed_fields = timeout, cached, managed_fields
+        self.resource_version = ""
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        token = ""
+        while True:
+            # a continued page names no resourceVersion (the API refuses both)
+            query = {**self.query, "limit": "500",
+                     **({"continue": token} if token else
+                        {"resourceVersion": "0"} if self.cached else {})}
+            rest: dict[str, Any] = {}
+            yield from self.api._page(self.path, query, self.timeout, rest,
+                                      self.managed_fields)
+            meta = rest.get("metadata") or {}
+            token = str(meta.get("continue") or "")
+            if not token:
+                self.resource_version = str(meta.get("resourceVersion") or "")
+                return
+
+
+_DECODER = json.JSONDecoder()
+_BLANK = " \t\r\n"
+
+
+def list_items(chunks: Iterable[bytes], rest: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """The members of a List document's `items` array, each as soon as its bytes are in,
+    read from `chunks` (the response body in pieces of any size, split anywhere); the
+    document's other members go into `rest`. Malformed or cut-short JSON raises
+    ValueError."""
+    pieces = iter(chunks)
+    utf8 = codecs.getincrementaldecoder("utf-8")()
+    text, pos, ended = "", 0, False
+
+    def more() -> None:
+        nonlocal text, pos, ended
+        piece = next(pieces, None)
+        ended = piece is None
+        text = text[pos:] + utf8.decode(piece or b"", final=ended)
+        pos = 0
+
+    def char() -> str:  # the next character that is not blank, not consumed
+        nonlocal pos
+        while True:
+            while pos < len(text) and text[pos] in _BLANK:
+                pos += 1
+            if pos < len(text):
+                return text[pos]
+            if ended:
+                raise ValueError("the list ended early")
+            more()
+
+    def value() -> Any:
+        nonlocal pos
+        while True:
+            try:
+                found, end = _DECODER.raw_decode(text, pos)
+            except json.JSONDecodeError:
+                if ended:
+                    raise
+            else:  # at the very end, a number (say) may go on in the next piece
+                if end < len(text) or ended:
+                    pos = end
+                    return found
+            more()
+
+    def expect(wanted: str) -> None:
+        nonlocal pos
+        if char() != wanted:
+            raise ValueError(f"expected {wanted!r} in a list at character {pos}")
+        pos += 1
+
+    expect("{")
+    while char() != "}":
+        if text[pos] == ",":
+            pos += 1
+            char()
+        member = value()
+        expect(":")
+        if char() != "[" or member != "items":
+            rest[member] = value()
+            continue
+        pos += 1
+        while char() != "]":
+            if text[pos] == ",":
+                pos += 1
+            else:
+                yield value()
+        pos += 1

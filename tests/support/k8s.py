@@ -84,6 +84,12 @@ class Operator:
             self.log, env=env)
         eventually(lambda: "Activity 'login' succeeded" in self.log.read_text(),
                    timeout=30, what="operator start")
+        if "--webhook-port" in extra:  # each start makes a new CA: published before use
+            eventually(lambda: all(f"{kind} {names.WEBHOOK_CONFIGURATION} written" in
+                                   self.log.read_text() for kind in (
+                                       "ValidatingWebhookConfiguration",
+                                       "MutatingWebhookConfiguration")),
+                       timeout=30, what="the webhook configurations published")
 
     def ensure_running(self) -> None:
         """Start it again if an earlier test left it stopped (or crashed it), or left it

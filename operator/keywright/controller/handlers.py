@@ -1,11 +1,12 @@
-"""Kopf wiring: which events reach the reconciler. Thin on purpose.
+"""Kopf wiring: the operator's start and stop, and the events of roles and policies.
+Thin on purpose.
 
-Owns: Kopf settings (a server-side label selector so only Keywright's Secrets are
-watched, no Kopf events below WARNING), the handlers (watch events only: no handler of
-Kopf's that keeps state in the object), and
-starting and stopping, with the operator, the pepper's own watch (`pepper.PepperWatch`)
-and the catalog of roles and policies (primed before the first reconcile, then fed by
-their watch events here); and the metrics board, fed by every ApiKey watch event.
+Owns: Kopf settings (no Kopf events below WARNING), the handlers (watch events of
+ApiKeyRoles and ApiKeyPolicies only: no handler of Kopf's that keeps state in the
+object), and starting and stopping, with the operator, the follower of ApiKeys and their
+Secrets (`follow.Follower`, which feeds the reconciler and the metrics board), the
+pepper's own watch (`pepper.PepperWatch`) and the catalog of roles and policies (primed
+before the first reconcile, then fed by their watch events here).
 Must not: decide, or call the Kubernetes API: the handlers only hand keys to the
 reconciler's queue (non-blocking), so they are async and never stall the event loop, and
 a burst of events costs a queue entry each, not a suspended handler each.
@@ -15,16 +16,14 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping
 from typing import Any
 
 import kopf
 
 from keywright import kube
-from keywright.controller import metrics, pepper, reconcile
-from keywright.core import hashing, names, triggers
+from keywright.controller import follow, pepper, reconcile
+from keywright.core import hashing, names
 
-SELECTOR = f"{names.MANAGED_BY}={names.MANAGED_BY_VALUE}"
 PRIME_BACKOFF = (0.5, 1.0, 2.0, 4.0, 8.0)  # waits between attempts to list, at start
 log = logging.getLogger(__name__)
 
@@ -36,7 +35,6 @@ def _reconciler(memo: Any) -> reconcile.Reconciler:
 
 @kopf.on.startup()
 def configure(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
-    settings.watching.label_selectors["v1", "secrets"] = SELECTOR
     settings.posting.level = logging.WARNING
     settings.queueing.idle_timeout = 0.5  # per-object workers exit soon: memory, not CPU
     found = _reconciler(memo)
@@ -53,6 +51,10 @@ def configure(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
     # by hand or restored from a backup may carry no label of ours
     memo.pepper_watch = pepper.PepperWatch(found.api, found.settings.namespace, use)
     memo.pepper_watch.start()
+    # the keys and their Secrets: followed outside Kopf's per-event machinery (follow.py)
+    memo.follower = follow.Follower(found.api, found, getattr(memo, "board", None),
+                                    getattr(memo, "watch_namespaces", ()))
+    memo.follower.start()
 
 
 def _prime(found: reconcile.Reconciler) -> None:
@@ -86,41 +88,10 @@ def login(memo: Any, **_: Any) -> kopf.ConnectionInfo:
 
 @kopf.on.cleanup()
 def shutdown(memo: Any, **_: Any) -> None:
-    watch = getattr(memo, "pepper_watch", None)
-    if watch is not None:
-        watch.stop()
+    for watch in (getattr(memo, "pepper_watch", None), getattr(memo, "follower", None)):
+        if watch is not None:
+            watch.stop()
     _reconciler(memo).stop()
-
-
-@kopf.on.event(names.GROUP, names.VERSION, names.PLURAL)
-async def apikey_event(type: str | None, namespace: str | None, name: str, body: kopf.Body,
-                       memo: Any, **_: Any) -> None:
-    """Every ApiKey event, the initial listing's included: the metrics board follows
-    each, and those that ask for it (`triggers.wanted`) go to the reconciler. Kopf's
-    own change-tracking handlers (resume, create, update) are not used: they keep a
-    diff-base and progress in the object, one more write per key for what the
-    reconciler, level-based, does not need."""
-    if namespace is None:
-        return
-    board: metrics.Board | None = getattr(memo, "board", None)
-    if type == "DELETED":
-        _reconciler(memo).forget(namespace, name)
-        if board is not None:
-            board.remove(namespace, name)
-        return
-    if board is not None:
-        board.put(namespace, name, body)
-    if triggers.wanted(type, body):
-        _reconciler(memo).submit(namespace, name, body=dict(body))
-
-
-@kopf.on.event("v1", "secrets", labels={names.MANAGED_BY: names.MANAGED_BY_VALUE})
-async def secret_event(type: str, namespace: str | None, labels: Mapping[str, str],
-                       body: kopf.Body, memo: Any, **_: Any) -> None:
-    owner = labels.get(names.APIKEY_LABEL)  # a key's Secret (the pepper has no owner)
-    if namespace is not None and owner:
-        _reconciler(memo).secret_changed(namespace, owner,
-                                         None if type == "DELETED" else dict(body))
 
 
 @kopf.on.event(names.GROUP, names.VERSION, names.ROLE_PLURAL)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from keywright import kube
@@ -89,7 +89,7 @@ class PepperWatch:
         """Stops at the end of the watch in progress; the thread is a daemon."""
         self._stop.set()
 
-    def listed(self, items: list[dict[str, Any]]) -> None:
+    def listed(self, items: Iterable[dict[str, Any]]) -> None:
         for item in items:
             self.event("ADDED", item)
 

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import hashlib
 import ipaddress
 import json
 import logging
+import sys
 import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -46,38 +48,96 @@ class KeyRecord:
     roles: tuple[str, ...] = ()  # spec.roles: ApiKeyRoles of its namespace
 
 
-def records(apikey: Mapping[str, Any]) -> list[KeyRecord]:
+SHARED_SPECS = 4096  # specs whose parts are kept for the next key with an equal spec
+
+
+@dataclass(frozen=True, slots=True)
+class _Parts:
+    """What a record takes from its spec alone: made once per distinct spec and shared
+    by every key with an equal one (at 100,000 keys from a few templates, a few copies
+    instead of 100,000 of each frozenset and header)."""
+    valid: bool
+    active: bool
+    scopes: frozenset[str]
+    granted: frozenset[str]
+    allowlist: tuple[Network, ...]
+    context: tuple[tuple[str, str], ...]
+    rate: tuple[int, float] | None
+    quota: limits.Quota | None
+    roles: tuple[str, ...]
+    headers: tuple[tuple[bytes, bytes], ...]  # the identity headers after name
+
+
+_parts_made: dict[str, _Parts] = {}
+_parts_lock = threading.Lock()
+_namespace_headers: dict[str, tuple[bytes, bytes]] = {}
+
+
+def _parts(spec_text: str, raw: Any) -> _Parts:
+    """The spec's parts, from those kept (by the spec's canonical JSON) or made now; a
+    spec the operator could not accept makes its keys unusable rather than unchecked."""
+    found = _parts_made.get(spec_text)
+    if found is not None:
+        return found
+    try:
+        spec: models.ApiKeySpec | None = models.validate_spec(raw)
+    except models.SpecError:
+        spec = None
+    scopes = frozenset(spec.scopes) if spec else frozenset()
+    context = tuple(sorted(spec.context.items())) if spec else ()
+    roles = tuple(spec.roles) if spec else ()
+    static = () if roles else permission_headers(permissions.effective(scopes, (), {}, {}))
+    made = _Parts(
+        valid=spec is not None, active=bool(spec and spec.active), scopes=scopes,
+        granted=implied(scopes),
+        allowlist=tuple(ipaddress.ip_network(n) for n in spec.ipAllowlist) if spec else (),
+        context=context,
+        rate=(spec.rateLimit.requests, durations.parse(spec.rateLimit.period).total_seconds())
+        if spec and spec.rateLimit else None,
+        quota=_quota(spec.quota) if spec and spec.quota else None,
+        roles=roles,
+        headers=((b"x-keywright-scopes", ",".join(sorted(scopes)).encode()),
+                 *((f"x-keywright-context-{key}".lower().encode(), value.encode())
+                   for key, value in context), *static))
+    with _parts_lock:
+        while len(_parts_made) >= SHARED_SPECS:  # the oldest goes: a bound, not a cache
+            _parts_made.pop(next(iter(_parts_made)))
+        _parts_made[spec_text] = made
+    return made
+
+
+def _spec_text(apikey: Mapping[str, Any]) -> str:
+    return json.dumps(apikey.get("spec"), sort_keys=True, separators=(",", ":"))
+
+
+def records(apikey: Mapping[str, Any], spec_text: str | None = None) -> list[KeyRecord]:
     """The records an ApiKey contributes: none until it has a hash; a spec the operator
     could not accept makes its keys unusable rather than unchecked."""
     meta, status = apikey.get("metadata") or {}, apikey.get("status") or {}
     if not status.get("hash"):
         return []
-    try:
-        spec: models.ApiKeySpec | None = models.validate_spec(apikey.get("spec"))
-    except models.SpecError:
-        spec = None
+    parts = _parts(_spec_text(apikey) if spec_text is None else spec_text,
+                   apikey.get("spec"))
     expires = status.get("expiresAt")
+    namespace, name = sys.intern(str(meta.get("namespace", ""))), str(meta.get("name", ""))
     current = KeyRecord(
-        namespace=meta.get("namespace", ""), name=meta.get("name", ""),
+        namespace=namespace, name=name,
         revision=int(status.get("revision") or 1),
         last_characters=str(status.get("lastCharacters") or ""),
-        scopes=frozenset(spec.scopes) if spec else frozenset(),
-        granted=implied(frozenset(spec.scopes)) if spec else frozenset(),
+        scopes=parts.scopes, granted=parts.granted,
         # status.deactivated: the operator keeps it from working (a policy it breaks)
-        usable=bool(spec and spec.active and status.get("phase") != "Failed"
-                    and not status.get("deactivated")),
+        usable=parts.active and status.get("phase") != "Failed"
+        and not status.get("deactivated"),
         expires_at=_epoch(expires) if expires else None,
         retires_at=None,
-        allowlist=tuple(ipaddress.ip_network(n) for n in spec.ipAllowlist) if spec else (),
-        context=tuple(sorted(spec.context.items())) if spec else (),
-        rate=(spec.rateLimit.requests, durations.parse(spec.rateLimit.period).total_seconds())
-        if spec and spec.rateLimit else None,
-        quota=_quota(spec.quota) if spec and spec.quota else None,
+        allowlist=parts.allowlist, context=parts.context, rate=parts.rate,
+        quota=parts.quota,
         reset_token=_reset_token(meta),
         seed=_seed(status.get("usage"), _reset_token(meta)),
-        roles=tuple(spec.roles) if spec else (),
+        identity=(_namespace_header(namespace), (b"x-keywright-name", name.encode()),
+                  *parts.headers),
+        roles=parts.roles,
     )
-    current = dataclasses.replace(current, identity=identity(current))
     return [current] + [
         dataclasses.replace(current, revision=int(p["revision"]),
                             last_characters=str(p["lastCharacters"]),
@@ -85,16 +145,12 @@ def records(apikey: Mapping[str, Any]) -> list[KeyRecord]:
         for p in status.get("previous") or []]
 
 
-def identity(record: KeyRecord) -> tuple[tuple[bytes, bytes], ...]:
-    """The headers a 200 answer carries: whose key it is, its scopes, its context; for a
-    key without roles, also its permissions and (no) filters, which never change."""
-    static = () if record.roles else permission_headers(
-        permissions.effective(record.scopes, (), {}, {}))
-    return ((b"x-keywright-namespace", record.namespace.encode()),
-            (b"x-keywright-name", record.name.encode()),
-            (b"x-keywright-scopes", ",".join(sorted(record.scopes)).encode()),
-            *((f"x-keywright-context-{key}".lower().encode(), value.encode())
-              for key, value in record.context), *static)
+def _namespace_header(namespace: str) -> tuple[bytes, bytes]:
+    found = _namespace_headers.get(namespace)
+    if found is None:
+        found = _namespace_headers.setdefault(
+            namespace, (b"x-keywright-namespace", namespace.encode()))
+    return found
 
 
 def permission_headers(found: permissions.Effective, asked: frozenset[str] = frozenset(),
@@ -113,13 +169,15 @@ def implied(scopes: frozenset[str]) -> frozenset[str]:
     return permissions.implied_scopes(scopes)
 
 
-def fingerprint(apikey: Mapping[str, Any]) -> str:
-    """What `records` reads of an ApiKey: equal fingerprints, equal records."""
+def fingerprint(apikey: Mapping[str, Any], spec_text: str | None = None) -> bytes:
+    """A digest of what `records` reads of an ApiKey: equal fingerprints, equal records
+    (16 bytes kept per key rather than the text)."""
     status = apikey.get("status") or {}
     reset = ((apikey.get("metadata") or {}).get("annotations") or {}).get(
         names.RESET_QUOTA_ANNOTATION)
-    return json.dumps([apikey.get("spec"), reset, *(status.get(k) for k in _READ)],
-                      sort_keys=True)
+    text = json.dumps([reset, *(status.get(k) for k in _READ)], sort_keys=True)
+    spec = _spec_text(apikey) if spec_text is None else spec_text
+    return hashlib.blake2b(f"{spec}\n{text}".encode(), digest_size=16).digest()
 
 
 # status.usage too: where a quota restarts if the store lost its data (a key with a
@@ -128,12 +186,18 @@ _READ = ("hash", "phase", "revision", "lastCharacters", "expiresAt", "previous",
          "deactivated")
 
 
-def entries(apikey: Mapping[str, Any]) -> dict[str, KeyRecord]:
-    """hash -> record for each key the ApiKey holds. A status this cannot read (edited by
-    hand, say) gives no entries, so its keys are refused, and is logged; it never stops
-    the other ApiKeys from being indexed."""
+def entries(apikey: Mapping[str, Any], spec_text: str | None = None,
+            ) -> dict[tuple[str, bytes], KeyRecord]:
+    """(pepper version, raw hash) -> record for each key the ApiKey holds. A status this
+    cannot read (edited by hand, say) gives no entries, so its keys are refused, and is
+    logged; it never stops the other ApiKeys from being indexed."""
     try:
-        return dict(zip(hashes(apikey), records(apikey), strict=True))
+        found = {}
+        for hashed, record in zip(hashes(apikey), records(apikey, spec_text), strict=True):
+            split = _split(hashed)
+            if split is not None:
+                found[split] = record
+        return found
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         meta = apikey.get("metadata") or {}
         log.warning("ApiKey %s/%s has a status the verifier cannot read (%s: %s); its keys "
@@ -187,13 +251,13 @@ class Index:
     in tables built aside, so a request never sees a key missing in between."""
 
     def __init__(self) -> None:
-        self._by_object: dict[tuple[str, str], tuple[str, ...]] = {}
+        self._by_object: dict[tuple[str, str], tuple[tuple[str, bytes], ...]] = {}
         # which ApiKey object holds each name: another of the same name is another key
         self._uids: dict[tuple[str, str], str] = {}
         # pepper version -> raw HMAC bytes -> record: what a request looks up, so the
         # hot path never formats a hash string
         self._tables: dict[str, dict[bytes, KeyRecord]] = {}
-        self._fingerprints: dict[tuple[str, str], str] = {}
+        self._fingerprints: dict[tuple[str, str], bytes] = {}
         self._areas: frozenset[str] | None = None  # worked out again after a change
         self._lock = threading.Lock()
         # namespace -> ApiKeyRole name -> its permissions (replaced, never changed in
@@ -318,10 +382,11 @@ class Index:
     def upsert(self, apikey: Mapping[str, Any]) -> None:
         meta = apikey.get("metadata") or {}
         key = (meta.get("namespace", ""), meta.get("name", ""))
-        seen = fingerprint(apikey)
+        spec_text = _spec_text(apikey)
+        seen = fingerprint(apikey, spec_text)
         if self._fingerprints.get(key) == seen:
             return  # e.g. the verifier's own lastUsedAt patch coming back: nothing changed
-        new = entries(apikey)
+        new = entries(apikey, spec_text)
         with self._lock:
             self._fingerprints[key] = seen
             old = self._by_object.pop(key, ())
@@ -344,47 +409,52 @@ class Index:
             self._areas = None
 
     def replace_all(self, apikeys: Iterable[Mapping[str, Any]],
-                    namespace: str | None = None) -> None:
+                    namespace: str | None = None) -> dict[tuple[str, str], str]:
         """What a full list says, for the whole cluster or for one namespace: built
-        aside, then swapped in at once."""
-        fresh = []
+        aside as the objects come (each dropped once read), then swapped in at once.
+        Returns (namespace, name) -> uid of every ApiKey listed."""
+        by_object: dict[tuple[str, str], tuple[tuple[str, bytes], ...]] = {}
+        listed: dict[tuple[str, str], str] = {}
+        fingerprints: dict[tuple[str, str], bytes] = {}
+        tables: dict[str, dict[bytes, KeyRecord]] = {}
         for apikey in apikeys:  # the slow part (parsing specs), outside the lock
             meta = apikey.get("metadata") or {}
-            fresh.append(((meta.get("namespace", ""), meta.get("name", "")),
-                          entries(apikey), fingerprint(apikey), _uid(apikey)))
+            key = (sys.intern(str(meta.get("namespace", ""))), str(meta.get("name", "")))
+            spec_text = _spec_text(apikey)
+            new = entries(apikey, spec_text)
+            fingerprints[key] = fingerprint(apikey, spec_text)
+            listed[key] = _uid(apikey)
+            for hashed, record in new.items():
+                tables = _add(tables, hashed, record)
+            if new:
+                by_object[key] = tuple(new)
         with self._lock:
             kept = {k: v for k, v in self._by_object.items()
                     if namespace is not None and k[0] != namespace}
-            tables: dict[str, dict[bytes, KeyRecord]] = {}
             for version, table in self._tables.items():
-                tables[version] = {raw: record for raw, record in table.items()
-                                   if (record.namespace, record.name) in kept}
-            uids = {k: v for k, v in self._uids.items() if k in kept}
-            for key, new, _, uid in fresh:
-                for hashed, record in new.items():
-                    tables = _add(tables, hashed, record)
-                if new:
-                    kept[key] = tuple(new)
-                    uids[key] = uid
+                for raw, record in table.items():
+                    if (record.namespace, record.name) in kept:
+                        tables = _add(tables, (version, raw), record)
+            kept.update(by_object)
+            self._uids = {**{k: v for k, v in self._uids.items()
+                             if namespace is not None and k[0] != namespace},
+                          **{k: listed[k] for k in by_object}}
             self._by_object = kept
-            self._uids = uids
             self._tables = {v: t for v, t in tables.items() if t}
             self._fingerprints = {k: v for k, v in self._fingerprints.items()
                                   if namespace is not None and k[0] != namespace}
-            self._fingerprints.update((key, seen) for key, _, seen, _ in fresh)
+            self._fingerprints.update(fingerprints)
             self._areas = None
+        return listed
 
 
 def _uid(apikey: Mapping[str, Any]) -> str:
     return str((apikey.get("metadata") or {}).get("uid") or "")
 
 
-def _add(tables: dict[str, dict[bytes, KeyRecord]], hashed: str,
+def _add(tables: dict[str, dict[bytes, KeyRecord]], hashed: tuple[str, bytes],
          record: KeyRecord) -> dict[str, dict[bytes, KeyRecord]]:
-    found = _split(hashed)
-    if found is None:
-        return tables
-    version, raw = found
+    version, raw = hashed
     if version not in tables:
         tables = {**tables, version: {}}
     tables[version][raw] = record
@@ -392,12 +462,10 @@ def _add(tables: dict[str, dict[bytes, KeyRecord]], hashed: str,
 
 
 def _drop(tables: dict[str, dict[bytes, KeyRecord]],
-          hashed_all: Iterable[str]) -> dict[str, dict[bytes, KeyRecord]]:
-    for hashed in hashed_all:
-        found = _split(hashed)
-        if found is None or found[0] not in tables:
+          hashed_all: Iterable[tuple[str, bytes]]) -> dict[str, dict[bytes, KeyRecord]]:
+    for version, raw in hashed_all:
+        if version not in tables:
             continue
-        version, raw = found
         tables[version].pop(raw, None)
         if not tables[version]:
             tables = {v: t for v, t in tables.items() if v != version}
@@ -409,4 +477,4 @@ def _split(hashed: str) -> tuple[str, bytes] | None:
     version = hashing.version_of(hashed)
     if version is None:
         return None
-    return version, base64.urlsafe_b64decode(hashed.rpartition(":")[2] + "==")
+    return sys.intern(version), base64.urlsafe_b64decode(hashed.rpartition(":")[2] + "==")

@@ -37,12 +37,14 @@ class Sync:
         self._stop = threading.Event()
         self.streams = [
             kube.Stream(f"apikeys in {ns}" if ns else "apikeys", kube.Kube.apikeys_path(ns),
-                        {}, self._apikeys_listed(ns), self._apikey_event, self._restarted)
+                        {}, self._apikeys_listed(ns), self._apikey_event, self._restarted,
+                        cached=True)
             for ns in ([*namespaces] if namespaces else [None])]
         self.streams += [
             kube.Stream(f"apikeyroles in {ns}" if ns else "apikeyroles",
                         kube.Kube.apikeys_path(ns, names.ROLE_PLURAL), {},
-                        self._roles_listed(ns), self._role_event, self._restarted)
+                        self._roles_listed(ns), self._role_event, self._restarted,
+                        cached=True)
             for ns in ([*namespaces] if namespaces else [None])]
         self.streams.append(kube.Stream(
             f"secret {pepper_namespace}/{names.PEPPER_SECRET}",
@@ -74,16 +76,19 @@ class Sync:
 
     # -- what lists and events mean -----------------------------------------------------
 
-    def _apikeys_listed(self, namespace: str | None) -> Callable[[Sequence[Obj]], None]:
-        def replace(items: Sequence[Obj]) -> None:
+    def _apikeys_listed(self, namespace: str | None) -> Callable[[Iterable[Obj]], None]:
+        def replace(items: Iterable[Obj]) -> None:
             # an ApiKey that is gone, or that another of the same name replaced (deleted
             # and created again while the watch was down: this list is all that says so),
             # takes its rate-limit bucket and its unreported use with it
             before = self.keys.uids(namespace)
-            self.keys.replace_all(items, namespace)
+            gc.disable()  # a build makes millions of objects that all live: no
+            try:          # collections halfway (each would walk all of them again)
+                now = self.keys.replace_all(items, namespace)
+            finally:
+                gc.enable()
             gc.collect()
             gc.freeze()  # what a list built lives long: keep full collections off it
-            now = dict(_uids(items))
             for key, uid in before.items():
                 if now.get(key) != uid:
                     self.forget(*key)
@@ -97,8 +102,8 @@ class Sync:
         elif kind in ("ADDED", "MODIFIED"):
             self.keys.upsert(obj)
 
-    def _roles_listed(self, namespace: str | None) -> Callable[[Sequence[Obj]], None]:
-        def replace(items: Sequence[Obj]) -> None:
+    def _roles_listed(self, namespace: str | None) -> Callable[[Iterable[Obj]], None]:
+        def replace(items: Iterable[Obj]) -> None:
             self.keys.replace_roles([_role(item) for item in items], namespace)
         return replace
 
@@ -109,7 +114,8 @@ class Sync:
         elif kind in ("ADDED", "MODIFIED"):
             self.keys.set_role(*_role(obj))
 
-    def _pepper_listed(self, items: Sequence[Obj]) -> None:
+    def _pepper_listed(self, listed: Iterable[Obj]) -> None:
+        items = list(listed)
         if not items:
             log.warning("pepper Secret %s not found; not ready until the operator creates it",
                         self.streams[-1].label.removeprefix("secret "))
@@ -140,8 +146,3 @@ def _role(obj: Obj) -> tuple[str, str, tuple[permissions.Permission, ...] | None
         log.warning("ApiKeyRole %s/%s grants nothing: %s", where, name, exc)
         return where, name, None
 
-
-def _uids(items: Iterable[Obj]) -> Iterable[tuple[tuple[str, str], str]]:
-    for item in items:
-        meta = item.get("metadata") or {}
-        yield (meta.get("namespace", ""), meta.get("name", "")), str(meta.get("uid") or "")

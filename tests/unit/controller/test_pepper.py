@@ -28,6 +28,12 @@ def watching(events: list[tuple[str, dict[str, Any]]] | None = None
                               loaded.append), loaded
 
 
+class Listed(list[dict[str, Any]]):
+    def __init__(self, items: list[dict[str, Any]], resource_version: str) -> None:
+        super().__init__(items)
+        self.resource_version = resource_version
+
+
 class FakeApi:
     """A list with the first version of the pepper, then one watch delivering `events`;
     the real loop (`Kube.follow`) drives them."""
@@ -39,12 +45,12 @@ class FakeApi:
         self.queries: list[Mapping[str, str] | None] = []
         self.done = threading.Event()
 
-    def list_objects(self, path: str, query: Mapping[str, str] | None = None
-                     ) -> tuple[list[dict[str, Any]], str]:
+    def listing(self, path: str, query: Mapping[str, str] | None = None,
+                cached: bool = False) -> Listed:
         self.queries.append(query)
         if self.done.is_set():
             raise kube.KubeError(503, "gone for the rest of the test")
-        return [secret(v1=ONE, active=b"v1")], "7"
+        return Listed([secret(v1=ONE, active=b"v1")], "7")
 
     def watch_objects(self, path: str, version: str, query: Mapping[str, str] | None = None,
                       timeout: int = 60) -> Iterator[tuple[str, dict[str, Any]]]:

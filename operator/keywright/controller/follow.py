@@ -1,0 +1,117 @@
+"""The operator's eyes on ApiKeys and on its own Secrets: list, then watch, forever.
+
+Owns: following the ApiKeys (the cluster's, or each watched namespace's) and the
+Secrets labelled as Keywright's with `kube.Kube.follow`, from threads of their own, and
+what each object seen means: an ApiKey to the metrics board and, when
+`core.triggers.wanted` says so, to the reconciler's queue; a Secret of a key's to
+`Reconciler.secret_changed`. A list (at start, or again after a watch expired) says
+what changed while no watch was open: an object not seen before in this process is a
+first sight, one at another resourceVersion a change, one at the same version nothing,
+and one gone from the list a deletion.
+Must not: decide or call the API itself (beyond the follow), or log an object (a
+Secret's data is a key). Kopf's own per-event machinery is not on this path: at
+thousands of keys it cost more than the reconciles (docs/benchmarks.md).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+from keywright import kube
+from keywright.controller import metrics, reconcile
+from keywright.core import names, triggers
+
+SELECTOR = f"{names.MANAGED_BY}={names.MANAGED_BY_VALUE}"
+Obj = dict[str, Any]
+Handle = Callable[[str | None, str, str, Obj | None], None]
+
+
+class Follower:
+    def __init__(self, api: kube.Kube, reconciler: reconcile.Reconciler,
+                 board: metrics.Board | None, namespaces: Sequence[str] = ()) -> None:
+        self.api, self.reconciler, self.board = api, reconciler, board
+        self._stop = threading.Event()
+        self._owners: dict[tuple[str, str], str] = {}  # Secret -> its ApiKey's name
+        self.streams: list[kube.Stream] = []
+        for ns in [*namespaces] if namespaces else [None]:
+            where = f" in {ns}" if ns else ""
+            keys = _Seen(self._apikey)
+            self.streams.append(kube.Stream(
+                f"apikeys{where}", kube.Kube.apikeys_path(ns), {}, keys.listed, keys.event,
+                cached=True))
+            secrets = _Seen(self._secret)
+            self.streams.append(kube.Stream(
+                f"keywright secrets{where}", kube.SECRETS.format(ns=ns) if ns
+                else "/api/v1/secrets", {"labelSelector": SELECTOR}, secrets.listed,
+                secrets.event, cached=True,
+                managed_fields=True))  # who changed a Secret's data is read from them
+
+    def start(self) -> None:
+        for stream in self.streams:
+            threading.Thread(target=self.api.follow, args=(stream, self._stop), daemon=True,
+                             name=f"watch {stream.label}").start()
+
+    def stop(self) -> None:
+        """Stops at the end of each watch in progress; the threads are daemons."""
+        self._stop.set()
+
+    @property
+    def listed(self) -> bool:
+        """Every collection listed once."""
+        return all(stream.listed for stream in self.streams)
+
+    def _apikey(self, kind: str | None, namespace: str, name: str, body: Obj | None) -> None:
+        if body is None:
+            self.reconciler.forget(namespace, name)
+            if self.board is not None:
+                self.board.remove(namespace, name)
+            return
+        if self.board is not None:
+            self.board.put(namespace, name, body)
+        if triggers.wanted(kind, body):
+            self.reconciler.submit(namespace, name, body=body)
+
+    def _secret(self, kind: str | None, namespace: str, name: str, body: Obj | None) -> None:
+        labels = ((body or {}).get("metadata") or {}).get("labels") or {}
+        owner = labels.get(names.APIKEY_LABEL) or self._owners.get((namespace, name))
+        if body is not None and owner:
+            self._owners[namespace, name] = owner
+        elif body is None:
+            self._owners.pop((namespace, name), None)
+        if owner:  # a key's Secret (the pepper has no owner)
+            self.reconciler.secret_changed(namespace, owner, body)
+
+class _Seen:
+    """What one followed collection's lists and events mean, given the objects this
+    process has seen in it (name -> resourceVersion)."""
+
+    def __init__(self, handle: Handle) -> None:
+        self.handle = handle
+        self.versions: dict[tuple[str, str], str] = {}
+
+    def listed(self, items: Iterable[Obj]) -> None:
+        before, self.versions = self.versions, {}
+        for obj in items:
+            meta = obj.get("metadata") or {}
+            key = (str(meta.get("namespace", "")), str(meta.get("name", "")))
+            version = str(meta.get("resourceVersion") or "")
+            self.versions[key] = version
+            known = before.pop(key, None)
+            if known is None:
+                self.handle(None, *key, obj)  # first sight: Kopf's listing had no type
+            elif known != version:
+                self.handle("MODIFIED", *key, obj)
+        for key in before:  # deleted while no watch was open
+            self.handle("DELETED", *key, None)
+
+    def event(self, kind: str, obj: Obj) -> None:
+        meta = obj.get("metadata") or {}
+        key = (str(meta.get("namespace", "")), str(meta.get("name", "")))
+        if kind == "DELETED":
+            self.versions.pop(key, None)
+            self.handle(kind, *key, None)
+        else:
+            self.versions[key] = str(meta.get("resourceVersion") or "")
+            self.handle(kind, *key, obj)

@@ -1,0 +1,72 @@
+"""What the operator's lists and watch events of ApiKeys and Secrets mean: a list, at
+start or after a watch expired, hands on only what changed while no watch was open."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from keywright.controller import follow
+
+
+def obj(name: str, version: str) -> dict[str, Any]:
+    return {"metadata": {"namespace": "pay", "name": name, "resourceVersion": version}}
+
+
+def seen_after(*steps: tuple[str, list[dict[str, Any]] | tuple[str, dict[str, Any]]],
+               ) -> list[tuple[str | None, str]]:
+    handed: list[tuple[str | None, str]] = []
+    seen = follow._Seen(lambda kind, namespace, name, body: handed.append((kind, name)))
+    for step, what in steps:
+        handed.clear()
+        if step == "list":
+            seen.listed(what)  # type: ignore[arg-type]
+        else:
+            seen.event(*what)
+    return handed
+
+
+@pytest.mark.parametrize(("steps", "handed"), [
+    pytest.param([("list", [obj("a", "1"), obj("b", "2")])], [(None, "a"), (None, "b")],
+                 id="the first list: every object is a first sight"),
+    pytest.param([("list", [obj("a", "1"), obj("b", "2")]),
+                  ("list", [obj("a", "1"), obj("b", "5")])], [("MODIFIED", "b")],
+                 id="a list again: an object at another version changed, one at the same "
+                    "did not"),
+    pytest.param([("list", [obj("a", "1"), obj("b", "2")]), ("list", [obj("b", "2")])],
+                 [("DELETED", "a")], id="a list again: an object gone from it was deleted"),
+    pytest.param([("list", [obj("a", "1")]), ("list", [obj("a", "1"), obj("c", "3")])],
+                 [(None, "c")], id="a list again: an object never seen is a first sight"),
+    pytest.param([("list", []), ("event", ("ADDED", obj("a", "1"))),
+                  ("list", [obj("a", "1")])], [],
+                 id="an object a watch event brought is known to the next list"),
+    pytest.param([("list", [obj("a", "1")]), ("event", ("DELETED", obj("a", "1"))),
+                  ("list", [obj("a", "1")])], [(None, "a")],
+                 id="one deleted, then listed again (created anew), is a first sight"),
+])
+def test_lists_hand_on_what_changed_while_no_watch_was_open(
+        steps: list[tuple[str, Any]], handed: list[tuple[str | None, str]]) -> None:
+    assert seen_after(*steps) == handed
+
+
+class Reconciler:
+    def __init__(self) -> None:
+        self.changed: list[tuple[str, str, bool]] = []
+
+    def secret_changed(self, namespace: str, apikey: str, secret: Any) -> None:
+        self.changed.append((namespace, apikey, secret is not None))
+
+
+def test_a_secret_gone_while_no_watch_was_open_is_told_to_its_key() -> None:
+    """The ApiKey a Secret belongs to is in its labels; a Secret missing from a list has
+    no labels left to read, so the follower remembers whose it was."""
+    reconciler = Reconciler()
+    follower = follow.Follower(None, reconciler, None)  # type: ignore[arg-type]
+    secrets = next(s for s in follower.streams if "secrets" in s.label)
+    mine = obj("billing-key", "1")
+    mine["metadata"]["labels"] = {"keywright.dev/apikey": "billing"}
+    pepper = obj("keywright-pepper", "2")  # labelled as ours, but no key's
+    secrets.replace([mine, pepper])
+    secrets.replace([pepper])
+    assert reconciler.changed == [("pay", "billing", True), ("pay", "billing", False)]
