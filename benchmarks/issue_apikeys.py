@@ -1,6 +1,6 @@
 """Apply N ApiKeys to a fresh local control plane with the operator running; print figures.
 
-    .venv/bin/python benchmarks/issue_apikeys.py [--keys 1000] [--concurrency 8] [--restart]
+    .venv/bin/python -m benchmarks.issue_apikeys [--keys 1000] [--concurrency 8] [--restart]
 
 Prints apply-to-Secret latency (p50/p99, from the create call returning to the Secret's
 ADDED watch event), the time until every key is Ready, the operator's peak RSS (VmHWM),
@@ -28,6 +28,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from benchmarks import wrkload
 from keywright import kube
 from keywright.core import names
 from keywright.dev import binaries, controlplane, install
@@ -48,6 +49,7 @@ def main() -> int:
                         help="then restart the operator with every key unchanged: its "
                              "requests (the API server's metrics), writes and time")
     args = parser.parse_args()
+    print(wrkload.hmac_line(), flush=True)
 
     plane = controlplane.ControlPlane(binaries.ensure_binaries(print), audit=True)
     plane.add_token_user(OPERATOR_USER, ["system:masters"])
@@ -105,6 +107,7 @@ def main() -> int:
         others = dict(plane.pids)  # the control plane's processes, and this one
         others["benchmark"] = os.getpid()
         requests_before = _requests(plane)
+        steal_before = _stolen()
         cpu_before = _cpu_seconds(operator.pid)
         others_before = {name: _cpu_seconds(pid) for name, pid in others.items()}
         started = time.monotonic()
@@ -119,6 +122,7 @@ def main() -> int:
         others_cpu = {name: _cpu_seconds(pid) - others_before[name]
                       for name, pid in others.items()}
         requests = _requests(plane) - requests_before
+        stolen = _stolen() - steal_before
         time.sleep(2)  # let trailing writes (Kopf's bookkeeping) land in the audit log
         stop.set()
 
@@ -134,7 +138,8 @@ def main() -> int:
               f"{cpu:.1f} s ({cpu / all_ready:.0%} of one core), {cpu / args.keys * 1000:.1f} "
               "ms per key")
         print("the rest of the machine until then, CPU per key: " + ", ".join(
-            f"{name} {spent / args.keys * 1000:.1f} ms" for name, spent in others_cpu.items()))
+            f"{name} {spent / args.keys * 1000:.1f} ms" for name, spent in others_cpu.items())
+            + f"; taken by the hypervisor (steal) {stolen:.1f} s")
         print("requests the API server answered until then, per key (all clients; the "
               "benchmark's are one create apikeys each): " + ", ".join(
                   f"{k} {v / args.keys:.2f}" for k, v in sorted(requests.items())
@@ -238,6 +243,11 @@ def _operator_writes(audit_log: Path) -> collections.Counter[str]:
 def _cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+
+
+def _stolen() -> float:
+    """Seconds of CPU the hypervisor gave to others (all cores, /proc/stat's steal)."""
+    return int(Path("/proc/stat").read_text().split()[8]) / os.sysconf("SC_CLK_TCK")
 
 
 def _vm(pid: int, field: str) -> int:

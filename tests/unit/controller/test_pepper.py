@@ -46,7 +46,7 @@ class FakeApi:
         self.done = threading.Event()
 
     def listing(self, path: str, query: Mapping[str, str] | None = None,
-                cached: bool = False) -> Listed:
+                cached: bool = False, managed_fields: bool = False) -> Listed:
         self.queries.append(query)
         if self.done.is_set():
             raise kube.KubeError(503, "gone for the rest of the test")
