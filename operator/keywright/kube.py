@@ -35,6 +35,7 @@ SECRETS = "/api/v1/namespaces/{ns}/secrets"
 EVENTS = "/api/v1/namespaces/{ns}/events"
 AS_OPERATOR = {"fieldManager": names.OPERATOR_FIELD_MANAGER}  # the query of every operator write
 METADATA_ONLY = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1"
+POOL_SIZE = 32  # connections kept open to the API server
 AUTH_FOR = 10.0  # seconds an Authorization header is used before it is read again
 LIST_CHUNK = 256 * 1024  # bytes read at a time from a list's response
 FOLLOW_WATCH_SECONDS = 60  # one watch request; the server ends it, we start the next
@@ -112,7 +113,10 @@ class Kube:
         else:
             config.load_kube_config(config_file=kubeconfig, context=context,
                                     client_configuration=configuration)
-        configuration.connection_pool_maxsize = 8
+        # kept open for reuse: every thread that calls at once (the operator's workers
+        # and event posters, each list and watch being followed) keeps its own, rather
+        # than a new TLS handshake after each call beyond the pool's size
+        configuration.connection_pool_maxsize = POOL_SIZE
         return cls(client.ApiClient(configuration), component)
 
     def credentials(self) -> Credentials:
