@@ -220,6 +220,12 @@ class Kube:
         finally:
             raw.release_conn()
 
+    def follow_each(self, streams: Iterable[Stream], stop: threading.Event) -> None:
+        """`follow` each stream from a daemon thread of its own, named after it."""
+        for stream in streams:
+            threading.Thread(target=self.follow, args=(stream, stop), daemon=True,
+                             name=f"watch {stream.label}").start()
+
     def follow(self, stream: Stream, stop: threading.Event) -> None:
         """Keep `stream` in step until `stop`: list, then watch from that list; list
         again at once when the watch has expired (410), and after any other error with

@@ -49,9 +49,7 @@ class Follower:
                 managed_fields=True))  # who changed a Secret's data is read from them
 
     def start(self) -> None:
-        for stream in self.streams:
-            threading.Thread(target=self.api.follow, args=(stream, self._stop), daemon=True,
-                             name=f"watch {stream.label}").start()
+        self.api.follow_each(self.streams, self._stop)
 
     def stop(self) -> None:
         """Stops at the end of each watch in progress; the threads are daemons."""

@@ -82,8 +82,7 @@ class PepperWatch:
         self._stop = threading.Event()
 
     def start(self) -> None:
-        threading.Thread(target=self.api.follow, args=(self.stream, self._stop), daemon=True,
-                         name=f"watch secret {self.where}").start()
+        self.api.follow_each([self.stream], self._stop)
 
     def stop(self) -> None:
         """Stops at the end of the watch in progress; the thread is a daemon."""

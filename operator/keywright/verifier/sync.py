@@ -64,9 +64,7 @@ class Sync:
         return max(0.0, now - min(lost)) if lost else 0.0
 
     def start(self) -> None:
-        for stream in self.streams:
-            threading.Thread(target=self.api.follow, args=(stream, self._stop), daemon=True,
-                             name=f"watch {stream.label}").start()
+        self.api.follow_each(self.streams, self._stop)
 
     def stop(self) -> None:
         self._stop.set()

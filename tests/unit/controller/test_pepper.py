@@ -39,6 +39,7 @@ class FakeApi:
     the real loop (`Kube.follow`) drives them."""
 
     follow = kube.Kube.follow
+    follow_each = kube.Kube.follow_each
 
     def __init__(self, events: list[tuple[str, dict[str, Any]]]) -> None:
         self.events = events
