@@ -16,6 +16,7 @@ thousands of keys it cost more than the reconciles (docs/benchmarks.md).
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -24,6 +25,7 @@ from keywright.controller import metrics, reconcile
 from keywright.core import names, triggers
 
 SELECTOR = f"{names.MANAGED_BY}={names.MANAGED_BY_VALUE}"
+SECRETS_FIRST = 10.0  # seconds the keys' list waits for the Secrets' at most
 Obj = dict[str, Any]
 Handle = Callable[[str | None, str, str, Obj | None], None]
 
@@ -34,6 +36,7 @@ class Follower:
         self.api, self.reconciler, self.board = api, reconciler, board
         self._stop = threading.Event()
         self._owners: dict[tuple[str, str], str] = {}  # Secret -> its ApiKey's name
+        self._keys_listed = threading.Event()  # the keys' watches started
         self.streams: list[kube.Stream] = []
         for ns in [*namespaces] if namespaces else [None]:
             where = f" in {ns}" if ns else ""
@@ -49,7 +52,21 @@ class Follower:
                 managed_fields=True))  # who changed a Secret's data is read from them
 
     def start(self) -> None:
-        self.api.follow_each(self.streams, self._stop)
+        """The Secrets first; the keys once the Secrets are listed (or after
+        SECRETS_FIRST seconds): a restart then decides each unchanged key from the
+        list, with no read of its Secret."""
+        secrets = [s for s in self.streams if s.label.startswith("keywright secrets")]
+        keys = [s for s in self.streams if s not in secrets]
+        self.api.follow_each(secrets, self._stop)
+
+        def then_keys() -> None:
+            deadline = time.monotonic() + SECRETS_FIRST
+            while not all(s.listed for s in secrets) and time.monotonic() < deadline \
+                    and not self._stop.wait(0.05):
+                pass
+            self._keys_listed.set()
+            self.api.follow_each(keys, self._stop)
+        threading.Thread(target=then_keys, daemon=True, name="watch keys after secrets").start()
 
     def stop(self) -> None:
         """Stops at the end of each watch in progress; the threads are daemons."""
@@ -78,7 +95,13 @@ class Follower:
             self._owners[namespace, name] = owner
         elif body is None:
             self._owners.pop((namespace, name), None)
-        if owner:  # a key's Secret (the pepper has no owner)
+        if not owner:
+            return  # not a key's Secret (the pepper has no owner)
+        if kind is None and body is not None and not self._keys_listed.is_set():
+            # listed before the keys were: each key's own first sight reconciles it,
+            # and finds its Secret here rather than reading it
+            self.reconciler.secret_listed(namespace, owner, body)
+        else:
             self.reconciler.secret_changed(namespace, owner, body)
 
 class _Seen:

@@ -71,6 +71,10 @@ class Reconciler:
         self._failures: dict[Key, int] = {}
         self._due: dict[Key, datetime] = {}  # the last successful reconcile's next_due
         self._touched: set[Key] = set()  # keys this process has written to
+        # A key's Secret as the follower listed it (metadata only), until the key's first
+        # reconcile here: a restart then reads no Secret whose annotations agree with
+        # the key's status (see _observe)
+        self._listed: dict[Key, dict[str, Any]] = {}
         # The Secret each key's last write left behind (data key, hash, revision): lets a
         # Secret event that only echoes our own write be skipped without two GETs.
         self._expected: dict[Key, tuple[str, str | None, int | None]] = {}
@@ -119,16 +123,26 @@ class Reconciler:
         key = (namespace, name)
         self.scheduler.set(key, None)
         with self._guard:
-            for table in (self._expected, self._bodies, self._failures, self._due):
+            for table in (self._expected, self._bodies, self._failures, self._due,
+                          self._listed):
                 table.pop(key, None)
             self._touched.discard(key)
         self.summaries.mark(self.catalog.forget(namespace, name))
+
+    def secret_listed(self, namespace: str, apikey: str, secret: dict[str, Any]) -> None:
+        """A Secret of ours, as listed before the keys were: kept (its metadata) for the
+        key's first reconcile here, which the key's own listing asks for."""
+        key = (namespace, apikey)
+        with self._guard:
+            if key not in self._touched:
+                self._listed[key] = secretview.metadata_only(secret)
 
     def secret_changed(self, namespace: str, apikey: str, secret: dict[str, Any] | None) -> None:
         """A Secret of ours changed (None: deleted): reconcile its ApiKey unless the
         Secret is exactly what that ApiKey's last reconcile left behind."""
         with self._guard:
             expected = self._expected.get((namespace, apikey))
+            self._listed.pop((namespace, apikey), None)  # no longer as listed
         if secret is not None and expected is not None:
             view = secretview.view_secret(secret, expected[0])
             if view.has_key and not view.data_changed_by_others and \
@@ -163,6 +177,7 @@ class Reconciler:
         key = (namespace, name)
         with self._guard:
             fresh = body is not None and key not in self._touched
+            listed = self._listed.pop(key, None)
         raw = body if fresh else self.api.get_apikey(namespace, name)
         if raw is None:
             self.forget(namespace, name)
@@ -172,7 +187,8 @@ class Reconciler:
         # a key never decided has no Secret of ours, but for a crash right after writing
         # it: creating one then fails (409), and the Secret is read and adopted
         observed = self._observe(raw, secret=None,
-                                 fetch=bool((raw.get("status") or {}).get("phase")))
+                                 fetch=bool((raw.get("status") or {}).get("phase")),
+                                 listed=listed if fresh else None)
         # Each step's plan is carried out, its status merged into what we observed, and
         # the next step decided from that, until a decision asks for nothing more: write a
         # Secret, adopt it into status, roll the workloads, record that they rolled.
@@ -318,7 +334,13 @@ class Reconciler:
         return events
 
     def _observe(self, raw: dict[str, Any], secret: dict[str, Any] | None, fetch: bool,
-                 status: models.ApiKeyStatus | None = None) -> lifecycle.Observed:
+                 status: models.ApiKeyStatus | None = None,
+                 listed: dict[str, Any] | None = None) -> lifecycle.Observed:
+        """The key as `raw` says, with its Secret: `secret` as given, or with `fetch`
+        read (metadata only), unless `listed` (the Secret as the follower listed it)
+        is that Secret and says what the key's status says (its hash and revision): an
+        unchanged key found at a restart, then decided without a read. Anything else
+        is read, so no decision rests on a list that may be a moment behind."""
         meta = raw["metadata"]
         try:
             spec: models.ApiKeySpec | models.SpecError = models.validate_spec(raw.get("spec"))
@@ -342,8 +364,13 @@ class Reconciler:
             if isinstance(spec, models.ApiKeySpec) else compliance.NONE,
         )
         if fetch and isinstance(spec, models.ApiKeySpec) and spec.secret.create:
-            secret = self.api.get_secret_metadata(meta["namespace"],
-                                                  lifecycle.secret_name(observed))
+            name = lifecycle.secret_name(observed)
+            seen = secretview.view_secret(listed, _data_key(spec)) if listed and (
+                listed["metadata"].get("name") == name) else secretview.MISSING
+            agrees = seen.exists and seen.hash is not None and (
+                seen.hash, seen.revision) == (status.hash, status.revision)
+            secret = listed if agrees else self.api.get_secret_metadata(
+                meta["namespace"], name)
         return dataclasses.replace(observed,
                                    secret=secretview.view_secret(secret, _data_key(spec)))
 

@@ -83,6 +83,25 @@ def view_secret(raw: dict[str, Any] | None, data_key: str) -> SecretView:
     )
 
 
+def metadata_only(raw: dict[str, Any]) -> dict[str, Any]:
+    """Of a Secret, only what `view_secret` reads of it without data (its name,
+    resourceVersion, annotations, controller owner, and who wrote which data key):
+    equal views, a fraction of the memory, and no data. What is kept of a listed
+    Secret until its key is reconciled."""
+    meta = raw.get("metadata") or {}
+    return {"metadata": {
+        "name": meta.get("name"), "resourceVersion": meta.get("resourceVersion"),
+        "annotations": dict(meta.get("annotations") or {}),
+        "ownerReferences": [{"uid": ref.get("uid"), "controller": ref.get("controller")}
+                            for ref in meta.get("ownerReferences") or []
+                            if ref.get("controller")],
+        "managedFields": [
+            {"manager": entry.get("manager"),
+             "fieldsV1": {"f:data": dict.fromkeys((entry.get("fieldsV1") or {})["f:data"])}}
+            for entry in meta.get("managedFields") or []
+            if (entry.get("fieldsV1") or {}).get("f:data")]}}
+
+
 def _is_time(text: str) -> bool:
     try:
         times.parse(text)

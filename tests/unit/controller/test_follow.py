@@ -52,21 +52,43 @@ def test_lists_hand_on_what_changed_while_no_watch_was_open(
 
 class Reconciler:
     def __init__(self) -> None:
-        self.changed: list[tuple[str, str, bool]] = []
+        self.told: list[tuple[str, str, str, bool]] = []
+
+    def secret_listed(self, namespace: str, apikey: str, secret: Any) -> None:
+        self.told.append(("listed", namespace, apikey, secret is not None))
 
     def secret_changed(self, namespace: str, apikey: str, secret: Any) -> None:
-        self.changed.append((namespace, apikey, secret is not None))
+        self.told.append(("changed", namespace, apikey, secret is not None))
 
 
-def test_a_secret_gone_while_no_watch_was_open_is_told_to_its_key() -> None:
-    """The ApiKey a Secret belongs to is in its labels; a Secret missing from a list has
-    no labels left to read, so the follower remembers whose it was."""
+def secrets_of(follower: follow.Follower) -> Any:
+    return next(s for s in follower.streams if "secrets" in s.label)
+
+
+def mine(version: str = "1") -> dict[str, Any]:
+    found = obj("billing-key", version)
+    found["metadata"]["labels"] = {"keywright.dev/apikey": "billing"}
+    return found
+
+
+def test_secrets_listed_before_the_keys_are_kept_for_the_keys_first_reconcile() -> None:
+    """The keys' own first sight reconciles them; their Secrets, listed first, are
+    handed over to be used then, and ask for no reconcile of their own."""
     reconciler = Reconciler()
     follower = follow.Follower(None, reconciler, None)  # type: ignore[arg-type]
-    secrets = next(s for s in follower.streams if "secrets" in s.label)
-    mine = obj("billing-key", "1")
-    mine["metadata"]["labels"] = {"keywright.dev/apikey": "billing"}
     pepper = obj("keywright-pepper", "2")  # labelled as ours, but no key's
-    secrets.replace([mine, pepper])
-    secrets.replace([pepper])
-    assert reconciler.changed == [("pay", "billing", True), ("pay", "billing", False)]
+    secrets_of(follower).replace([mine(), pepper])
+    assert reconciler.told == [("listed", "pay", "billing", True)]
+
+
+def test_once_the_keys_are_followed_a_secret_seen_is_a_change() -> None:
+    """A Secret gone while no watch was open is told to its key too: its labels are
+    gone with it, so the follower remembers whose it was."""
+    reconciler = Reconciler()
+    follower = follow.Follower(None, reconciler, None)  # type: ignore[arg-type]
+    follower._keys_listed.set()
+    secrets_of(follower).replace([mine(), obj("keywright-pepper", "2")])
+    secrets_of(follower).event("MODIFIED", mine("3"))
+    secrets_of(follower).replace([obj("keywright-pepper", "2")])
+    assert reconciler.told == [("changed", "pay", "billing", True)] * 2 + [
+        ("changed", "pay", "billing", False)]

@@ -227,6 +227,39 @@ def test_view_secret_reads_annotations_and_field_managers_not_the_plaintext() ->
         (False, None, None, False)
 
 
+@pytest.mark.parametrize("managers", [
+    pytest.param([("keywright", "api-key")], id="a Secret only Keywright wrote"),
+    pytest.param([("keywright", "api-key"), ("kubectl-edit", "api-key")],
+                 id="one whose key someone else wrote too"),
+    pytest.param([("keywright", "old-key"), ("helm", "extra")],
+                 id="one holding other data keys, the key itself missing"),
+    pytest.param([], id="one with no field managers at all"),
+])
+def test_a_listed_secret_kept_as_metadata_only_reads_as_its_metadata_get_would(
+        managers: list[tuple[str, str]]) -> None:
+    """What the reconciler keeps of a listed Secret gives the view a GET of its metadata
+    gives (PartialObjectMetadata: every metadata field, no data)."""
+    meta: dict[str, Any] = {
+        "name": "billing", "namespace": "pay", "uid": "s-1", "resourceVersion": "42",
+        "labels": {"app.kubernetes.io/managed-by": "keywright"},
+        "creationTimestamp": "2026-12-01T00:00:00Z",
+        "ownerReferences": [{"uid": "other", "controller": False},
+                            {"uid": UID, "controller": True, "kind": "ApiKey"}],
+        "annotations": {"keywright.dev/hash": HASH, "keywright.dev/revision": "3",
+                        "keywright.dev/issued-at": "2026-12-01T00:00:00Z",
+                        "keywright.dev/sealed-to": "age1a,age1b"},
+        "managedFields": [
+            {"manager": who, "operation": "Update", "time": "2026-12-01T00:00:00Z",
+             "fieldsV1": {"f:data": {f"f:{key}": {}}, "f:metadata": {"f:labels": {}}}}
+            for who, key in managers] + [
+            {"manager": "kube-controller-manager", "fieldsV1": {"f:metadata": {}}}],
+    }
+    kept = secretview.metadata_only({"metadata": meta, "data": {"api-key": "c2VjcmV0"}})
+    assert "data" not in kept
+    assert secretview.view_secret(kept, "api-key") == \
+        secretview.view_secret({"metadata": meta}, "api-key")
+
+
 @pytest.mark.parametrize(
     ("annotations", "revision", "issued_at"),
     [
