@@ -236,13 +236,12 @@ class Kube:
             try:
                 listing = self.listing(stream.path, stream.query, cached=stream.cached,
                                        managed_fields=stream.managed_fields)
-                counted = _Counted(listing)
-                stream.replace(counted)
+                stream.replace(listing)
                 version = listing.resource_version
                 if not version:  # the list was not read to its end
                     raise KubeError(500, f"the list of {stream.label} was not read through")
                 stream.listed, stream.connected, wait = True, True, FOLLOW_BACKOFF[0]
-                log.info("listed %s: %d", stream.label, counted.count)
+                log.info("listed %s: %d", stream.label, listing.count)
                 while not stop.is_set():
                     for kind, obj in self.watch_objects(stream.path, version, stream.query,
                                                         FOLLOW_WATCH_SECONDS):
@@ -400,6 +399,7 @@ class Kube:
             method, url, body=data, headers=headers, timeout=timeout,
             preload_content=not stream)
 
+
 def _error(status: int, payload: bytes) -> KubeError:
     try:
         message = str(json.loads(payload).get("message", ""))
@@ -416,31 +416,18 @@ def _lean(obj: dict[str, Any]) -> dict[str, Any]:
     return obj
 
 
-
-
-class _Counted:
-    """Hands on what it wraps, counting."""
-
-    def __init__(self, items: Iterable[dict[str, Any]]) -> None:
-        self.items, self.count = items, 0
-
-    def __iter__(self) -> Iterator[dict[str, Any]]:
-        for item in self.items:
-            self.count += 1
-            yield item
-
-
 class Listing:
     """A collection's objects, page after page (500 each), parsed one object at a time
     as the response arrives: a list of 100,000 objects is never held whole, by us or as
     its bytes. Iterate once; `resource_version` is the list's once the last page is
-    read."""
+    read, `count` how many objects were handed on."""
 
     def __init__(self, api: Kube, path: str, query: Mapping[str, str], timeout: float,
                  cached: bool, managed_fields: bool) -> None:
         self.api, self.path, self.query = api, path, dict(query)
         self.timeout, self.cached, self.managed_fields = timeout, cached, managed_fields
         self.resource_version = ""
+        self.count = 0
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         token = ""
@@ -450,8 +437,10 @@ class Listing:
                      **({"continue": token} if token else
                         {"resourceVersion": "0"} if self.cached else {})}
             rest: dict[str, Any] = {}
-            yield from self.api._page(self.path, query, self.timeout, rest,
-                                      self.managed_fields)
+            for item in self.api._page(self.path, query, self.timeout, rest,
+                                       self.managed_fields):
+                self.count += 1
+                yield item
             meta = rest.get("metadata") or {}
             token = str(meta.get("continue") or "")
             if not token:

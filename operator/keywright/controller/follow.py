@@ -37,15 +37,16 @@ class Follower:
         self._stop = threading.Event()
         self._owners: dict[tuple[str, str], str] = {}  # Secret -> its ApiKey's name
         self._keys_listed = threading.Event()  # the keys' watches started
-        self.streams: list[kube.Stream] = []
+        self.keys: list[kube.Stream] = []
+        self.secrets: list[kube.Stream] = []
         for ns in [*namespaces] if namespaces else [None]:
             where = f" in {ns}" if ns else ""
             keys = _Seen(self._apikey)
-            self.streams.append(kube.Stream(
+            self.keys.append(kube.Stream(
                 f"apikeys{where}", kube.Kube.apikeys_path(ns), {}, keys.listed, keys.event,
                 cached=True))
             secrets = _Seen(self._secret)
-            self.streams.append(kube.Stream(
+            self.secrets.append(kube.Stream(
                 f"keywright secrets{where}", kube.SECRETS.format(ns=ns) if ns
                 else "/api/v1/secrets", {"labelSelector": SELECTOR}, secrets.listed,
                 secrets.event, cached=True,
@@ -55,27 +56,20 @@ class Follower:
         """The Secrets first; the keys once the Secrets are listed (or after
         SECRETS_FIRST seconds): a restart then decides each unchanged key from the
         list, with no read of its Secret."""
-        secrets = [s for s in self.streams if s.label.startswith("keywright secrets")]
-        keys = [s for s in self.streams if s not in secrets]
-        self.api.follow_each(secrets, self._stop)
+        self.api.follow_each(self.secrets, self._stop)
 
         def then_keys() -> None:
             deadline = time.monotonic() + SECRETS_FIRST
-            while not all(s.listed for s in secrets) and time.monotonic() < deadline \
+            while not all(s.listed for s in self.secrets) and time.monotonic() < deadline \
                     and not self._stop.wait(0.05):
                 pass
             self._keys_listed.set()
-            self.api.follow_each(keys, self._stop)
+            self.api.follow_each(self.keys, self._stop)
         threading.Thread(target=then_keys, daemon=True, name="watch keys after secrets").start()
 
     def stop(self) -> None:
         """Stops at the end of each watch in progress; the threads are daemons."""
         self._stop.set()
-
-    @property
-    def listed(self) -> bool:
-        """Every collection listed once."""
-        return all(stream.listed for stream in self.streams)
 
     def _apikey(self, kind: str | None, namespace: str, name: str, body: Obj | None) -> None:
         if body is None:
@@ -104,6 +98,7 @@ class Follower:
         else:
             self.reconciler.secret_changed(namespace, owner, body)
 
+
 class _Seen:
     """What one followed collection's lists and events mean, given the objects this
     process has seen in it (name -> resourceVersion)."""
@@ -121,7 +116,7 @@ class _Seen:
             self.versions[key] = version
             known = before.pop(key, None)
             if known is None:
-                self.handle(None, *key, obj)  # first sight: Kopf's listing had no type
+                self.handle(None, *key, obj)  # first sight: a listed object has no type
             elif known != version:
                 self.handle("MODIFIED", *key, obj)
         for key in before:  # deleted while no watch was open

@@ -1,12 +1,12 @@
 """One ApiKey through observe -> decide (lifecycle) -> act (kube), one key at a time.
 
-Owns: the work queue every trigger feeds (Kopf events, Secret events, role and policy
+Owns: the work queue every trigger feeds (ApiKey and Secret events, role and policy
 changes, the scheduler), retries with backoff, reading the ApiKey and its Secret, the
 facts the catalog holds about its namespace (policies, roles), the only place a
 plaintext key exists (between `tokens.generate` and the Secret write), status patches
 and events (posted from threads of their own, each key's in order, so a reconcile never
 waits on one).
-Kopf handlers only enqueue, so a burst of thousands of keys holds a key each in the
+Watch events only enqueue, so a burst of thousands of keys holds a key each in the
 queue instead of a suspended handler each in memory.
 Must not: decide anything itself (lifecycle does), or keep, log or return a plaintext.
 """
@@ -171,7 +171,7 @@ class Reconciler:
     def reconcile(self, namespace: str, name: str, body: dict[str, Any] | None = None) -> None:
         """Bring one ApiKey in line; the queue guarantees one call per key at a time.
 
-        `body`, when Kopf had a fresh one, saves a GET; it is used only for a key this
+        `body`, when a watch event brought a fresh one, saves a GET; it is used only for a key this
         process has not written to yet, since no status patch of ours can be missing
         from it."""
         key = (namespace, name)
@@ -204,9 +204,6 @@ class Reconciler:
                 written = self._issue(raw, plan.issue, observed.secret)
                 if written is not None:  # a Secret was written (not refused: 409, 404)
                     faults.crash_point("after-secret-write", f"{namespace}/{name}")
-                    view = secretview.view_secret(written, plan.issue.data_key)
-                    with self._guard:
-                        self._expected[key] = (plan.issue.data_key, view.hash, view.revision)
                 observed = self._observe(raw, secret=written, fetch=written is None,
                                          status=observed.status)
                 continue
@@ -396,18 +393,17 @@ class Reconciler:
         with self._guard:
             before = self._expected.get(key)
             self._expected[key] = (issue.data_key, hashed, issue.revision)
-        landed = False
+        written = None
         try:
             written = self._write_secret(meta, issue, seen, body)
-            landed = written is not None
-            return written
         finally:
-            if not landed:
+            if written is None:
                 with self._guard:
                     if before is None:
                         self._expected.pop(key, None)
                     else:
                         self._expected[key] = before
+        return written
 
     def _write_secret(self, meta: dict[str, Any], issue: lifecycle.Issue,
                       seen: secretview.SecretView, body: dict[str, Any],

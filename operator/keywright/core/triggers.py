@@ -18,7 +18,7 @@ from typing import Any
 
 from keywright.core import aging, names
 
-FIRST_SIGHT = (None, "ADDED")  # Kopf's initial listing has no type
+FIRST_SIGHT = (None, "ADDED")  # an object from a list (not a watch event) has no type
 
 
 def wanted(event: str | None, body: Mapping[str, Any]) -> bool:

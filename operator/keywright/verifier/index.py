@@ -56,7 +56,6 @@ class _Parts:
     """What a record takes from its spec alone: made once per distinct spec and shared
     by every key with an equal one (at 100,000 keys from a few templates, a few copies
     instead of 100,000 of each frozenset and header)."""
-    valid: bool
     active: bool
     scopes: frozenset[str]
     granted: frozenset[str]
@@ -88,7 +87,7 @@ def _parts(spec_text: str, raw: Any) -> _Parts:
     roles = tuple(spec.roles) if spec else ()
     static = () if roles else permission_headers(permissions.effective(scopes, (), {}, {}))
     made = _Parts(
-        valid=spec is not None, active=bool(spec and spec.active), scopes=scopes,
+        active=bool(spec and spec.active), scopes=scopes,
         granted=implied(scopes),
         allowlist=tuple(ipaddress.ip_network(n) for n in spec.ipAllowlist) if spec else (),
         context=context,
